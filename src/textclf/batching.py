@@ -1,0 +1,76 @@
+"""Tokenise once, then batch by length with dynamic padding.
+
+Padding every batch to the longest text in the corpus (or to max_seq_length)
+wastes most of the compute on short-text data such as SST-2, so batches are
+built from texts of similar length: shuffle, cut into mega-batches of
+``GROUP`` batches, sort each mega-batch by length, slice it into batches and
+shuffle the batch order. Each batch is padded only to its own longest text.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Batch", "collate", "encode", "eval_batches", "length_grouped_batches"]
+
+GROUP = 50  # batches per mega-batch; as in transformers' LengthGroupedSampler
+
+
+def encode(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_length``, unpadded."""
+    if not texts:
+        return []
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+class Batch:
+    """Padded tensors for one batch, and which rows of the dataset they hold."""
+
+    __slots__ = ("rows", "input_ids", "attention_mask")
+
+    def __init__(self, rows: np.ndarray, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        self.rows = rows
+        self.input_ids = input_ids
+        self.attention_mask = attention_mask
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def collate(ids: Sequence[list[int]], rows: np.ndarray, pad_id: int, left: bool = False) -> Batch:
+    """Pad ``ids[rows]`` to the longest of them, on the right (or left)."""
+    seqs = [ids[r] for r in rows]
+    width = max(len(s) for s in seqs)
+    input_ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        if left:
+            input_ids[i, width - len(s):] = s
+            mask[i, width - len(s):] = 1
+        else:
+            input_ids[i, : len(s)] = s
+            mask[i, : len(s)] = 1
+    return Batch(np.asarray(rows), torch.from_numpy(input_ids), torch.from_numpy(mask))
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices per training batch: random, but each batch of similar lengths."""
+    lengths = np.asarray(lengths)
+    order = rng.permutation(len(lengths))
+    span = batch_size * GROUP
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def eval_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices for inference: sorted by length, longest first."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

