@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -61,6 +62,9 @@ class Hyperparameters:
     gradient_accumulation_steps: int = _hp(1, "Micro-batches whose gradients are summed before each optimizer step.")
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.type == "float" and not math.isfinite(getattr(self, f.name)):
+                raise ConfigError(f"{f.name} must be a finite number, but got {f.name}={getattr(self, f.name)}.")
         _at_least(self, "epochs", 1)
         _at_least(self, "batch_size", 1)
         _at_least(self, "max_seq_length", 2)
@@ -102,6 +106,8 @@ class Hyperparameters:
             values = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: hyperparameters file not found.") from None
+        except OSError as exc:  # a directory, no permission, ...
+            raise ConfigError(f"{path}: cannot read hyperparameters file ({exc.strerror}).") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc}); expected an object such as {{\"epochs\": \"3\"}}.") from exc
         if not isinstance(values, dict):
@@ -120,7 +126,10 @@ class Hyperparameters:
                 fix = f" Did you mean {hint[0]!r}?" if hint else f" Known names: {', '.join(fields)}."
                 raise ConfigError(f"{source}: unknown hyperparameter {name!r}.{fix}")
             changes[name] = _coerce(name, raw, fields[name].type, source)
-        return dataclasses.replace(self, **changes)
+        try:
+            return dataclasses.replace(self, **changes)
+        except ConfigError as exc:  # a value out of range: say where it came from
+            raise ConfigError(f"{source}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

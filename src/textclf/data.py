@@ -17,6 +17,7 @@ With ``on_bad_rows="skip"`` bad rows are left out and listed instead.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import re
@@ -96,9 +97,13 @@ class LabelSet:
             if ids[0] != 0 or missing or ids[-1] != len(ids) - 1:
                 got = ", ".join(map(str, ids[:20]))
                 gap = f" ({', '.join(map(str, missing[:10]))} missing)" if missing else ""
+                line, label = next(
+                    (line, label) for label, line in zip(examples.labels, examples.lines)
+                    if not 0 <= int(label) < len(ids)
+                )
                 raise DataError(
-                    f"{examples.path}: integer labels must be 0..K-1 with none missing, but the file has "
-                    f"{got}{gap}; renumber the labels or use label names."
+                    f"{examples.path}:{line}: label {label} is outside 0..{len(ids) - 1}; integer labels must be "
+                    f"0..K-1 with none missing, but the file has {got}{gap}; renumber the labels or use label names."
                 )
             return cls(tuple(str(i) for i in range(len(ids))), integer=True)
         return cls(tuple(sorted(counts)), integer=False)
@@ -275,7 +280,7 @@ def read_texts(path: str | Path, encoding: str = "utf-8") -> list[str]:
         raise DataError(f"{path}: no such file.")
     text = _decode(path, encoding)
     texts = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    for line_no, line in enumerate(_split_lines(text), start=1):
         if _undecodable(line):
             raise DataError(f"{path}:{line_no}: {_encoding_problem(encoding)}.")
         if line.strip():
@@ -298,6 +303,12 @@ def _decode(path: Path, encoding: str) -> str:
         return data.decode(codec, errors="surrogateescape")
     except LookupError:
         raise DataError(f"{path}: unknown encoding {encoding!r}; pass a Python codec name such as utf-8 or latin-1.") from None
+
+
+def _split_lines(text: str) -> list[str]:
+    r"""Lines ended by \n, \r\n or \r only; str.splitlines() would also split inside texts
+    at form feeds, U+0085, U+2028 and other separators, breaking rows and line numbers."""
+    return io.StringIO(text, newline=None).read().split("\n")
 
 
 def _undecodable(text: str) -> bool:
@@ -331,7 +342,7 @@ def _preview(names: Sequence[str]) -> str:
 
 def _table_rows(path: Path, text: str, delimiter: str, options: ReadOptions, jumpstart: bool) -> Iterator[Row]:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, quoting=quoting, strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     records: list[tuple[int, list[str]]] = []
     start = 1
     try:
@@ -344,6 +355,8 @@ def _table_rows(path: Path, text: str, delimiter: str, options: ReadOptions, jum
     if not records:
         return
     text_col, label_col, has_header = _locate_columns(path, records[0][1], options, jumpstart)
+    if has_header and len(records) == 1:
+        raise DataError(f"{path}:{records[0][0]}: a header but no data rows; expected labelled rows after the header.")
     width = len(records[0][1]) if has_header else None
     needed = max(text_col, label_col) + 1
     for line, fields in records[1:] if has_header else records:
@@ -398,13 +411,13 @@ def _locate_columns(path: Path, first: list[str], options: ReadOptions, jumpstar
 
 def _jsonl_rows(path: Path, text: str, options: ReadOptions) -> Iterator[Row]:
     text_key, label_key = options.text_column, options.label_column
-    for line, raw in enumerate(text.splitlines(), start=1):
+    for line, raw in enumerate(_split_lines(text), start=1):
         if not raw.strip():
             continue
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
-            yield line, "", "", f"not valid JSON ({exc.msg} at column {exc.colno}); expected one object per line"
+            yield line, "", "", f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno}); expected one object per line"
             continue
         if not isinstance(record, dict):
             yield line, "", "", f"expected a JSON object, found {type(record).__name__}"
@@ -429,7 +442,7 @@ def _jsonl_rows(path: Path, text: str, options: ReadOptions) -> Iterator[Row]:
 
 
 def _label_text_rows(text: str) -> Iterator[Row]:
-    for line, raw in enumerate(text.splitlines(), start=1):
+    for line, raw in enumerate(_split_lines(text), start=1):
         if not raw.strip():
             continue
         label, _, body = raw.strip().partition(" ")

@@ -22,7 +22,7 @@ import torch
 from . import artifact
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
-from .models import forward_logits, load_tokenizer
+from .models import forward_logits, load_tokenizer, pads_left
 from .batching import collate, encode, eval_batches
 
 __all__ = ["BACKENDS", "Classifier", "Prediction"]
@@ -47,6 +47,7 @@ class Backend(Protocol):
     """Runs the network: padded token ids in, logits out."""
 
     name: str
+    config: object  # the model's transformers config
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray: ...
 
@@ -58,6 +59,7 @@ class TorchBackend:
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
+        self.config = model.config
 
     @classmethod
     def from_dir(cls, model_dir: Path) -> "TorchBackend":
@@ -111,7 +113,7 @@ class Classifier:
     def forward(self, ids: list[list[int]]) -> np.ndarray:
         """Logits in input order; batches are built from texts of similar length."""
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        left = self.tokenizer.padding_side == "left"
+        left = pads_left(self.backend.config, self.tokenizer)
         for rows in eval_batches([len(x) for x in ids], self.batch_size):
             batch = collate(ids, rows, self.tokenizer.pad_token_id, left)
             out[rows] = self.backend.forward(batch.input_ids, batch.attention_mask)

@@ -24,7 +24,9 @@ import torch
 from .data import LabelSet
 from .errors import ModelError
 
-__all__ = ["JUMPSTART_MODELS", "ModelSource", "forward_logits", "head_parameter_names", "load_for_training", "resolve_model"]
+__all__ = [
+    "JUMPSTART_MODELS", "ModelSource", "forward_logits", "head_parameter_names", "load_for_training", "pads_left", "resolve_model",
+]
 
 JUMPSTART_MODELS = {
     "huggingface-tc-bert-base-cased": "bert-base-cased",
@@ -159,6 +161,11 @@ def head_parameter_names(model: torch.nn.Module) -> list[str]:
     if not names:
         raise ModelError(f"cannot find the classification head of {type(model).__name__}.")
     return names
+
+
+def pads_left(model_config, tokenizer) -> bool:
+    """Decoders pad on their tokenizer's side; encoders always on the right (absolute positions start at 0)."""
+    return is_decoder(model_config) and tokenizer.padding_side == "left"
 
 
 def forward_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from ..config import Hyperparameters
 from ..data import LabelSet, ReadOptions, load_training_data
 from ..errors import DataError
 from ..metrics import classification_metrics, cross_entropy
-from ..models import ModelSource, forward_logits, head_parameter_names, load_for_training, resolve_model
+from ..models import ModelSource, forward_logits, head_parameter_names, load_for_training, pads_left, resolve_model
 from ..plots import plot_curves
 from ..batching import collate, encode, length_grouped_batches
 from ..inference import Classifier, TorchBackend
@@ -97,7 +97,7 @@ def train(
             param.requires_grad_(name in head)
     train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
     val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
-    pad_id, left = tokenizer.pad_token_id, tokenizer.padding_side == "left"
+    pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
     train_lengths = [len(x) for x in train_ids]
 
     batches_per_epoch = math.ceil(len(train_ids) / hp.batch_size)

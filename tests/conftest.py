@@ -1,0 +1,108 @@
+"""Shared fixtures: tiny BERT and GPT-2 models with tokenizers built here (no network)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+POSITIVE = ["good", "great", "excellent", "lovely", "superb", "fine", "happy", "nice"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "horrible", "sad", "broken", "ugly"]
+FILLER = ["the", "a", "movie", "phone", "was", "is", "really", "very", "food", "service", "and", "it", "this", "quite"]
+WORDS = POSITIVE + NEGATIVE + FILLER
+
+
+def make_sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(label, text) pairs: the label is the sentiment word planted among filler."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 12))]
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "positive" else NEGATIVE))
+        rows.append((label, " ".join(words)))
+    return rows
+
+
+def write_csv(path: Path, rows, header=("label", "text")) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sentiment_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A learnable two-class train file (200 rows) and validation file (60 rows)."""
+    root = tmp_path_factory.mktemp("sentiment")
+    return write_csv(root / "train.csv", make_sentences(200, 1)), write_csv(root / "val.csv", make_sentences(60, 2))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT folder (base model only, like a fill-mask checkpoint) and its WordPiece tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]
+    backend = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    BertTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    ).save_pretrained(root)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    """A 2-layer GPT-2 folder whose tokenizer has an EOS token but no pad token."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny-gpt2")
+    vocab = {w: i for i, w in enumerate(["<|endoftext|>", "<unk>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", unk_token="<unk>")
+    tokenizer.save_pretrained(root)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(vocab), n_positions=128, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
+    GPT2Model(config).save_pretrained(root)
+    return root
+
+
+FAST = {"epochs": 6, "learning_rate": 3e-3, "batch_size": 16, "max_seq_length": 32, "warmup_ratio": 0.0}
+"""Hyperparameters under which the tiny models learn the planted-word task in seconds."""
+
+
+@pytest.fixture(scope="session")
+def bert_artifact(tiny_bert, sentiment_files, tmp_path_factory) -> Path:
+    """A textclf model folder trained once on the tiny BERT, shared by read-only tests."""
+    import textclf
+
+    train, val = sentiment_files
+    out = tmp_path_factory.mktemp("artifacts") / "bert"
+    textclf.train(train, out, model=tiny_bert, validation=val, progress=False, log=lambda _: None, **FAST)
+    return out
