@@ -36,7 +36,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python bench/train_vs_hf_trainer.py
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python bench/train_vs_hf_trainer.py --repeats 2
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

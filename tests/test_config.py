@@ -198,7 +198,7 @@ def captured_training(monkeypatch):
 
     def fake_train(data, output, **kwargs):
         calls.append(kwargs)
-        return textclf.training.TrainResult(output, [], 1, {}, 0.0)
+        return textclf.training.TrainResult(output, [], 1, {}, 0.0, 0.0)
 
     monkeypatch.setattr(textclf.training, "train", fake_train)
     return calls

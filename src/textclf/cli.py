@@ -51,10 +51,6 @@ class _Group(click.Group):
 def main(ctx: click.Context, debug: bool) -> None:
     """Fine-tune, evaluate and run transformer text classifiers, offline."""
     ctx.obj = {"debug": debug}
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own output reports progress
-    hf_logging.set_verbosity_error()
 
 
 # -- shared options -----------------------------------------------------------
@@ -114,7 +110,7 @@ def train(data, output, model, validation, hp_file, overwrite, progress, **kw) -
     )
     best = result.best
     if best.get("val_accuracy") is not None:
-        click.echo(f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}  ({result.seconds:.1f}s)")
+        click.echo(f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)")
 
 
 @main.command()

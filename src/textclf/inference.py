@@ -22,7 +22,7 @@ import torch
 from . import artifact
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
-from .models import forward_logits, load_tokenizer, pads_left
+from .models import forward_logits, load_tokenizer, pads_left, quiet_transformers
 from .batching import collate, encode, eval_batches
 
 __all__ = ["BACKENDS", "Classifier", "Prediction"]
@@ -66,7 +66,8 @@ class TorchBackend:
         from transformers import AutoModelForSequenceClassification
 
         try:
-            return cls(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
+            with quiet_transformers():
+                return cls(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model_dir}: cannot load the model ({exc}).") from exc
 

@@ -16,8 +16,10 @@ derived from the attention mask so left and right padding give the same result.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -25,7 +27,8 @@ from .data import LabelSet
 from .errors import ModelError
 
 __all__ = [
-    "JUMPSTART_MODELS", "ModelSource", "forward_logits", "head_parameter_names", "load_for_training", "pads_left", "resolve_model",
+    "JUMPSTART_MODELS", "ModelSource", "forward_logits", "head_parameter_names", "load_for_training", "pads_left", "quiet_transformers",
+    "resolve_model",
 ]
 
 JUMPSTART_MODELS = {
@@ -110,7 +113,6 @@ def load_tokenizer(location: str):
 def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str = "auto"):
     """Load ``source`` with a head for ``labels``; return (model, tokenizer, head_reused)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     try:
         config = AutoConfig.from_pretrained(source.location)
@@ -139,19 +141,32 @@ def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str =
     config.problem_type = "single_label_classification"
     if is_decoder(config):
         config.pad_token_id = tokenizer.pad_token_id
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "newly initialized weights" notice is expected here
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source.location, config=config, ignore_mismatched_sizes=not keep_head
-        )
+        with quiet_transformers():  # the "newly initialized weights" report is expected here
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source.location, config=config, ignore_mismatched_sizes=not keep_head
+            )
     except (OSError, ValueError) as exc:
         if source.kind == "hub":
             raise _hub_error(source, exc) from exc
         raise ModelError(f"{source.location}: cannot load model weights ({exc}).") from exc
+    return model, tokenizer, keep_head
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load/save progress bars and notices; textclf reports its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
     finally:
         hf_logging.set_verbosity(verbosity)
-    return model, tokenizer, keep_head
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def head_parameter_names(model: torch.nn.Module) -> list[str]:

@@ -25,7 +25,7 @@ from ..config import Hyperparameters
 from ..data import LabelSet, ReadOptions, load_training_data
 from ..errors import DataError
 from ..metrics import classification_metrics, cross_entropy
-from ..models import ModelSource, forward_logits, head_parameter_names, load_for_training, pads_left, resolve_model
+from ..models import ModelSource, forward_logits, head_parameter_names, load_for_training, pads_left, quiet_transformers, resolve_model
 from ..plots import plot_curves
 from ..batching import collate, encode, length_grouped_batches
 from ..inference import Classifier, TorchBackend
@@ -43,7 +43,8 @@ class TrainResult:
     history: list[dict]
     best_epoch: int
     best: dict
-    seconds: float
+    training_seconds: float  # forward/backward/step only, summed over epochs
+    total_seconds: float  # everything from loading the model to writing the folder
 
 
 def _stderr(message: str) -> None:
@@ -88,6 +89,7 @@ def train(
     for note in td.summary["notes"]:
         log(note)
 
+    started = time.perf_counter()
     _seed_everything(hp.seed)
     net, tokenizer, head_reused = load_for_training(source, td.labels, hp.reinitialize_top_layer)
     net.to("cpu")
@@ -104,7 +106,7 @@ def train(
     steps_per_epoch = math.ceil(batches_per_epoch / hp.gradient_accumulation_steps)
     optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
     total_steps = steps_per_epoch * hp.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(hp.warmup_ratio * total_steps), total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp.warmup_ratio * total_steps), total_steps)
     loss_fn = torch.nn.CrossEntropyLoss()
     rng = np.random.default_rng(hp.seed)
 
@@ -118,7 +120,6 @@ def train(
     best: dict | None = None
     best_state: dict | None = None
     stale_epochs = 0
-    started = time.perf_counter()
     with artifact.staging(output, overwrite) as stage:
         metrics_file = stage / artifact.METRICS_FILE
         for epoch in range(1, hp.epochs + 1):
@@ -166,9 +167,10 @@ def train(
         if best is not history[-1]:
             net.load_state_dict(best_state)
             log(f"keeping epoch {best['epoch']} (best val_accuracy {best['val_accuracy']:.4f})")
-        seconds = time.perf_counter() - started
-        net.save_pretrained(stage)
-        tokenizer.save_pretrained(stage)
+        training_seconds = sum(h["train_seconds"] for h in history)
+        with quiet_transformers():
+            net.save_pretrained(stage)
+            tokenizer.save_pretrained(stage)
         plot_curves(history, stage / artifact.CURVES_FILE, f"{output.name}: {source.display_name}")
         artifact.write_metadata(
             stage,
@@ -181,11 +183,11 @@ def train(
                 "hyperparameters": hp.to_dict(),
                 "data": td.summary,
                 "metrics": {"best_epoch": best["epoch"], "best": best, "final": history[-1]},
-                "training_seconds": seconds,
+                "training_seconds": training_seconds,
             },
         )
     log(f"saved model folder to {output}")
-    return TrainResult(output, history, best["epoch"], best, seconds)
+    return TrainResult(output, history, best["epoch"], best, training_seconds, time.perf_counter() - started)
 
 
 def _artifact_labels(source: ModelSource) -> LabelSet | None:

@@ -1,0 +1,78 @@
+"""Classifier, evaluate and the predict/evaluate commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import textclf
+from textclf.cli import main
+from textclf.errors import DataError
+
+
+def test_classifier_matches_the_model_and_keeps_input_order(bert_artifact):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    texts = ["the food was great", "it was really very bad and the service was poor and ugly", "nice", "sad phone"]
+    clf = textclf.Classifier.load(bert_artifact, batch_size=2)
+    probs = clf.predict_proba(texts)
+    model = AutoModelForSequenceClassification.from_pretrained(bert_artifact).eval()
+    tokenizer = AutoTokenizer.from_pretrained(bert_artifact)
+    with torch.inference_mode():
+        for text, row in zip(texts, probs):  # one at a time: no padding at all
+            expected = model(**tokenizer(text, return_tensors="pt")).logits.softmax(-1)[0].numpy()
+            assert row == pytest.approx(expected, abs=1e-5)
+
+
+def test_predictions_have_the_jumpstart_verbose_shape(bert_artifact):
+    clf = textclf.Classifier.load(bert_artifact)
+    pos, neg = clf.predict(["the movie was excellent", "the movie was terrible"])
+    assert pos.to_dict().keys() == {"probabilities", "labels", "predicted_label"}
+    assert (pos.predicted_label, neg.predicted_label) == ("positive", "negative")
+    assert pos.labels == ["negative", "positive"] and sum(pos.probabilities) == pytest.approx(1, abs=1e-5)
+    assert clf.predict("lovely")[0].predicted_label == "positive"  # a single string works too
+
+
+def test_empty_text_is_rejected(bert_artifact):
+    with pytest.raises(DataError, match="text 2 is empty"):
+        textclf.Classifier.load(bert_artifact).predict(["fine", "  "])
+
+
+def test_evaluate_reports_all_metrics(bert_artifact, sentiment_files):
+    report = textclf.evaluate(bert_artifact, sentiment_files[1]).to_dict()
+    assert report["rows"] == 60 and report["accuracy"] >= 0.9
+    assert set(report["per_class"]) == {"negative", "positive"}
+    assert sum(map(sum, report["confusion_matrix"])) == 60
+    assert {"f1_macro", "mcc", "loss"} <= report.keys()
+
+
+def test_evaluate_command_table_and_json(bert_artifact, sentiment_files):
+    runner = CliRunner()
+    table = runner.invoke(main, ["evaluate", "--model-dir", str(bert_artifact), "--data", str(sentiment_files[1])])
+    assert table.exit_code == 0, table.output
+    assert "accuracy" in table.output and "confusion matrix" in table.output and "positive" in table.output
+    js = runner.invoke(main, ["evaluate", "--model-dir", str(bert_artifact), "--data", str(sentiment_files[1]), "--json"])
+    assert json.loads(js.stdout)["rows"] == 60
+
+
+def test_predict_command_arguments_and_input_file(bert_artifact, tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["predict", "--model-dir", str(bert_artifact), "--json", "the food was great", "awful phone"])
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["predicted_label"] for r in rows] == ["positive", "negative"]
+    lines = tmp_path / "texts.txt"
+    lines.write_text("a lovely movie\n\nthe service was horrible\n", encoding="utf-8")
+    out = runner.invoke(main, ["predict", "--model-dir", str(bert_artifact), "--input", str(lines)])
+    assert out.exit_code == 0, out.output
+    assert [line.split("\t")[0] for line in out.stdout.splitlines()] == ["positive", "negative"]
+
+
+def test_public_api_is_pinned():
+    assert sorted(textclf.__all__) == sorted([
+        "ArtifactError", "Classifier", "ConfigError", "DataError", "EvaluationReport", "Hyperparameters", "ModelError",
+        "Prediction", "ReadOptions", "TextclfError", "TrainResult", "__version__", "evaluate", "train",
+    ])
