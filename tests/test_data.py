@@ -11,7 +11,7 @@ import pytest
 from textclf.data import LabelSet, ReadOptions, load_training_data, read_examples, read_texts, stratified_split
 from textclf.errors import DataError, TextclfError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA
 
 
 def write(folder: Path, name: str, content: str | bytes) -> Path:
@@ -81,6 +81,15 @@ def test_headerless_tsv_with_column_indexes(tmp_path):
     examples = read_examples(path, ReadOptions(text_column="3", label_column="1"))
     assert examples.texts == ["A sentence.", "Sentence a."]
     assert examples.labels == ["1", "0"]
+
+
+def test_column_indexes_may_pick_any_two_of_a_wider_file(tmp_path):
+    path = write(tmp_path, "data.csv", "0,good film,id1\n1,bad film,id2\n")
+    examples = read_examples(path, ReadOptions(text_column="1", label_column="0"))
+    assert examples.texts == ["good film", "bad film"] and examples.labels == ["0", "1"]
+    short = write(tmp_path, "short.csv", "0,good film,id1\n1\n")
+    with pytest.raises(DataError, match=r"short.csv:2: expected at least 2 columns, found 1"):
+        read_examples(short, ReadOptions(text_column="1", label_column="0"))
 
 
 def test_tsv_with_header_does_not_treat_quotes_specially(tmp_path):
@@ -229,7 +238,7 @@ BAD_INPUTS = {
     "header-only": ({"data.csv": "text,label\n"}, "data.csv", {}, "data.csv:1", "no data rows"),
     "too-many-columns": ({"data.csv": "0,a\n1,b,c\n"}, "data.csv", {}, "data.csv:2", "expected 2 columns"),
     "too-few-columns-vs-header": ({"data.csv": "text,label\na,0\nb\n"}, "data.csv", {}, "data.csv:3", "expected 2 columns like the header, found 1"),
-    "too-few-columns-for-index": ({"data.tsv": "s\t1\t\ta\ns\t0\n"}, "data.tsv", {"text_column": "3", "label_column": "1"}, "data.tsv:2", "expected 4 columns"),
+    "too-few-columns-for-index": ({"data.tsv": "s\t1\t\ta\ns\t0\n"}, "data.tsv", {"text_column": "3", "label_column": "1"}, "data.tsv:2", "expected at least 4 columns, found 2"),
     "jumpstart-label-not-integer": ({"train/data.csv": "0,a\npos,b\n"}, "train", {}, "train/data.csv:2", "label 'pos' is not an integer"),
     "label-gap": ({"data.csv": "0,a\n1,b\n3,c\n1,d\n"}, "data.csv", {}, "data.csv:3", "0..K-1"),
     "labels-from-1": ({"data.csv": "1,a\n2,b\n"}, "data.csv", {}, "data.csv:2", "outside 0..1"),
@@ -299,7 +308,7 @@ def test_skip_summary_lists_at_most_ten_lines(tmp_path):
 
 def test_skip_mode_with_no_good_rows_is_an_error(tmp_path):
     path = write(tmp_path, "data.csv", "0,\n1,\n")
-    with pytest.raises(DataError, match=r"data\.csv: all 2 rows are bad; first: line 1: empty text"):
+    with pytest.raises(DataError, match=r"data\.csv: all 2 rows are bad; the first, line 1: empty text"):
         read_examples(path, ReadOptions(on_bad_rows="skip"))
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import textclf
 from textclf.cli import main
-from textclf.errors import DataError
+from textclf.errors import DataError, ModelError
 
 
 def test_classifier_matches_the_model_and_keeps_input_order(bert_artifact):
@@ -39,6 +39,18 @@ def test_predictions_have_the_jumpstart_verbose_shape(bert_artifact):
 def test_empty_text_is_rejected(bert_artifact):
     with pytest.raises(DataError, match="text 2 is empty"):
         textclf.Classifier.load(bert_artifact).predict(["fine", "  "])
+
+
+def test_a_folder_without_a_classification_head_is_refused(tiny_bert):
+    with pytest.raises(ModelError, match="not a text-classification model"):
+        textclf.Classifier.load(tiny_bert)
+
+
+def test_evaluate_with_no_known_label_is_a_data_error(bert_artifact, tmp_path):
+    data = tmp_path / "other.csv"
+    data.write_text("label,text\ncat,the food was great\ndog,bad phone\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no usable rows"):
+        textclf.evaluate(bert_artifact, data, textclf.ReadOptions(on_bad_rows="skip"))
 
 
 def test_evaluate_reports_all_metrics(bert_artifact, sentiment_files):

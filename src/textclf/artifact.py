@@ -67,7 +67,11 @@ def staging(output: Path, overwrite: bool) -> Iterator[Path]:
         if output.exists():
             old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(output, old)
-            os.replace(tmp, output)
+            try:
+                os.replace(tmp, output)
+            except BaseException:
+                os.replace(old, output)  # put the previous model back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, output)

@@ -124,8 +124,7 @@ def evaluate(model_dir, data, as_json, batch_size, **kw) -> None:
     from .evaluation import evaluate as run_evaluation
     from .inference import Classifier
 
-    clf = Classifier.load(model_dir, batch_size=batch_size)
-    report = run_evaluation(model_dir, data, _make_read_options(kw), classifier=clf)
+    report = run_evaluation(Classifier.load(model_dir, batch_size=batch_size), data, _make_read_options(kw))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
 
 

@@ -58,20 +58,15 @@ class EvaluationReport:
         return "\n".join(out)
 
 
-def evaluate(
-    model_dir: str | Path,
-    data: str | Path,
-    read_options: ReadOptions | None = None,
-    classifier: Classifier | None = None,
-) -> EvaluationReport:
-    """Evaluate the model in ``model_dir`` on the labelled file ``data``.
+def evaluate(model: str | Path | Classifier, data: str | Path, read_options: ReadOptions | None = None) -> EvaluationReport:
+    """Evaluate ``model`` (a model folder, or a loaded :class:`Classifier`) on the labelled file ``data``.
 
         >>> report = evaluate("out/reviews", "reviews/validation.csv")  # doctest: +SKIP
         >>> report.metrics["accuracy"]  # doctest: +SKIP
         0.9375
     """
     read_options = read_options or ReadOptions()
-    clf = classifier or Classifier.load(model_dir)
+    clf = model if isinstance(model, Classifier) else Classifier.load(model)
     examples = read_examples(data, read_options)
     y_true = clf.labels.encode(examples, read_options.on_bad_rows)
     logits = clf.logits(examples.texts)

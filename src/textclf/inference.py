@@ -63,13 +63,23 @@ class TorchBackend:
 
     @classmethod
     def from_dir(cls, model_dir: Path) -> "TorchBackend":
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModelForSequenceClassification
 
         try:
+            config = AutoConfig.from_pretrained(model_dir)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{model_dir}: cannot read the model's config.json ({exc}).") from exc
+        if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
+            raise ModelError(
+                f"{model_dir}: not a text-classification model (architectures {config.architectures}); "
+                "fine-tune it first with `textclf train --model DIR`."
+            )
+        try:
             with quiet_transformers():
-                return cls(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
+                model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model_dir}: cannot load the model ({exc}).") from exc
+        return cls(model.eval())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():

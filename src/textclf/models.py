@@ -24,10 +24,10 @@ from typing import Iterator
 import torch
 
 from .data import LabelSet
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 
 __all__ = [
-    "JUMPSTART_MODELS", "ModelSource", "forward_logits", "head_parameter_names", "load_for_training", "pads_left", "quiet_transformers",
+    "JUMPSTART_MODELS", "ModelSource", "check_max_length", "forward_logits", "head_parameter_names", "load_for_training", "pads_left", "quiet_transformers",
     "resolve_model",
 ]
 
@@ -122,19 +122,7 @@ def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str =
             raise _hub_error(source, exc) from exc
         raise ModelError(f"{source.location}: cannot load model configuration or tokenizer ({exc}).") from exc
 
-    keep_head = False
-    if source.kind == "artifact":
-        old = [config.id2label[i] for i in range(len(config.id2label))]
-        matches = tuple(old) == labels.names
-        if reinitialize == "true":
-            keep_head = False
-        elif matches:
-            keep_head = True
-        else:
-            raise ModelError(
-                f"{source.location}: the model's labels {old} differ from the data's {list(labels.names)}; "
-                "pass --reinitialize-top-layer true to train a new head."
-            )
+    keep_head = _keep_head(source, config, labels, reinitialize)
     config.num_labels = len(labels)
     config.id2label = labels.id2label
     config.label2id = labels.label2id
@@ -144,13 +132,64 @@ def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str =
     try:
         with quiet_transformers():  # the "newly initialized weights" report is expected here
             model = AutoModelForSequenceClassification.from_pretrained(
-                source.location, config=config, ignore_mismatched_sizes=not keep_head
+                source.location, config=config, ignore_mismatched_sizes=not keep_head, dtype=torch.float32
             )
     except (OSError, ValueError) as exc:
         if source.kind == "hub":
             raise _hub_error(source, exc) from exc
         raise ModelError(f"{source.location}: cannot load model weights ({exc}).") from exc
+    if not keep_head:
+        _reset_head(model)
     return model, tokenizer, keep_head
+
+
+def _keep_head(source: ModelSource, config, labels: LabelSet, reinitialize: str) -> bool:
+    """Whether to keep the checkpoint's classification head (see ``reinitialize_top_layer``)."""
+    if reinitialize == "true":
+        return False
+    if source.kind == "artifact":
+        old = tuple(config.id2label[i] for i in range(len(config.id2label)))
+        if old != labels.names:
+            raise ModelError(
+                f"{source.location}: the model's labels {list(old)} differ from the data's {list(labels.names)}; "
+                "pass --reinitialize-top-layer true to train a new head."
+            )
+        return True
+    if reinitialize == "auto":
+        return False
+    has_head = any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
+    if not has_head or config.num_labels != len(labels):
+        raise ModelError(
+            f"{source.spec}: reinitialize_top_layer is false, but the model has no classification head for "
+            f"{len(labels)} classes to keep; use 'auto' or 'true'."
+        )
+    return True
+
+
+def _reset_head(model: torch.nn.Module) -> None:
+    """Give the classification head fresh weights (normal(0, initializer_range), zero biases)."""
+    std = getattr(model.config, "initializer_range", None) or 0.02
+    head = set(head_parameter_names(model))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name not in head:
+                continue
+            if name.endswith("bias"):
+                param.zero_()
+            elif param.ndim == 1:  # a norm's scale
+                param.fill_(1.0)
+            else:
+                param.normal_(0.0, std)
+
+
+def check_max_length(config, tokenizer, max_seq_length: int) -> None:
+    """Refuse a ``max_seq_length`` longer than the model can embed."""
+    limit = tokenizer.model_max_length if tokenizer.model_max_length < 100_000 else None
+    limit = limit or getattr(config, "max_position_embeddings", None)
+    if limit is not None and max_seq_length > limit:
+        raise ConfigError(
+            f"max_seq_length must be at most {limit} for this model, but got max_seq_length={max_seq_length}."
+        )
 
 
 @contextmanager

@@ -23,9 +23,8 @@ from transformers import get_linear_schedule_with_warmup
 from .. import artifact
 from ..config import Hyperparameters
 from ..data import LabelSet, ReadOptions, load_training_data
-from ..errors import DataError
 from ..metrics import classification_metrics, cross_entropy
-from ..models import ModelSource, forward_logits, head_parameter_names, load_for_training, pads_left, quiet_transformers, resolve_model
+from ..models import ModelSource, check_max_length, forward_logits, head_parameter_names, load_for_training, pads_left, quiet_transformers, resolve_model
 from ..plots import plot_curves
 from ..batching import collate, encode, length_grouped_batches
 from ..inference import Classifier, TorchBackend
@@ -80,12 +79,8 @@ def train(
     artifact.check_output(output, overwrite)
     source = resolve_model(model)
     fixed_labels = _artifact_labels(source) if hp.reinitialize_top_layer != "true" else None
-    try:
-        td = load_training_data(data, validation, read_options, hp.validation_split_ratio, hp.seed, fixed_labels)
-    except DataError as exc:
-        if fixed_labels is None or "model's labels" not in str(exc):
-            raise
-        raise DataError(f"{exc} Pass --reinitialize-top-layer true to train a new head for these labels.") from exc
+    hint = " Pass --reinitialize-top-layer true to train a new head for these labels." if fixed_labels else ""
+    td = load_training_data(data, validation, read_options, hp.validation_split_ratio, hp.seed, fixed_labels, hint)
     for note in td.summary["notes"]:
         log(note)
 
@@ -93,6 +88,7 @@ def train(
     _seed_everything(hp.seed)
     net, tokenizer, head_reused = load_for_training(source, td.labels, hp.reinitialize_top_layer)
     net.to("cpu")
+    check_max_length(net.config, tokenizer, hp.max_seq_length)
     head = set(head_parameter_names(net))
     if hp.train_only_top_layer:
         for name, param in net.named_parameters():
@@ -107,7 +103,6 @@ def train(
     optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
     total_steps = steps_per_epoch * hp.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp.warmup_ratio * total_steps), total_steps)
-    loss_fn = torch.nn.CrossEntropyLoss()
     rng = np.random.default_rng(hp.seed)
 
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
@@ -117,55 +112,34 @@ def train(
         + ("; continuing from the model's head" if head_reused else "")
     )
     history: list[dict] = []
-    best: dict | None = None
-    best_state: dict | None = None
-    stale_epochs = 0
+    tracker = _BestEpoch(hp.early_stopping_min_delta)
     with artifact.staging(output, overwrite) as stage:
-        metrics_file = stage / artifact.METRICS_FILE
         for epoch in range(1, hp.epochs + 1):
-            net.train()
             epoch_start = time.perf_counter()
-            total_loss, seen = 0.0, 0
             batches = length_grouped_batches(train_lengths, hp.batch_size, rng)
             with _progress_bar(progress, f"epoch {epoch}/{hp.epochs}", len(batches)) as advance:
-                for i, rows in enumerate(batches):
-                    batch = collate(train_ids, rows, pad_id, left)
-                    labels = torch.as_tensor([td.train_labels[r] for r in rows])
-                    loss = loss_fn(forward_logits(net, batch.input_ids, batch.attention_mask), labels)
-                    (loss / hp.gradient_accumulation_steps).backward()
-                    total_loss += loss.item() * len(rows)
-                    seen += len(rows)
-                    if (i + 1) % hp.gradient_accumulation_steps == 0 or i + 1 == len(batches):
-                        torch.nn.utils.clip_grad_norm_(net.parameters(), MAX_GRAD_NORM)
-                        optimizer.step()
-                        scheduler.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    advance(loss.item())
+                train_loss = _train_epoch(
+                    net, batches, train_ids, td.train_labels, (pad_id, left), optimizer, scheduler,
+                    hp.gradient_accumulation_steps, advance,
+                )
             train_seconds = time.perf_counter() - epoch_start
-            record = {"epoch": epoch, "train_loss": total_loss / seen}
+            record = {"epoch": epoch, "train_loss": train_loss}
             record.update(_validate(Classifier(TorchBackend(net), tokenizer, td.labels, hp.max_seq_length), val_ids, td.val_labels))
-            record["samples_per_second"] = seen / train_seconds
+            record["samples_per_second"] = len(train_ids) / train_seconds
             record["train_seconds"] = train_seconds
             record["elapsed_seconds"] = time.perf_counter() - started
             history.append(record)
-            with metrics_file.open("a", encoding="utf-8") as f:
+            with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             log(_epoch_line(record, hp.epochs))
-
-            if not td.val_texts:
-                best = record  # nothing to select on: keep the last epoch
-                continue
-            score = record["val_accuracy"]
-            stale_epochs = 0 if best is None or score > best["val_accuracy"] + hp.early_stopping_min_delta else stale_epochs + 1
-            if best is None or score > best["val_accuracy"]:
-                best = record
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            if hp.early_stopping and stale_epochs >= hp.early_stopping_patience:
-                log(f"early stopping: val_accuracy has not improved for {stale_epochs} epoch(s)")
+            tracker.update(record, net)
+            if hp.early_stopping and td.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
+                log(f"early stopping: val_accuracy has not improved for {tracker.stale_epochs} epoch(s)")
                 break
 
+        best = tracker.best
         if best is not history[-1]:
-            net.load_state_dict(best_state)
+            net.load_state_dict(tracker.state)
             log(f"keeping epoch {best['epoch']} (best val_accuracy {best['val_accuracy']:.4f})")
         training_seconds = sum(h["train_seconds"] for h in history)
         with quiet_transformers():
@@ -188,6 +162,52 @@ def train(
         )
     log(f"saved model folder to {output}")
     return TrainResult(output, history, best["epoch"], best, training_seconds, time.perf_counter() - started)
+
+
+def _train_epoch(net, batches, ids, labels, padding, optimizer, scheduler, accumulation: int, advance) -> float:
+    """One pass over ``batches``; returns the mean training loss per sample."""
+    net.train()
+    total_loss, seen = 0.0, 0
+    for i, rows in enumerate(batches):
+        batch = collate(ids, rows, *padding)
+        targets = torch.as_tensor([labels[r] for r in rows])
+        loss = torch.nn.functional.cross_entropy(forward_logits(net, batch.input_ids, batch.attention_mask), targets)
+        group_start = i - i % accumulation
+        (loss / min(accumulation, len(batches) - group_start)).backward()  # the last group may be short
+        if (i + 1) % accumulation == 0 or i + 1 == len(batches):
+            torch.nn.utils.clip_grad_norm_(net.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        value = loss.item()
+        total_loss += value * len(rows)
+        seen += len(rows)
+        advance(value)
+    return total_loss / seen
+
+
+class _BestEpoch:
+    """The best epoch by val_accuracy and its weights, and epochs since a gain above ``min_delta``.
+
+    Without validation data the last epoch counts as the best.
+    """
+
+    def __init__(self, min_delta: float):
+        self.min_delta = min_delta
+        self.best: dict | None = None
+        self.state: dict | None = None
+        self.stale_epochs = 0
+
+    def update(self, record: dict, net: torch.nn.Module) -> None:
+        score = record["val_accuracy"]
+        if score is None:
+            self.best = record
+            return
+        bar = None if self.best is None else self.best["val_accuracy"]
+        self.stale_epochs = 0 if bar is None or score > bar + self.min_delta else self.stale_epochs + 1
+        if bar is None or score > bar:
+            self.best = record
+            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def _artifact_labels(source: ModelSource) -> LabelSet | None:

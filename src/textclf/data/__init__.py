@@ -16,27 +16,20 @@ With ``on_bad_rows="skip"`` bad rows are left out and listed instead.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import random
 import re
-import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from .errors import DataError
+from ..errors import ConfigError, DataError
+from ._formats import decode, encoding_problem, jsonl_rows, label_text_rows, split_lines, table_rows, undecodable
 
 __all__ = ["Examples", "LabelSet", "ReadOptions", "TrainingData", "load_training_data", "read_examples", "read_texts"]
 
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body", "question", "comment", "message", "utterance")
-LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "sentiment", "intent", "topic")
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt", ".label")
 _MAX_LISTED = 10
-
-csv.field_size_limit(sys.maxsize)
 
 
 @dataclass(frozen=True)
@@ -50,7 +43,7 @@ class ReadOptions:
 
     def __post_init__(self) -> None:
         if self.on_bad_rows not in ("error", "skip"):
-            raise DataError(f"on_bad_rows must be 'error' or 'skip', but got {self.on_bad_rows!r}.")
+            raise ConfigError(f"on_bad_rows must be 'error' or 'skip', but got {self.on_bad_rows!r}.")
 
 
 @dataclass
@@ -94,7 +87,7 @@ class LabelSet:
         if all(_is_int(label) for label in counts):
             ids = sorted({int(label) for label in counts})
             missing = sorted(set(range(len(ids))) - set(ids))
-            if ids[0] != 0 or missing or ids[-1] != len(ids) - 1:
+            if (ids[0], ids[-1]) != (0, len(ids) - 1):  # K distinct ints span 0..K-1 exactly then
                 got = ", ".join(map(str, ids[:20]))
                 gap = f" ({', '.join(map(str, missing[:10]))} missing)" if missing else ""
                 line, label = next(
@@ -127,8 +120,11 @@ class LabelSet:
         """The label as users see it: an int for integer labels, else the name."""
         return index if self.integer else self.names[index]
 
-    def encode(self, examples: Examples, on_bad_rows: str = "error") -> list[int]:
-        """Label ids of ``examples``; unknown labels are errors (or skipped, in place)."""
+    def encode(self, examples: Examples, on_bad_rows: str = "error", hint: str = "") -> list[int]:
+        """Label ids of ``examples``; unknown labels are errors (or skipped, in place).
+
+        ``hint`` is appended to the error, to say how to proceed in the caller's context.
+        """
         lookup = self.label2id
         if self.integer:
             lookup.update({str(int(name)): i for i, name in enumerate(self.names)})
@@ -142,8 +138,10 @@ class LabelSet:
                 continue
             why = f"label {label!r} is not one of the model's labels ({_preview(self.names)})"
             if on_bad_rows != "skip":
-                raise DataError(f"{examples.path}:{line}: {why}.")
+                raise DataError(f"{examples.path}:{line}: {why}.{hint}")
             examples.skipped.append((line, why))
+        if not ids:
+            raise DataError(f"{examples.path}: no usable rows; none has one of the labels {_preview(self.names)}.{hint}")
         if len(keep) != len(examples):
             examples.texts = [examples.texts[i] for i in keep]
             examples.labels = [examples.labels[i] for i in keep]
@@ -170,21 +168,21 @@ def load_training_data(
     validation_split_ratio: float = 0.2,
     seed: int = 0,
     labels: LabelSet | None = None,
+    unknown_label_hint: str = "",
 ) -> TrainingData:
     """Read training data and a validation set (a file, or a stratified split).
 
     ``labels`` fixes the label set (e.g. that of a model being fine-tuned again);
-    by default it is derived from the training file.
+    by default it is derived from the training file. ``unknown_label_hint`` ends
+    the error for a label outside it.
     """
     train = read_examples(data, options)
     label_set = labels or LabelSet.from_examples(train)
-    train_ids = label_set.encode(train, options.on_bad_rows)
+    train_ids = label_set.encode(train, options.on_bad_rows, unknown_label_hint)
     notes = [s for s in [train.skipped_summary()] if s]
     if validation is not None:
         val = read_examples(validation, options)
-        val_ids = label_set.encode(val, options.on_bad_rows)
-        if not val_ids:
-            raise DataError(f"{val.path}: no usable validation rows.")
+        val_ids = label_set.encode(val, options.on_bad_rows, unknown_label_hint)
         notes += [s for s in [val.skipped_summary()] if s]
         train_texts, train_labels, val_texts, val_labels = train.texts, train_ids, val.texts, val_ids
         val_source = str(val.path)
@@ -245,16 +243,16 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Exa
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)} or a directory with data.csv.")
-    text = _decode(path, options.encoding)
+    text = decode(path, options.encoding)
     if not text.strip():
         raise DataError(f"{path}: file is empty; expected labelled rows.")
     examples = Examples(path, jumpstart=jumpstart)
     if suffix == ".jsonl":
-        rows = _jsonl_rows(path, text, options)
+        rows = jsonl_rows(path, text, options)
     elif suffix in (".txt", ".label"):
-        rows = _label_text_rows(text)
+        rows = label_text_rows(text)
     else:
-        rows = _table_rows(path, text, "\t" if suffix == ".tsv" else ",", options, jumpstart)
+        rows = table_rows(path, text, "\t" if suffix == ".tsv" else ",", options, jumpstart)
     for line, label, body, problem in rows:
         if problem is None:
             problem = _check_row(label, body, jumpstart, options.encoding)
@@ -266,10 +264,9 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Exa
         examples.texts.append(body.strip())
         examples.labels.append(label.strip())
         examples.lines.append(line)
-    if not examples.texts:
-        if examples.skipped:
-            raise DataError(f"{path}: all {len(examples.skipped)} rows are bad; first: line {examples.skipped[0][0]}: {examples.skipped[0][1]}.")
-        raise DataError(f"{path}: has a header but no data rows.")
+    if not examples.texts:  # a file with no rows at all was refused above; so every row was skipped
+        line, why = examples.skipped[0]
+        raise DataError(f"{path}: all {len(examples.skipped)} rows are bad; the first, line {line}: {why}.")
     return examples
 
 
@@ -278,50 +275,20 @@ def read_texts(path: str | Path, encoding: str = "utf-8") -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file.")
-    text = _decode(path, encoding)
+    text = decode(path, encoding)
     texts = []
-    for line_no, line in enumerate(_split_lines(text), start=1):
-        if _undecodable(line):
-            raise DataError(f"{path}:{line_no}: {_encoding_problem(encoding)}.")
+    for line_no, line in enumerate(split_lines(text), start=1):
+        if undecodable(line):
+            raise DataError(f"{path}:{line_no}: {encoding_problem(encoding)}.")
         if line.strip():
             texts.append(line.strip())
     if not texts:
         raise DataError(f"{path}: file is empty; expected one text per line.")
     return texts
 
-
-Row = tuple[int, str, str, "str | None"]  # line, label, text, problem
-
-
-def _decode(path: Path, encoding: str) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read file ({exc.strerror}).") from exc
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    try:
-        return data.decode(codec, errors="surrogateescape")
-    except LookupError:
-        raise DataError(f"{path}: unknown encoding {encoding!r}; pass a Python codec name such as utf-8 or latin-1.") from None
-
-
-def _split_lines(text: str) -> list[str]:
-    r"""Lines ended by \n, \r\n or \r only; str.splitlines() would also split inside texts
-    at form feeds, U+0085, U+2028 and other separators, breaking rows and line numbers."""
-    return io.StringIO(text, newline=None).read().split("\n")
-
-
-def _undecodable(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
-
-
-def _encoding_problem(encoding: str) -> str:
-    return f"bytes that are not valid {encoding}; pass --encoding with the file's real encoding (e.g. --encoding latin-1)"
-
-
 def _check_row(label: str, body: str, jumpstart: bool, encoding: str) -> str | None:
-    if _undecodable(label) or _undecodable(body):
-        return _encoding_problem(encoding)
+    if undecodable(label) or undecodable(body):
+        return encoding_problem(encoding)
     if not label.strip():
         return "empty label; expected a class label"
     if not body.strip():
@@ -330,123 +297,9 @@ def _check_row(label: str, body: str, jumpstart: bool, encoding: str) -> str | N
         return f"label {label.strip()!r} is not an integer; data.csv (JumpStart format) needs labels 0..K-1 in column 1"
     return None
 
-
 def _is_int(value: str) -> bool:
     return bool(re.fullmatch(r"\s*[+-]?\d+\s*", value))
-
 
 def _preview(names: Sequence[str]) -> str:
     shown = ", ".join(names[:8])
     return shown + (", ..." if len(names) > 8 else "")
-
-
-def _table_rows(path: Path, text: str, delimiter: str, options: ReadOptions, jumpstart: bool) -> Iterator[Row]:
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
-    records: list[tuple[int, list[str]]] = []
-    start = 1
-    try:
-        for fields in reader:
-            if fields:
-                records.append((start, fields))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc}).") from exc
-    if not records:
-        return
-    text_col, label_col, has_header = _locate_columns(path, records[0][1], options, jumpstart)
-    if has_header and len(records) == 1:
-        raise DataError(f"{path}:{records[0][0]}: a header but no data rows; expected labelled rows after the header.")
-    width = len(records[0][1]) if has_header else None
-    needed = max(text_col, label_col) + 1
-    for line, fields in records[1:] if has_header else records:
-        if width is not None and len(fields) != width:
-            yield line, "", "", f"expected {width} columns like the header, found {len(fields)}"
-        elif width is None and (len(fields) < needed or (needed == 2 and len(fields) != 2)):
-            layout = "label,text" if needed == 2 else f"at least {needed}"
-            hint = "; quote texts that contain the delimiter" if len(fields) > 2 and delimiter == "," else ""
-            yield line, "", "", f"expected {2 if needed == 2 else needed} columns ({layout}), found {len(fields)}{hint}"
-        else:
-            yield line, fields[label_col], fields[text_col], None
-
-
-def _locate_columns(path: Path, first: list[str], options: ReadOptions, jumpstart: bool) -> tuple[int, int, bool]:
-    """Return (text index, label index, first row is a header)."""
-    if jumpstart:
-        return 1, 0, False
-    given = (options.text_column, options.label_column)
-    if all(c is not None and c.isdigit() for c in given):
-        return int(given[0]), int(given[1]), False
-    header = [cell.strip() for cell in first]
-    lowered = [cell.lower() for cell in header]
-
-    def find(name: str | None, known: tuple[str, ...], what: str, flag: str) -> int | None:
-        if name is not None:
-            if name.isdigit():
-                return int(name)
-            if name in header:
-                return header.index(name)
-            if name.lower() in lowered:
-                return lowered.index(name.lower())
-            raise DataError(f"{path}:1: no column named {name!r} for the {what}; the header has {header}.")
-        for candidate in known:
-            if candidate in lowered:
-                return lowered.index(candidate)
-        return None
-
-    text_idx = find(options.text_column, TEXT_COLUMNS, "text", "--text-column")
-    label_idx = find(options.label_column, LABEL_COLUMNS, "label", "--label-column")
-    if text_idx is not None and label_idx is not None:
-        return text_idx, label_idx, True
-    if text_idx is None and label_idx is None and len(first) == 2 and given == (None, None):
-        return 1, 0, False  # headerless label,text
-    missing = " and ".join(
-        f"{what} (--{what}-column)" for what, idx in (("text", text_idx), ("label", label_idx)) if idx is None
-    )
-    raise DataError(
-        f"{path}:1: cannot tell which column holds the {missing}; first row is {header[:6]}. "
-        "Pass --text-column/--label-column as header names, or as 0-based indexes for a file without a header."
-    )
-
-
-def _jsonl_rows(path: Path, text: str, options: ReadOptions) -> Iterator[Row]:
-    text_key, label_key = options.text_column, options.label_column
-    for line, raw in enumerate(_split_lines(text), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield line, "", "", f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno}); expected one object per line"
-            continue
-        if not isinstance(record, dict):
-            yield line, "", "", f"expected a JSON object, found {type(record).__name__}"
-            continue
-        if text_key is None or label_key is None:
-            lowered = {k.lower(): k for k in record}
-            text_key = text_key or next((lowered[k] for k in TEXT_COLUMNS if k in lowered), None)
-            label_key = label_key or next((lowered[k] for k in LABEL_COLUMNS if k in lowered), None)
-            if text_key is None or label_key is None:
-                raise DataError(
-                    f"{path}:{line}: cannot tell which keys hold the text and the label (keys: {list(record)}); "
-                    "pass --text-column and --label-column."
-                )
-        if text_key not in record or label_key not in record:
-            yield line, "", "", f"missing key {text_key if text_key not in record else label_key!r}"
-            continue
-        body, label = record[text_key], record[label_key]
-        if not isinstance(body, str):
-            yield line, "", "", f"{text_key!r} must be a string, found {type(body).__name__}"
-            continue
-        yield line, str(label) if label is not None else "", body, None
-
-
-def _label_text_rows(text: str) -> Iterator[Row]:
-    for line, raw in enumerate(_split_lines(text), start=1):
-        if not raw.strip():
-            continue
-        label, _, body = raw.strip().partition(" ")
-        if not body.strip():
-            yield line, label, "", "expected 'LABEL text' (label, a space, then the text)"
-            continue
-        yield line, label.removeprefix("__label__"), body, None
