@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/textclf train --data examples/reviews/train.csv \
 	    --validation examples/reviews/validation.csv --output $(DEMO) --overwrite \
-	    --epochs 4 --learning-rate 5e-5 --batch-size 16
+	    --epochs 5 --learning-rate 1e-4 --batch-size 16
 	$(BIN)/textclf evaluate --model-dir $(DEMO) --data examples/reviews/validation.csv
 	$(BIN)/textclf predict --model-dir $(DEMO) \
 	    "The battery died after two days and support never answered my emails." \
