@@ -11,7 +11,7 @@ from conftest import FAST, make_sentences, write_csv
 from safetensors.torch import load_file
 
 import textclf
-from textclf.batching import encode
+from textclf.batching import collate, encode
 from textclf.data import LabelSet, ReadOptions
 from textclf.errors import ArtifactError, ConfigError, DataError
 from textclf.models import load_for_training, resolve_model
@@ -155,15 +155,18 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_bert, monkeypatch, micr
     def run(batches, accumulation):
         torch.manual_seed(0)
         net, tokenizer, _ = load_for_training(resolve_model(tiny_bert), labels)
-        net.config.hidden_dropout_prob = net.config.attention_probs_dropout_prob = 0.0
         for m in net.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = 0.0
         ids = encode(tokenizer, [text for _, text in rows], 32)
         opt = torch.optim.SGD(net.parameters(), lr=0.1)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-        loop._train_epoch(net, [np.array(b) for b in batches], ids, y, (tokenizer.pad_token_id, False), opt, sched,
-                          accumulation, lambda _: None)
+        dicts = []
+        for b in batches:
+            padded = collate(ids, np.array(b), tokenizer.pad_token_id)
+            dicts.append({"input_ids": padded.input_ids, "attention_mask": padded.attention_mask,
+                          "labels": torch.tensor([y[i] for i in b])})
+        loop._train_epoch(net, dicts, opt, sched, accumulation, lambda _: None)
         return net.classifier.weight.detach().clone()
 
     chunks = [list(range(i, i + 16)) for i in range(0, 16 * micro_batches, 16)]

@@ -60,6 +60,10 @@ class Hyperparameters:
     weight_decay: float = _hp(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights).")
     seed: int = _hp(0, "Seed for the split, the head's initialisation, shuffling and dropout.")
     gradient_accumulation_steps: int = _hp(1, "Micro-batches whose gradients are summed before each optimizer step.")
+    sifting: bool = _hp(False, "Leave low-loss samples out of the backward pass (relative probabilistic sifting).")
+    sifting_beta: float = _hp(1.0, "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on.")
+    sifting_loss_history_length: int = _hp(500, "Recent losses a sample's loss is ranked against.")
+    sifting_delay: int = _hp(100, "Training steps on all data before sifting starts.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -70,9 +74,11 @@ class Hyperparameters:
         _at_least(self, "max_seq_length", 2)
         _at_least(self, "early_stopping_patience", 1)
         _at_least(self, "gradient_accumulation_steps", 1)
+        _at_least(self, "sifting_loss_history_length", 1)
+        _at_least(self, "sifting_delay", 0)
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, but got learning_rate={self.learning_rate}.")
-        for name in ("warmup_ratio", "weight_decay", "early_stopping_min_delta"):
+        for name in ("warmup_ratio", "weight_decay", "early_stopping_min_delta", "sifting_beta"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be at least 0, but got {name}={getattr(self, name)}.")
         if self.warmup_ratio > 1:

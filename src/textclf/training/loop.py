@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from ..data import LabelSet, ReadOptions, load_training_data
 from ..metrics import classification_metrics, cross_entropy
 from ..models import ModelSource, check_max_length, forward_logits, head_parameter_names, load_for_training, pads_left, quiet_transformers, resolve_model
 from ..plots import plot_curves
+from ..sifting import SiftingConfig, SiftingDataLoader, SiftingStats
 from ..batching import collate, encode, length_grouped_batches
 from ..inference import Classifier, TorchBackend
 
@@ -96,14 +97,18 @@ def train(
     train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
     val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
     pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
-    train_lengths = [len(x) for x in train_ids]
 
-    batches_per_epoch = math.ceil(len(train_ids) / hp.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / hp.gradient_accumulation_steps)
+    epoch_batches = _EpochBatches(train_ids, td.train_labels, hp.batch_size, (pad_id, left), np.random.default_rng(hp.seed))
+    batches: Iterable[dict] = epoch_batches
+    if hp.sifting:
+        sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed)
+        batches = SiftingDataLoader(
+            epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
+            pad_values={"input_ids": pad_id}, forward=_logits_of,
+        )
+    total_steps = math.ceil(_expected_batches(len(train_ids), hp) / hp.gradient_accumulation_steps)
     optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
-    total_steps = steps_per_epoch * hp.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp.warmup_ratio * total_steps), total_steps)
-    rng = np.random.default_rng(hp.seed)
 
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     log(
@@ -116,18 +121,24 @@ def train(
     with artifact.staging(output, overwrite) as stage:
         for epoch in range(1, hp.epochs + 1):
             epoch_start = time.perf_counter()
-            batches = length_grouped_batches(train_lengths, hp.batch_size, rng)
-            with _progress_bar(progress, f"epoch {epoch}/{hp.epochs}", len(batches)) as advance:
+            with _progress_bar(progress, f"epoch {epoch}/{hp.epochs}", len(train_ids)) as advance:
                 train_loss = _train_epoch(
-                    net, batches, train_ids, td.train_labels, (pad_id, left), optimizer, scheduler,
-                    hp.gradient_accumulation_steps, advance,
+                    net, batches, optimizer, scheduler, hp.gradient_accumulation_steps,
+                    lambda loss: advance(epoch_batches.produced, loss),
                 )
             train_seconds = time.perf_counter() - epoch_start
+            stats = batches.stats if hp.sifting else SiftingStats(len(train_ids), len(train_ids))
             record = {"epoch": epoch, "train_loss": train_loss}
             record.update(_validate(Classifier(TorchBackend(net), tokenizer, td.labels, hp.max_seq_length), val_ids, td.val_labels))
-            record["samples_per_second"] = len(train_ids) / train_seconds
-            record["train_seconds"] = train_seconds
-            record["elapsed_seconds"] = time.perf_counter() - started
+            record.update({
+                "samples_per_second": stats.seen / train_seconds,
+                "samples_seen": stats.seen,
+                "samples_kept": stats.kept,
+                "fraction_sifted": stats.fraction_sifted,
+                "scoring_seconds": stats.scoring_seconds,
+                "train_seconds": train_seconds,
+                "elapsed_seconds": time.perf_counter() - started,
+            })
             history.append(record)
             with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
@@ -164,26 +175,74 @@ def train(
     return TrainResult(output, history, best["epoch"], best, training_seconds, time.perf_counter() - started)
 
 
-def _train_epoch(net, batches, ids, labels, padding, optimizer, scheduler, accumulation: int, advance) -> float:
-    """One pass over ``batches``; returns the mean training loss per sample."""
+def _train_epoch(net, batches: Iterable[dict], optimizer, scheduler, accumulation: int, advance) -> float:
+    """One pass over ``batches``; returns the mean training loss per sample.
+
+    Gradients of ``accumulation`` micro-batches are summed, then averaged at the
+    optimizer step, so a short last group is weighted correctly too.
+    """
     net.train()
-    total_loss, seen = 0.0, 0
-    for i, rows in enumerate(batches):
-        batch = collate(ids, rows, *padding)
-        targets = torch.as_tensor([labels[r] for r in rows])
-        loss = torch.nn.functional.cross_entropy(forward_logits(net, batch.input_ids, batch.attention_mask), targets)
-        group_start = i - i % accumulation
-        (loss / min(accumulation, len(batches) - group_start)).backward()  # the last group may be short
-        if (i + 1) % accumulation == 0 or i + 1 == len(batches):
-            torch.nn.utils.clip_grad_norm_(net.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+    total_loss, seen, in_group = 0.0, 0, 0
+    for batch in batches:
+        loss = _per_sample_loss(_logits_of(net, batch), batch["labels"]).mean()
+        loss.backward()
+        in_group += 1
+        if in_group == accumulation:
+            _step(net, optimizer, scheduler, in_group)
+            in_group = 0
         value = loss.item()
-        total_loss += value * len(rows)
-        seen += len(rows)
+        total_loss += value * len(batch["labels"])
+        seen += len(batch["labels"])
         advance(value)
-    return total_loss / seen
+    if in_group:
+        _step(net, optimizer, scheduler, in_group)
+    return total_loss / max(seen, 1)
+
+
+def _step(net, optimizer, scheduler, micro_batches: int) -> None:
+    if micro_batches > 1:
+        for param in net.parameters():
+            if param.grad is not None:
+                param.grad.div_(micro_batches)
+    torch.nn.utils.clip_grad_norm_(net.parameters(), MAX_GRAD_NORM)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _logits_of(net: torch.nn.Module, batch: dict) -> torch.Tensor:
+    return forward_logits(net, batch["input_ids"], batch["attention_mask"])
+
+
+def _per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+
+
+class _EpochBatches:
+    """Length-grouped, padded training batches; each pass reshuffles. ``produced`` counts rows this pass."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], rng):
+        self.ids, self.labels = ids, np.asarray(labels)
+        self.lengths = [len(x) for x in ids]
+        self.batch_size, self.padding, self.rng = batch_size, padding, rng
+        self.produced = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        self.produced = 0
+        for rows in length_grouped_batches(self.lengths, self.batch_size, self.rng):
+            batch = collate(self.ids, rows, *self.padding)
+            self.produced += len(rows)
+            yield {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+                   "labels": torch.from_numpy(self.labels[rows])}
+
+
+def _expected_batches(rows: int, hp: Hyperparameters) -> float:
+    """Training batches over the whole run, for the learning-rate schedule (sifting keeps ~1/(1+beta))."""
+    per_epoch = math.ceil(rows / hp.batch_size)
+    total = per_epoch * hp.epochs
+    if not hp.sifting or total <= hp.sifting_delay:
+        return total
+    return hp.sifting_delay + (total - hp.sifting_delay) / (1 + hp.sifting_beta)
 
 
 class _BestEpoch:
@@ -241,6 +300,8 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"  val_loss {r['val_loss']:.4f}  val_accuracy {r['val_accuracy']:.4f}"
             f"  val_f1 {r['val_f1']:.4f}  val_mcc {r['val_mcc']:.4f}"
         )
+    if r["fraction_sifted"]:
+        line += f"  sifted {r['fraction_sifted']:.0%} (scoring {r['scoring_seconds']:.1f}s of {r['train_seconds']:.1f}s)"
     return line + f"  {r['samples_per_second']:.1f} samples/s  {r['elapsed_seconds']:.1f}s"
 
 
@@ -259,7 +320,7 @@ def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 class _progress_bar:
-    """A rich progress bar on a TTY (or when forced); a no-op elsewhere."""
+    """A rich progress bar over training rows on a TTY (or when forced); a no-op elsewhere."""
 
     def __init__(self, enabled: bool | None, description: str, total: int):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
@@ -267,7 +328,7 @@ class _progress_bar:
 
     def __enter__(self):
         if not self.enabled:
-            return lambda loss: None
+            return lambda rows_done, loss: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(
@@ -276,7 +337,7 @@ class _progress_bar:
         )
         self._bar.__enter__()
         task = self._bar.add_task(self.description, total=self.total, loss=float("nan"))
-        return lambda loss: self._bar.update(task, advance=1, loss=loss)
+        return lambda rows_done, loss: self._bar.update(task, completed=rows_done, loss=loss)
 
     def __exit__(self, *exc) -> None:
         if self.enabled:

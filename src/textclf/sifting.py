@@ -1,0 +1,228 @@
+"""Loss-based data sifting: leave samples the model already handles out of the backward pass.
+
+Relative probabilistic sifting, as in Selective Backprop (Jiang et al., 2019): every
+candidate sample's loss is computed in a cheap forward pass (inference mode, no
+dropout, the batch already tokenised and padded); its percentile ``p`` among the
+last ``loss_history_length`` losses gives it a keep probability ``p ** beta``. With
+losses drawn from one distribution ``p`` is uniform, so about ``1 / (1 + beta)`` of
+the data is kept. Kept samples accumulate until a full batch, which then gets the
+normal forward and backward pass. The first ``delay`` batches pass unsifted.
+
+Use it in your own PyTorch loop::
+
+    from textclf.sifting import SiftingConfig, SiftingDataLoader
+
+    loader = DataLoader(dataset, batch_size=32, shuffle=True, collate_fn=collator)
+    sifted = SiftingDataLoader(loader, model, torch.nn.CrossEntropyLoss(reduction="none"),
+                               SiftingConfig(beta=1.0), pad_values={"input_ids": tokenizer.pad_token_id})
+    for epoch in range(3):
+        for batch in sifted:               # same structure as the loader's batches
+            loss = model(**batch).loss
+            loss.backward(); optimizer.step(); optimizer.zero_grad()
+        print(sifted.stats)                # seen, kept, fraction sifted, scoring seconds
+
+Batches are dicts of tensors with a ``labels`` entry (scored as ``model(**rest)``,
+taking ``.logits`` when the output has it), or tuples ``(*inputs, labels)`` (scored
+as ``model(*inputs)``). ``loss_fn(outputs, labels)`` must return one loss per sample.
+
+Guarantees: a sample appears in at most one yielded batch; kept samples are yielded
+in the order the underlying loader produced them; every yielded batch has the
+loader's batch size except the last of a pass, which holds the leftover kept
+samples (dropped with ``drop_last=True``). Rows joined from batches of different
+widths are right-padded with ``pad_values[key]`` (default 0). The same seed and the
+same sequence of batches and losses give the same selection.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+__all__ = ["RelativeProbabilisticSifter", "SiftingConfig", "SiftingDataLoader", "SiftingStats"]
+
+
+@dataclass(frozen=True)
+class SiftingConfig:
+    """How much to sift. ``beta`` 1 keeps about half of the data, 3 about a quarter."""
+
+    beta: float = 1.0
+    loss_history_length: int = 500
+    delay: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ConfigError(f"sifting_beta must be a number at least 0, but got sifting_beta={self.beta}.")
+        if self.loss_history_length < 1:
+            raise ConfigError(
+                f"sifting_loss_history_length must be at least 1, but got sifting_loss_history_length={self.loss_history_length}."
+            )
+        if self.delay < 0:
+            raise ConfigError(f"sifting_delay must be at least 0, but got sifting_delay={self.delay}.")
+
+    @property
+    def expected_keep_fraction(self) -> float:
+        return 1.0 / (1.0 + self.beta)
+
+
+class RelativeProbabilisticSifter:
+    """Decides which samples to keep from their losses: keep with probability percentile ** beta."""
+
+    def __init__(self, config: SiftingConfig):
+        self.config = config
+        self.history: deque[float] = deque(maxlen=config.loss_history_length)
+        self.rng = np.random.default_rng(config.seed)
+
+    def keep(self, losses: np.ndarray) -> np.ndarray:
+        """A boolean mask over ``losses``; the losses then join the history."""
+        losses = np.asarray(losses, dtype=np.float64)
+        if self.history:
+            past = np.sort(np.fromiter(self.history, dtype=np.float64))
+            percentile = np.searchsorted(past, losses, side="right") / len(past)
+        else:
+            percentile = np.ones_like(losses)
+        mask = self.rng.random(len(losses)) < percentile ** self.config.beta
+        self.history.extend(losses.tolist())
+        return mask
+
+    def state_dict(self) -> dict:
+        return {"history": list(self.history), "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = deque(state["history"], maxlen=self.config.loss_history_length)
+        self.rng.bit_generator.state = state["rng"]
+
+
+@dataclass
+class SiftingStats:
+    """Counts for one pass over the data."""
+
+    seen: int = 0
+    kept: int = 0
+    scoring_seconds: float = 0.0
+
+    @property
+    def fraction_sifted(self) -> float:
+        return 1.0 - self.kept / self.seen if self.seen else 0.0
+
+
+class SiftingDataLoader:
+    """Wraps a re-iterable loader of batches; yields full batches of the samples worth training on."""
+
+    def __init__(
+        self,
+        dataloader: Iterable,
+        model: torch.nn.Module,
+        loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
+        config: SiftingConfig = SiftingConfig(),
+        *,
+        batch_size: int | None = None,
+        pad_values: Mapping[str, int] | None = None,
+        drop_last: bool = False,
+        forward: Callable[[torch.nn.Module, Any], Any] | None = None,
+    ):
+        self.dataloader = dataloader
+        self.model = model
+        self.loss_fn = loss_fn
+        self.config = config
+        self.batch_size = batch_size or getattr(dataloader, "batch_size", None)
+        if not self.batch_size:
+            raise ConfigError("SiftingDataLoader needs batch_size when the loader does not have one.")
+        self.pad_values = dict(pad_values or {})
+        self.drop_last = drop_last
+        self.forward = forward or _default_forward
+        self.sifter = RelativeProbabilisticSifter(config)
+        self.batches_yielded = 0  # across passes: the delay counts from the start of training
+        self.stats = SiftingStats()
+
+    def __iter__(self) -> Iterator:
+        self.stats = SiftingStats()
+        pending: list[tuple[Any, np.ndarray]] = []  # (batch, kept row indices), in arrival order
+        waiting = 0
+        for batch in self.dataloader:
+            rows = _num_rows(batch)
+            self.stats.seen += rows
+            if self.batches_yielded < self.config.delay and not pending:
+                self.stats.kept += rows
+                self.batches_yielded += 1
+                yield batch
+                continue
+            keep = np.flatnonzero(self.sifter.keep(self._losses(batch)))
+            self.stats.kept += len(keep)
+            if len(keep):
+                pending.append((batch, keep))
+                waiting += len(keep)
+            while waiting >= self.batch_size:
+                full, pending = _take(pending, self.batch_size)
+                waiting -= self.batch_size
+                self.batches_yielded += 1
+                yield self._join(full)
+        if waiting and not self.drop_last:
+            self.batches_yielded += 1
+            yield self._join(pending)
+
+    def _losses(self, batch: Any) -> np.ndarray:
+        start = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                losses = self.loss_fn(self.forward(self.model, batch), _labels(batch))
+        finally:
+            self.model.train(was_training)
+        if losses.ndim != 1 or losses.shape[0] != _num_rows(batch):
+            raise ConfigError("loss_fn must return one loss per sample; pass e.g. CrossEntropyLoss(reduction='none').")
+        self.stats.scoring_seconds += time.perf_counter() - start
+        return losses.float().cpu().numpy()
+
+    def _join(self, parts: list[tuple[Any, np.ndarray]]) -> Any:
+        first = parts[0][0]
+        if isinstance(first, Mapping):
+            return {k: _cat([b[k][torch.from_numpy(i)] for b, i in parts], self.pad_values.get(k, 0)) for k in first}
+        return type(first)(_cat([b[j][torch.from_numpy(i)] for b, i in parts], 0) for j in range(len(first)))
+
+
+def _take(pending: list[tuple[Any, np.ndarray]], n: int) -> tuple[list, list]:
+    """Split the first ``n`` kept rows off ``pending``."""
+    taken, rest = [], list(pending)
+    while n:
+        batch, idx = rest.pop(0)
+        if len(idx) > n:
+            taken.append((batch, idx[:n]))
+            rest.insert(0, (batch, idx[n:]))
+            break
+        taken.append((batch, idx))
+        n -= len(idx)
+    return taken, rest
+
+
+def _cat(tensors: list[torch.Tensor], pad_value: int) -> torch.Tensor:
+    if tensors[0].ndim >= 2:
+        width = max(t.shape[1] for t in tensors)
+        tensors = [torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad_value) if t.shape[1] < width else t
+                   for t in tensors]
+    return torch.cat(tensors)
+
+
+def _labels(batch: Any) -> torch.Tensor:
+    return batch["labels"] if isinstance(batch, Mapping) else batch[-1]
+
+
+def _num_rows(batch: Any) -> int:
+    return len(_labels(batch))
+
+
+def _default_forward(model: torch.nn.Module, batch: Any) -> Any:
+    if isinstance(batch, Mapping):
+        out = model(**{k: v for k, v in batch.items() if k != "labels"})
+    else:
+        out = model(*batch[:-1])
+    return getattr(out, "logits", out)

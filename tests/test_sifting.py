@@ -1,0 +1,151 @@
+"""Loss-based sifting: the rule, the wrapper, and its use in training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST
+
+import textclf
+from textclf.errors import ConfigError
+from textclf.sifting import RelativeProbabilisticSifter, SiftingConfig, SiftingDataLoader
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+def keep_masks(config: SiftingConfig, losses: np.ndarray, batch: int = 32) -> np.ndarray:
+    sifter = RelativeProbabilisticSifter(config)
+    return np.concatenate([sifter.keep(losses[i : i + batch]) for i in range(0, len(losses), batch)])
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 3.0])
+def test_keep_fraction_is_one_over_one_plus_beta(beta):
+    losses = np.random.default_rng(1).exponential(size=40_000)
+    kept = keep_masks(SiftingConfig(beta=beta), losses)
+    assert kept.mean() == pytest.approx(1 / (1 + beta), abs=0.015)
+
+
+def test_higher_losses_are_kept_more_often():
+    losses = np.random.default_rng(2).exponential(size=20_000)
+    kept = keep_masks(SiftingConfig(beta=1.0), losses)
+    low, high = np.quantile(losses, [0.25, 0.75])
+    assert kept[losses >= high].mean() > 0.7 > 0.3 > kept[losses <= low].mean()
+
+
+def test_same_seed_same_selection_other_seed_differs():
+    losses = np.random.default_rng(3).exponential(size=5_000)
+    a, b = keep_masks(SiftingConfig(seed=7), losses), keep_masks(SiftingConfig(seed=7), losses)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, keep_masks(SiftingConfig(seed=8), losses))
+
+
+def test_state_round_trip_continues_identically():
+    losses = np.random.default_rng(4).exponential(size=640)
+    one = RelativeProbabilisticSifter(SiftingConfig())
+    for i in range(0, 320, 32):
+        one.keep(losses[i : i + 32])
+    two = RelativeProbabilisticSifter(SiftingConfig())
+    two.load_state_dict(one.state_dict())
+    assert np.array_equal(one.keep(losses[320:]), two.keep(losses[320:]))
+
+
+@pytest.mark.parametrize("bad", [{"beta": -1}, {"beta": float("nan")}, {"loss_history_length": 0}, {"delay": -1}])
+def test_bad_config_is_refused(bad):
+    with pytest.raises(ConfigError):
+        SiftingConfig(**bad)
+
+
+class LossIsTheInput(torch.nn.Module):
+    """A 'model' whose per-sample loss is the sample's first feature: sifting decisions are known."""
+
+    def forward(self, x):
+        return x
+
+
+def identity_loss(outputs, labels):
+    return outputs[:, 0]
+
+
+def toy_loader(n: int = 640, batch: int = 32, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    feats = torch.tensor(rng.exponential(size=(n, 1)), dtype=torch.float32)
+    ids = torch.arange(n)
+    return [(feats[i : i + batch], ids[i : i + batch]) for i in range(0, n, batch)]
+
+
+def test_wrapper_yields_full_batches_in_order_without_duplicates():
+    loader = toy_loader()
+    sifted = SiftingDataLoader(loader, LossIsTheInput(), identity_loss, SiftingConfig(delay=3), batch_size=32)
+    batches = list(sifted)
+    ids = torch.cat([b[1] for b in batches]).tolist()
+    assert batches[:3] == loader[:3]  # the delay passes the first batches through untouched
+    assert ids == sorted(ids) and len(ids) == len(set(ids)) == sifted.stats.kept
+    assert all(len(b[1]) == 32 for b in batches[:-1]) and 0 < len(batches[-1][1]) <= 32
+    assert 0.3 < sifted.stats.fraction_sifted < 0.6
+    assert sifted.stats.seen == 640
+    dropped = list(SiftingDataLoader(loader, LossIsTheInput(), identity_loss, SiftingConfig(delay=3), batch_size=32, drop_last=True))
+    assert all(len(b[1]) == 32 for b in dropped)
+
+
+def test_wrapper_keeps_high_loss_samples_and_counts_delay_across_passes():
+    loader = toy_loader()
+    sifted = SiftingDataLoader(loader, LossIsTheInput(), identity_loss, SiftingConfig(delay=5), batch_size=32)
+    first = list(sifted)
+    second = list(sifted)
+    assert sifted.batches_yielded == len(first) + len(second)
+    assert second[0] is not loader[0]  # the delay is spent: the second pass is sifted from its start
+    kept = torch.cat([b[0] for b in second])[:, 0]
+    all_losses = torch.cat([b[0] for b in loader])[:, 0]
+    assert kept.mean() > all_losses.mean()
+
+
+def test_wrapper_joins_dict_batches_of_different_widths_with_padding():
+    class FirstToken(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return input_ids[:, :1].float()
+
+    short = {"input_ids": torch.tensor([[5, 1], [6, 1]]), "attention_mask": torch.ones(2, 2, dtype=torch.long), "labels": torch.tensor([0, 1])}
+    wide = {"input_ids": torch.tensor([[7, 1, 1], [8, 1, 1]]), "attention_mask": torch.ones(2, 3, dtype=torch.long), "labels": torch.tensor([1, 0])}
+    always = SiftingConfig(beta=0.0, delay=0)  # p ** 0 == 1: keep everything
+    (batch,) = SiftingDataLoader([short, wide], FirstToken(), lambda out, y: out[:, 0], always, batch_size=4,
+                                 pad_values={"input_ids": 9})
+    assert batch["input_ids"].tolist() == [[5, 1, 9], [6, 1, 9], [7, 1, 1], [8, 1, 1]]
+    assert batch["attention_mask"].tolist()[0] == [1, 1, 0]
+    assert batch["labels"].tolist() == [0, 1, 1, 0]
+
+
+def test_loss_fn_must_be_per_sample():
+    sifted = SiftingDataLoader(toy_loader(), LossIsTheInput(), lambda out, y: out.mean(), SiftingConfig(delay=0), batch_size=32)
+    with pytest.raises(ConfigError, match="one loss per sample"):
+        list(sifted)
+
+
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_gpt2"])
+def test_training_with_sifting_records_what_it_sifted(model, request, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    result = textclf.train(train, tmp_path / "out", model=request.getfixturevalue(model), validation=val, **QUIET,
+                           **{**FAST, "epochs": 12, "sifting": True, "sifting_delay": 4, "sifting_beta": 1.0})
+    lines = [json.loads(x) for x in (result.output / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["samples_seen"] == 200 for x in lines)
+    assert all(x["samples_kept"] + round(x["fraction_sifted"] * 200) == 200 for x in lines)
+    assert 0.2 < lines[1]["fraction_sifted"] < 0.8  # while losses are still stationary: about half
+    assert all(x["fraction_sifted"] < 1 for x in lines)
+    assert all(0 < x["scoring_seconds"] < x["train_seconds"] for x in lines[1:])
+    assert result.best["val_accuracy"] >= 0.8
+
+
+def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentiment_files, tmp_path):
+    result = textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, validation=sentiment_files[1], **QUIET,
+                           **{**FAST, "sifting": True, "sifting_delay": 2, "train_only_top_layer": True,
+                              "gradient_accumulation_steps": 2})
+    assert result.history[-1]["fraction_sifted"] > 0.2
+
+
+def test_sifting_is_deterministic(tiny_bert, sentiment_files, tmp_path):
+    runs = [textclf.train(sentiment_files[0], tmp_path / f"r{i}", model=tiny_bert, **QUIET,
+                          **{**FAST, "epochs": 3, "sifting": True, "sifting_delay": 2}) for i in range(2)]
+    keep = lambda r: [(h["samples_kept"], h["train_loss"], h["val_accuracy"]) for h in r.history]  # noqa: E731
+    assert keep(runs[0]) == keep(runs[1])
