@@ -143,36 +143,48 @@ def test_early_stopping_stops_after_patience(tiny_bert, sentiment_files, tmp_pat
     assert any("early stopping" in line for line in logs)
 
 
-@pytest.mark.parametrize("micro_batches", [2, 3])  # 3 leaves a short last group
-def test_gradient_accumulation_equals_one_big_batch(tiny_bert, monkeypatch, micro_batches):
+@pytest.mark.parametrize(("sizes", "reference"), [
+    ([16, 16], [32]),
+    ([16, 16, 16], [32, 16]),  # a short last group
+    ([20, 12, 9], [32, 9]),  # uneven micro-batches: every sample must weigh the same
+])
+def test_gradient_accumulation_equals_one_big_batch(tiny_bert, monkeypatch, sizes, reference):
     from textclf.training import loop
 
     monkeypatch.setattr(loop, "MAX_GRAD_NORM", 1e9)  # clipping would hide a wrongly scaled gradient
-    rows = make_sentences(16 * micro_batches)
+    rows = make_sentences(sum(sizes))
     labels = LabelSet(("negative", "positive"), integer=False)
     y = [labels.label2id[lab] for lab, _ in rows]
 
-    def run(batches, accumulation):
+    def run(batch_sizes, accumulation):
         torch.manual_seed(0)
         net, tokenizer, _ = load_for_training(resolve_model(tiny_bert), labels)
         for m in net.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = 0.0
         ids = encode(tokenizer, [text for _, text in rows], 32)
-        opt = torch.optim.SGD(net.parameters(), lr=0.1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        bounds = np.cumsum([0, *batch_sizes])
         dicts = []
-        for b in batches:
-            padded = collate(ids, np.array(b), tokenizer.pad_token_id)
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            padded = collate(ids, np.arange(start, end), tokenizer.pad_token_id)
             dicts.append({"input_ids": padded.input_ids, "attention_mask": padded.attention_mask,
-                          "labels": torch.tensor([y[i] for i in b])})
-        loop._train_epoch(net, dicts, opt, sched, accumulation, lambda _: None)
+                          "labels": torch.tensor(y[start:end])})
+        loop._train_epoch(net, dicts, torch.optim.SGD(net.parameters(), lr=0.1), accumulation, lambda: None, lambda _: None)
         return net.classifier.weight.detach().clone()
 
-    chunks = [list(range(i, i + 16)) for i in range(0, 16 * micro_batches, 16)]
-    accumulated = run(chunks, accumulation=2)
-    reference = run([chunks[0] + chunks[1], *chunks[2:]], accumulation=1)  # 32 at once, then the short rest
-    torch.testing.assert_close(accumulated, reference, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(run(sizes, accumulation=2), run(reference, accumulation=1), atol=1e-6, rtol=1e-4)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_by_data_consumed():
+    from textclf.training.loop import _LinearSchedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = _LinearSchedule(opt, peak=2.0, warmup_ratio=0.1)
+    seen = []
+    for progress in (0.05, 0.1, 0.55, 1.0):
+        schedule.set(progress)
+        seen.append(opt.param_groups[0]["lr"])
+    assert seen == pytest.approx([1.0, 2.0, 1.0, 0.0])
 
 
 def test_max_seq_length_beyond_the_model_is_refused(tiny_bert, sentiment_files, tmp_path):

@@ -56,8 +56,14 @@ def collate(ids: Sequence[list[int]], rows: np.ndarray, pad_id: int, left: bool 
     return Batch(np.asarray(rows), torch.from_numpy(input_ids), torch.from_numpy(mask))
 
 
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Row indices per training batch: random, but each batch of similar lengths."""
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, shuffle_batches: bool = True
+) -> list[np.ndarray]:
+    """Row indices per training batch: random, but each batch of similar lengths.
+
+    With ``shuffle_batches=False`` the batches of a mega-batch stay in length order
+    (as in transformers' LengthGroupedSampler), so neighbouring batches are alike.
+    """
     lengths = np.asarray(lengths)
     order = rng.permutation(len(lengths))
     span = batch_size * GROUP
@@ -66,7 +72,7 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: np.rand
         chunk = order[start : start + span]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
+    return [batches[i] for i in rng.permutation(len(batches))] if shuffle_batches else batches
 
 
 def eval_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:

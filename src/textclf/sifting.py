@@ -29,8 +29,10 @@ Guarantees: a sample appears in at most one yielded batch; kept samples are yiel
 in the order the underlying loader produced them; every yielded batch has the
 loader's batch size except the last of a pass, which holds the leftover kept
 samples (dropped with ``drop_last=True``). Rows joined from batches of different
-widths are right-padded with ``pad_values[key]`` (default 0). The same seed and the
-same sequence of batches and losses give the same selection.
+widths are padded on ``padding_side`` with ``pad_values[key]`` (default 0), and
+columns that are padding in every row (per ``attention_mask``) are dropped. The
+same seed and the same sequence of batches and losses give the same selection.
+The first ``delay`` batches (counted over all passes) are yielded unsifted.
 """
 
 from __future__ import annotations
@@ -68,10 +70,6 @@ class SiftingConfig:
         if self.delay < 0:
             raise ConfigError(f"sifting_delay must be at least 0, but got sifting_delay={self.delay}.")
 
-    @property
-    def expected_keep_fraction(self) -> float:
-        return 1.0 / (1.0 + self.beta)
-
 
 class RelativeProbabilisticSifter:
     """Decides which samples to keep from their losses: keep with probability percentile ** beta."""
@@ -93,12 +91,6 @@ class RelativeProbabilisticSifter:
         self.history.extend(losses.tolist())
         return mask
 
-    def state_dict(self) -> dict:
-        return {"history": list(self.history), "rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.history = deque(state["history"], maxlen=self.config.loss_history_length)
-        self.rng.bit_generator.state = state["rng"]
 
 
 @dataclass
@@ -126,6 +118,7 @@ class SiftingDataLoader:
         *,
         batch_size: int | None = None,
         pad_values: Mapping[str, int] | None = None,
+        padding_side: str = "right",
         drop_last: bool = False,
         forward: Callable[[torch.nn.Module, Any], Any] | None = None,
     ):
@@ -137,6 +130,9 @@ class SiftingDataLoader:
         if not self.batch_size:
             raise ConfigError("SiftingDataLoader needs batch_size when the loader does not have one.")
         self.pad_values = dict(pad_values or {})
+        if padding_side not in ("right", "left"):
+            raise ConfigError(f"padding_side must be 'right' or 'left', but got padding_side={padding_side!r}.")
+        self.pad_left = padding_side == "left"
         self.drop_last = drop_last
         self.forward = forward or _default_forward
         self.sifter = RelativeProbabilisticSifter(config)
@@ -165,7 +161,9 @@ class SiftingDataLoader:
                 waiting -= self.batch_size
                 self.batches_yielded += 1
                 yield self._join(full)
-        if waiting and not self.drop_last:
+        if waiting and self.drop_last:
+            self.stats.kept -= waiting
+        elif waiting:
             self.batches_yielded += 1
             yield self._join(pending)
 
@@ -180,14 +178,21 @@ class SiftingDataLoader:
             self.model.train(was_training)
         if losses.ndim != 1 or losses.shape[0] != _num_rows(batch):
             raise ConfigError("loss_fn must return one loss per sample; pass e.g. CrossEntropyLoss(reduction='none').")
+        values = losses.float().cpu().numpy()  # waits for the device, so the timing is honest
         self.stats.scoring_seconds += time.perf_counter() - start
-        return losses.float().cpu().numpy()
+        return values
 
     def _join(self, parts: list[tuple[Any, np.ndarray]]) -> Any:
         first = parts[0][0]
         if isinstance(first, Mapping):
-            return {k: _cat([b[k][torch.from_numpy(i)] for b, i in parts], self.pad_values.get(k, 0)) for k in first}
-        return type(first)(_cat([b[j][torch.from_numpy(i)] for b, i in parts], 0) for j in range(len(first)))
+            joined = {k: _cat([b[k][torch.from_numpy(i)] for b, i in parts], self.pad_values.get(k, 0), self.pad_left)
+                      for k in first}
+            mask = joined.get("attention_mask")
+            if mask is not None and mask.ndim == 2 and not mask.all(dim=0).all():
+                used = mask.any(dim=0)  # drop columns that are padding in every joined row
+                joined = {k: v[:, used] if v.ndim == 2 and v.shape[1] == used.shape[0] else v for k, v in joined.items()}
+            return joined
+        return type(first)(_cat([b[j][torch.from_numpy(i)] for b, i in parts], 0, self.pad_left) for j in range(len(first)))
 
 
 def _take(pending: list[tuple[Any, np.ndarray]], n: int) -> tuple[list, list]:
@@ -204,11 +209,14 @@ def _take(pending: list[tuple[Any, np.ndarray]], n: int) -> tuple[list, list]:
     return taken, rest
 
 
-def _cat(tensors: list[torch.Tensor], pad_value: int) -> torch.Tensor:
-    if tensors[0].ndim >= 2:
+def _cat(tensors: list[torch.Tensor], pad_value: int, left: bool) -> torch.Tensor:
+    """Rows of ``tensors`` stacked; 2-D tensors of different widths are padded to the widest."""
+    if tensors[0].ndim == 2:
         width = max(t.shape[1] for t in tensors)
-        tensors = [torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad_value) if t.shape[1] < width else t
-                   for t in tensors]
+        tensors = [
+            torch.nn.functional.pad(t, (width - t.shape[1], 0) if left else (0, width - t.shape[1]), value=pad_value)
+            for t in tensors
+        ]
     return torch.cat(tensors)
 
 

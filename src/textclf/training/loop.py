@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from transformers import get_linear_schedule_with_warmup
 
 from .. import artifact
 from ..config import Hyperparameters
@@ -43,7 +42,7 @@ class TrainResult:
     history: list[dict]
     best_epoch: int
     best: dict
-    training_seconds: float  # forward/backward/step only, summed over epochs
+    training_seconds: float  # the epochs' training passes (with sifting, scoring included); no validation
     total_seconds: float  # everything from loading the model to writing the folder
 
 
@@ -98,17 +97,20 @@ def train(
     val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
     pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
 
-    epoch_batches = _EpochBatches(train_ids, td.train_labels, hp.batch_size, (pad_id, left), np.random.default_rng(hp.seed))
+    epoch_batches = _EpochBatches(
+        train_ids, td.train_labels, hp.batch_size, (pad_id, left), np.random.default_rng(hp.seed),
+        shuffle_batches=not hp.sifting,  # sifting joins neighbouring batches: keep neighbours alike in length
+    )
     batches: Iterable[dict] = epoch_batches
     if hp.sifting:
         sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed)
         batches = SiftingDataLoader(
             epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
-            pad_values={"input_ids": pad_id}, forward=_logits_of,
+            pad_values={"input_ids": pad_id}, padding_side="left" if left else "right", forward=_logits_of,
         )
-    total_steps = math.ceil(_expected_batches(len(train_ids), hp) / hp.gradient_accumulation_steps)
     optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp.warmup_ratio * total_steps), total_steps)
+    total_rows = len(train_ids) * hp.epochs
+    schedule = _LinearSchedule(optimizer, hp.learning_rate, hp.warmup_ratio)
 
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     log(
@@ -121,9 +123,11 @@ def train(
     with artifact.staging(output, overwrite) as stage:
         for epoch in range(1, hp.epochs + 1):
             epoch_start = time.perf_counter()
+            done_before = (epoch - 1) * len(train_ids)
             with _progress_bar(progress, f"epoch {epoch}/{hp.epochs}", len(train_ids)) as advance:
                 train_loss = _train_epoch(
-                    net, batches, optimizer, scheduler, hp.gradient_accumulation_steps,
+                    net, batches, optimizer, hp.gradient_accumulation_steps,
+                    lambda: schedule.set((done_before + epoch_batches.produced) / total_rows),
                     lambda loss: advance(epoch_batches.produced, loss),
                 )
             train_seconds = time.perf_counter() - epoch_start
@@ -175,39 +179,60 @@ def train(
     return TrainResult(output, history, best["epoch"], best, training_seconds, time.perf_counter() - started)
 
 
-def _train_epoch(net, batches: Iterable[dict], optimizer, scheduler, accumulation: int, advance) -> float:
-    """One pass over ``batches``; returns the mean training loss per sample.
+def _train_epoch(net, batches: Iterable[dict], optimizer, accumulation: int, before_step, advance) -> float:
+    """One pass over ``batches``; returns the mean training loss per sample trained on.
 
-    Gradients of ``accumulation`` micro-batches are summed, then averaged at the
-    optimizer step, so a short last group is weighted correctly too.
+    Every sample of an optimizer step weighs the same: losses are summed over the
+    ``accumulation`` micro-batches of a group and divided by its row count at the
+    step, so short batches and a short last group are weighted correctly.
     """
     net.train()
-    total_loss, seen, in_group = 0.0, 0, 0
+    total_loss, seen, in_group, group_rows = 0.0, 0, 0, 0
     for batch in batches:
-        loss = _per_sample_loss(_logits_of(net, batch), batch["labels"]).mean()
-        loss.backward()
-        in_group += 1
+        losses = _per_sample_loss(_logits_of(net, batch), batch["labels"])
+        losses.sum().backward()
+        rows = len(batch["labels"])
+        in_group, group_rows = in_group + 1, group_rows + rows
         if in_group == accumulation:
-            _step(net, optimizer, scheduler, in_group)
-            in_group = 0
-        value = loss.item()
-        total_loss += value * len(batch["labels"])
-        seen += len(batch["labels"])
-        advance(value)
+            _step(net, optimizer, group_rows, before_step)
+            in_group, group_rows = 0, 0
+        value = losses.detach().sum().item()
+        total_loss += value
+        seen += rows
+        advance(value / rows)
     if in_group:
-        _step(net, optimizer, scheduler, in_group)
+        _step(net, optimizer, group_rows, before_step)
     return total_loss / max(seen, 1)
 
 
-def _step(net, optimizer, scheduler, micro_batches: int) -> None:
-    if micro_batches > 1:
-        for param in net.parameters():
-            if param.grad is not None:
-                param.grad.div_(micro_batches)
+def _step(net, optimizer, rows: int, before_step) -> None:
+    for param in net.parameters():
+        if param.grad is not None:
+            param.grad.div_(rows)
     torch.nn.utils.clip_grad_norm_(net.parameters(), MAX_GRAD_NORM)
+    before_step()
     optimizer.step()
-    scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+class _LinearSchedule:
+    """Linear warmup then linear decay to 0, by the share of training rows consumed.
+
+    Driven by progress through the data rather than a step count, it ends at 0
+    exactly however many steps sifting and gradient accumulation make.
+    """
+
+    def __init__(self, optimizer, peak: float, warmup_ratio: float):
+        self.optimizer, self.peak, self.warmup = optimizer, peak, warmup_ratio
+
+    def factor(self, progress: float) -> float:
+        if progress < self.warmup:
+            return progress / self.warmup
+        return max(0.0, (1.0 - progress) / max(1e-12, 1.0 - self.warmup))
+
+    def set(self, progress: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.peak * self.factor(progress)
 
 
 def _logits_of(net: torch.nn.Module, batch: dict) -> torch.Tensor:
@@ -221,28 +246,20 @@ def _per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 class _EpochBatches:
     """Length-grouped, padded training batches; each pass reshuffles. ``produced`` counts rows this pass."""
 
-    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], rng):
+    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], rng,
+                 shuffle_batches: bool = True):
         self.ids, self.labels = ids, np.asarray(labels)
         self.lengths = [len(x) for x in ids]
-        self.batch_size, self.padding, self.rng = batch_size, padding, rng
+        self.batch_size, self.padding, self.rng, self.shuffle_batches = batch_size, padding, rng, shuffle_batches
         self.produced = 0
 
     def __iter__(self) -> Iterator[dict]:
         self.produced = 0
-        for rows in length_grouped_batches(self.lengths, self.batch_size, self.rng):
+        for rows in length_grouped_batches(self.lengths, self.batch_size, self.rng, self.shuffle_batches):
             batch = collate(self.ids, rows, *self.padding)
             self.produced += len(rows)
             yield {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
                    "labels": torch.from_numpy(self.labels[rows])}
-
-
-def _expected_batches(rows: int, hp: Hyperparameters) -> float:
-    """Training batches over the whole run, for the learning-rate schedule (sifting keeps ~1/(1+beta))."""
-    per_epoch = math.ceil(rows / hp.batch_size)
-    total = per_epoch * hp.epochs
-    if not hp.sifting or total <= hp.sifting_delay:
-        return total
-    return hp.sifting_delay + (total - hp.sifting_delay) / (1 + hp.sifting_beta)
 
 
 class _BestEpoch:
@@ -300,8 +317,11 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"  val_loss {r['val_loss']:.4f}  val_accuracy {r['val_accuracy']:.4f}"
             f"  val_f1 {r['val_f1']:.4f}  val_mcc {r['val_mcc']:.4f}"
         )
-    if r["fraction_sifted"]:
-        line += f"  sifted {r['fraction_sifted']:.0%} (scoring {r['scoring_seconds']:.1f}s of {r['train_seconds']:.1f}s)"
+    if r["scoring_seconds"]:
+        line += (
+            f"  kept {r['samples_kept']}/{r['samples_seen']} (sifted {r['fraction_sifted']:.0%}, "
+            f"scoring {r['scoring_seconds']:.1f}s of {r['train_seconds']:.1f}s)"
+        )
     return line + f"  {r['samples_per_second']:.1f} samples/s  {r['elapsed_seconds']:.1f}s"
 
 
