@@ -89,8 +89,8 @@ def train(
     net, tokenizer, head_reused = load_for_training(source, td.labels, hp.reinitialize_top_layer)
     net.to("cpu")
     check_max_length(net.config, tokenizer, hp.max_seq_length)
-    head = set(head_parameter_names(net))
     if hp.train_only_top_layer:
+        head = set(head_parameter_names(net))
         for name, param in net.named_parameters():
             param.requires_grad_(name in head)
     train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
@@ -333,7 +333,7 @@ def _seed_everything(seed: int) -> None:
 
 def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
-    for name, param in net.named_parameters():
+    for param in net.parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
