@@ -156,6 +156,24 @@ def predict(model_dir, texts, input_file, encoding, as_json, batch_size) -> None
 
 
 @main.command()
+@click.option("--model-dir", default=None, help="Model folder to serve [default: $SM_MODEL_DIR, else /opt/ml/model].")
+@click.option("--model", default=None, help="Serve a model never fine-tuned here: a Hub id or a local HF classification folder [default: $HF_MODEL_ID].")
+@click.option("--host", default=None, help="Address to bind [default: 127.0.0.1; 0.0.0.0 to accept other machines].")
+@click.option("--port", default=None, type=int, help="Port [default: $SAGEMAKER_BIND_TO_PORT, else 8080].")
+@click.option("--workers", default=None, type=int, help="Processes, each with its own model and batcher [default: 1].")
+@click.option("--max-batch-size", default=None, type=int, help="Texts per forward pass [default: 64].")
+@click.option("--max-batch-delay-ms", default=None, type=float, help="How long a batch may wait for more texts while requests are arriving [default: 5].")
+@click.option("--backend", default=None, help="Inference backend [default: torch].")
+@click.option("--max-payload-mb", default=None, type=float, help="Larger request bodies get 413 [default: 6].")
+@click.option("--access-log/--no-access-log", default=None, help="Log every request [default: off].")
+def serve(**kw) -> None:
+    """Serve a model over HTTP (SageMaker-compatible /invocations, web page at /)."""
+    from .serving import ServeConfig, serve as run_server
+
+    run_server(ServeConfig.resolve(**kw))
+
+
+@main.command()
 @click.option("--model", default=None, help="A model (as for train); a textclf folder shows the values it was trained with.")
 @click.option("--explain", is_flag=True, help="A table with each hyperparameter's meaning instead of JSON.")
 def hyperparameters(model, explain) -> None:

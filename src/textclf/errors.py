@@ -8,12 +8,13 @@ and how to fix it. The CLI prints it on one line and exits with code 2.
      ├── ConfigError    a hyperparameter or option has a bad value
      ├── DataError      a data file is missing, malformed or unusable
      ├── ModelError     a model cannot be resolved or loaded
-     └── ArtifactError  a model folder cannot be written or read
+     ├── ArtifactError  a model folder cannot be written or read
+     └── RequestError   an HTTP request the endpoint cannot answer (carries a 4xx status)
 """
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "ConfigError", "DataError", "ModelError", "TextclfError"]
+__all__ = ["ArtifactError", "ConfigError", "DataError", "ModelError", "RequestError", "TextclfError"]
 
 
 class TextclfError(Exception):
@@ -34,3 +35,11 @@ class ModelError(TextclfError):
 
 class ArtifactError(TextclfError):
     """A textclf model folder cannot be written or read."""
+
+
+class RequestError(TextclfError):
+    """A request body or header the endpoint cannot use; ``status`` is the HTTP code to answer."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status

@@ -27,7 +27,7 @@ from .data import LabelSet
 from .errors import ConfigError, ModelError
 
 __all__ = [
-    "JUMPSTART_MODELS", "ModelSource", "check_max_length", "forward_logits", "head_parameter_names", "load_for_training", "pads_left", "quiet_transformers",
+    "JUMPSTART_MODELS", "ModelSource", "check_max_length", "forward_logits", "head_parameter_names", "load_for_training", "local_folder", "pads_left", "quiet_transformers",
     "resolve_model",
 ]
 
@@ -89,6 +89,18 @@ def _hub_error(source: ModelSource, exc: Exception) -> ModelError:
         f"cannot load {source.spec!r} from the Hugging Face Hub ({why}, and it is not in the local cache); "
         f"on a machine with access run `hf download {source.location} --local-dir DIR`, copy DIR here and pass --model DIR."
     )
+
+
+def local_folder(source: ModelSource) -> str:
+    """A local folder holding ``source``: Hub models are downloaded (or found in the cache)."""
+    if source.kind != "hub":
+        return source.location
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(source.location)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown id, network: one message
+        raise _hub_error(source, exc) from exc
 
 
 def is_decoder(config) -> bool:

@@ -1,0 +1,64 @@
+"""Run the endpoint with uvicorn: one process, or ``workers`` processes sharing the port.
+
+SIGTERM (or Ctrl-C) stops accepting connections, lets in-flight requests finish (up to
+``graceful_timeout_s``), drains the batcher and exits 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+
+from ..errors import ModelError
+from .config import ServeConfig
+
+__all__ = ["serve"]
+
+
+def _log_config() -> dict:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["textclf"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def serve(config: ServeConfig) -> None:
+    """Serve until SIGTERM/SIGINT. A model that cannot load raises :class:`ModelError`."""
+    import uvicorn
+
+    options = dict(
+        host=config.host, port=config.port, access_log=config.access_log, log_config=_log_config(),
+        timeout_graceful_shutdown=config.graceful_timeout_s, lifespan="on",
+    )
+    if config.workers == 1:
+        from .app import create_app
+
+        failure: list[str] = []
+        server: uvicorn.Server | None = None
+
+        def stop(message: str) -> None:
+            failure.append(message)
+            server.should_exit = True
+
+        server = uvicorn.Server(uvicorn.Config(create_app(config, on_load_failure=stop), **options))
+        server.run()
+        if failure:
+            raise ModelError(f"cannot load the model: {failure[0]}")
+        return
+
+    from .app import make_handler
+
+    make_handler(config).load()  # fail here, once, rather than in every worker
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="textclf-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ["TEXTCLF_SERVE_CONFIG"] = config.to_json()
+    try:
+        uvicorn.run("textclf.serving.app:app_from_env", factory=True, workers=config.workers, **options)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
