@@ -7,6 +7,7 @@ SIGTERM (or Ctrl-C) stops accepting connections, lets in-flight requests finish 
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 import os
 import shutil
 import tempfile
@@ -17,6 +18,21 @@ from .config import ServeConfig
 __all__ = ["serve"]
 
 
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; a requested stop exits 0 here."""
+
+        @contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                yield
+                getattr(self, "_captured_signals", []).clear()
+
+    return Server
+
+
 def _log_config() -> dict:
     from uvicorn.config import LOGGING_CONFIG
 
@@ -25,10 +41,22 @@ def _log_config() -> dict:
     return config
 
 
+def _preflight(config: ServeConfig) -> None:
+    """Refuse a model folder that is not there before binding the port (cheap checks only)."""
+    from .. import artifact
+    from ..models import resolve_model
+
+    if config.model:
+        resolve_model(config.model)
+    else:
+        artifact.read_metadata(config.model_dir)
+
+
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM/SIGINT. A model that cannot load raises :class:`ModelError`."""
     import uvicorn
 
+    _preflight(config)
     options = dict(
         host=config.host, port=config.port, access_log=config.access_log, log_config=_log_config(),
         timeout_graceful_shutdown=config.graceful_timeout_s, lifespan="on",
@@ -37,13 +65,13 @@ def serve(config: ServeConfig) -> None:
         from .app import create_app
 
         failure: list[str] = []
-        server: uvicorn.Server | None = None
+        server = None
 
         def stop(message: str) -> None:
             failure.append(message)
             server.should_exit = True
 
-        server = uvicorn.Server(uvicorn.Config(create_app(config, on_load_failure=stop), **options))
+        server = _server_class()(uvicorn.Config(create_app(config, on_load_failure=stop), **options))
         server.run()
         if failure:
             raise ModelError(f"cannot load the model: {failure[0]}")

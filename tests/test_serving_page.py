@@ -1,0 +1,46 @@
+"""The web page in a real headless browser (Debian's chromium, driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from serving_helpers import LiveServer
+
+import textclf
+from textclf.serving import ServeConfig, create_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags for a closed network and no sandbox user (CI runs as root).
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (`make test` installs it)")
+
+
+def test_type_click_and_read_the_prediction(bert_artifact, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    expected = textclf.Classifier.load(bert_artifact).predict("the food was excellent and lovely")[0]
+    with LiveServer(create_app(ServeConfig(model_dir=str(bert_artifact)))) as live, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(live.url + "/")
+            assert page.text_content("#model-name") == "bert"
+            assert page.text_content("#model-labels") == "Labels: negative, positive"
+            page.fill("#text", "the food was excellent and lovely")
+            page.click("#classify")
+            page.wait_for_selector("#result:not([hidden])", timeout=15_000)
+            assert page.text_content("#predicted") == expected.predicted_label
+            bars = page.query_selector_all("#bars .row")
+            assert [b.get_attribute("data-label") for b in bars] == ["negative", "positive"]
+            shown = [float(b.query_selector(".score").text_content().rstrip("%")) for b in bars]
+            assert shown == pytest.approx([100 * p for p in expected.probabilities], abs=0.06)
+            page.screenshot(path=str(tmp_path / "page.png"))
+
+            page.fill("#text", "   ")
+            page.click("#classify")
+            assert page.text_content("#error") == "Type a text first."
+        finally:
+            browser.close()
