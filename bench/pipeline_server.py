@@ -23,6 +23,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import argparse
 import codecs
 
+from fastapi import Depends, FastAPI, Request, Response  # module level: FastAPI resolves the string annotations here
+from fastapi.responses import JSONResponse
+
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -33,8 +36,6 @@ def parse_args() -> argparse.Namespace:
 
 
 def create_app(model_dir: str):
-    from fastapi import Depends, FastAPI, Request, Response
-    from fastapi.responses import JSONResponse
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 

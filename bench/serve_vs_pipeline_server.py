@@ -8,12 +8,15 @@ does); textclf runs as `textclf serve --model-dir DIR --port P --max-batch-size 
 --max-batch-delay-ms 5` plus --textclf-args. Both are started once and kept running; the load
 generator (in this process: asyncio over raw sockets, HTTP/1.1 keep-alive, one connection per
 client) runs C clients in a closed loop, each sending the next dev.tsv sentence as soon as its
-previous answer arrives, for --warmup seconds (not counted) then --duration seconds. Counted are
-the requests that complete inside the measured window: req/s, p50, p99 and errors (non-200 answers,
-connection errors, requests still unanswered --grace seconds after the window). For each repeat
-and each concurrency it runs baseline then textclf (A B A B) to cancel machine-speed drift; only one
-server is under load at a time. The table shows medians over repeats (errors: the sum). Before the
-load runs it checks that both servers predict the same label for the first --check-rows dev sentences.
+previous answer arrives, for --warmup seconds (not counted) then --duration seconds. req/s, p50
+and p99 count the 200 answers that arrive inside the measured window; errors count the whole run
+(non-200 answers, connection errors, requests still unanswered --grace seconds after the window).
+Also shown: the server's CPU time (its process tree, from /proc) per answer, and the share of a
+core the load generator itself used. For each repeat and each concurrency it runs baseline then
+textclf (A B A B) to cancel machine-speed drift; only one server is under load at a time. The table
+shows medians over repeats (errors: the sum). Before the load runs it checks that both servers
+predict the same label for the first --check-rows dev sentences. Server output goes to
+bench/out/serve_vs_pipeline_server.{baseline,textclf}.log.
 
     .venv/bin/python bench/serve_vs_pipeline_server.py                        # C = 1, 8, 32; 2 repeats
     .venv/bin/python bench/serve_vs_pipeline_server.py --only baseline        # the baseline alone
@@ -72,6 +75,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-batch-size", type=int, default=64, help="passed to textclf serve (default 64)")
     p.add_argument("--max-batch-delay-ms", type=float, default=5, help="passed to textclf serve (default 5)")
     p.add_argument("--textclf-args", default="", help="extra arguments appended to the textclf serve command line")
+    p.add_argument("--textclf-command", help="the textclf program to run 'serve' with (default: the textclf beside this"
+                   " Python, i.e. .venv/bin/textclf); split like a shell line, e.g. '.venv/bin/python -m textclf'")
     p.add_argument("--host", default="127.0.0.1", help="address the load generator connects to (default 127.0.0.1)")
     p.add_argument("--baseline-port", type=int, default=0, help="default: a free port")
     p.add_argument("--textclf-port", type=int, default=0, help="default: a free port")
@@ -311,8 +316,8 @@ async def run_load(host: str, port: int, requests: list[bytes], clients: int, wa
                    grace: float) -> dict:
     """Closed loop: each client sends requests[i], requests[i + clients], ... back to back. Counts the
     requests that complete inside [start + warmup, start + warmup + duration]."""
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    clock = time.perf_counter  # not loop.time(): uvloop's clock ticks in whole milliseconds
+    t0 = clock()
     window_start, window_end = t0 + warmup, t0 + warmup + duration
     latencies: list[float] = []
     errors: dict[str, int] = {}  # over the whole run, warm-up and drain included
@@ -325,17 +330,17 @@ async def run_load(host: str, port: int, requests: list[bytes], clients: int, wa
         conn = Connection(host, port)
         i = k
         try:
-            while loop.time() < window_end:
+            while clock() < window_end:
                 request = requests[i % len(requests)]
                 i += clients
-                start = loop.time()
+                start = clock()
                 try:
                     status, _ = await conn.send(request)
                 except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
                     error(type(exc).__name__)
                     await asyncio.sleep(0.05)
                     continue
-                end = loop.time()
+                end = clock()
                 if status != 200:
                     error(f"HTTP {status}")
                     continue
@@ -359,11 +364,11 @@ async def run_load(host: str, port: int, requests: list[bytes], clients: int, wa
     def pct(q: float) -> float | None:
         return 1000 * latencies[min(n - 1, int(q * n))] if n else None
 
-    return {"clients": clients, "requests": n, "answered_in_run": answered[0], "req_per_s": n / duration, "p50_ms": pct(0.50), "p90_ms": pct(0.90),
-            "p99_ms": pct(0.99), "max_ms": 1000 * latencies[-1] if n else None,
+    return {"clients": clients, "requests": n, "answered_in_run": answered[0], "req_per_s": n / duration,
+            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": 1000 * latencies[-1] if n else None,
             "mean_ms": 1000 * sum(latencies) / n if n else None, "errors": sum(errors.values()),
             "error_kinds": errors, "client_cpu_seconds": client_cpu,
-            "client_cpu_share": client_cpu / (loop.time() - t0)}
+            "client_cpu_share": client_cpu / (clock() - t0)}
 
 
 # -- same-label check -----------------------------------------------------------------------------
@@ -558,9 +563,10 @@ def main() -> None:
     training = ensure_model(model_dir, args.train_rows)
     dev_rows = read_tsv(DATA_DIR / "dev.tsv")
     sides = [s for s in SIDES if args.only in (None, s)]
+    textclf = shlex.split(args.textclf_command) if args.textclf_command else textclf_command()
     commands = {
         "baseline": [sys.executable, str(BENCH_DIR / "pipeline_server.py"), "--model-dir", str(model_dir)],
-        "textclf": [*textclf_command(), "serve", "--model-dir", str(model_dir),
+        "textclf": [*textclf, "serve", "--model-dir", str(model_dir),
                     "--max-batch-size", str(args.max_batch_size), "--max-batch-delay-ms", f"{args.max_batch_delay_ms:g}",
                     *shlex.split(args.textclf_args)],
     }
@@ -571,6 +577,7 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
         for side in sides:
             port = fixed_ports[side] or free_port()
@@ -581,6 +588,9 @@ def main() -> None:
     except KeyboardInterrupt:
         log("interrupted; stopping the servers")
         sys.exit(130)
+    except RuntimeError as exc:  # a server that died or never became ready
+        log(f"error: {exc}")
+        sys.exit(1)
     finally:
         for server in servers.values():
             server.stop()
