@@ -88,3 +88,14 @@ def test_public_api_is_pinned():
         "ArtifactError", "Classifier", "ConfigError", "DataError", "EvaluationReport", "Hyperparameters", "ModelError",
         "Prediction", "ReadOptions", "TextclfError", "TrainResult", "__version__", "evaluate", "train",
     ])
+
+
+def test_bfloat16_is_close_to_float32_and_bad_dtypes_are_refused(bert_artifact):
+    from textclf.errors import ConfigError
+
+    texts = ["the food was great", "it was really very bad and the service was poor and ugly", "nice", "sad phone"]
+    exact = textclf.Classifier.load(bert_artifact).predict_proba(texts)
+    fast = textclf.Classifier.load(bert_artifact, dtype="bfloat16").predict_proba(texts)
+    assert fast == pytest.approx(exact, abs=2e-2) and not (fast == exact).all()  # close, and really bf16
+    with pytest.raises(ConfigError, match="dtype must be one of auto, float32, bfloat16, but got dtype='float16'"):
+        textclf.Classifier.load(bert_artifact, dtype="float16")

@@ -42,7 +42,7 @@ def classifier(bert_artifact):
 def server(bert_artifact, tmp_path_factory):
     """The tiny model behind a live server; texts containing EXPLODE make the model raise."""
     folder = with_code(bert_artifact, tmp_path_factory.mktemp("exploding") / "model", EXPLODING)
-    with LiveServer(create_app(ServeConfig(model_dir=str(folder), max_batch_size=8))) as live:
+    with LiveServer(create_app(ServeConfig(model_dir=str(folder), max_batch_size=8, dtype="float32"))) as live:
         yield live
 
 
@@ -329,7 +329,7 @@ def test_zero_code_deploy_of_a_plain_hugging_face_folder(bert_artifact, tmp_path
     shutil.copytree(bert_artifact, plain)
     for extra in ("textclf.json", "metrics.jsonl", "curves.png"):
         (plain / extra).unlink(missing_ok=True)
-    config = ServeConfig.resolve(env={"HF_MODEL_ID": str(plain), "HF_TASK": "text-classification"})
+    config = ServeConfig.resolve(env={"HF_MODEL_ID": str(plain), "HF_TASK": "text-classification"}, dtype="float32")
     assert config.model == str(plain)
     with LiveServer(create_app(config)) as live:
         response = httpx.post(live.url + "/invocations", content=json.dumps({"inputs": TEXTS[0]}), headers={"Content-Type": "application/json"})
@@ -353,5 +353,7 @@ def test_settings_come_from_flags_then_the_sagemaker_environment(tmp_path):
         ServeConfig.resolve(env={}, model="m", model_dir="d")
     with pytest.raises(ConfigError, match="max_batch_size must be at least 1"):
         ServeConfig(model="m", max_batch_size=0)
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        ServeConfig(model="m", dtype="int4")
     with pytest.raises(ConfigError, match="backend must be one of"):
         ServeConfig(model="m", backend="tensorrt")

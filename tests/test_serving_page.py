@@ -22,7 +22,7 @@ def test_type_click_and_read_the_prediction(bert_artifact, tmp_path):
     from playwright.sync_api import sync_playwright
 
     expected = textclf.Classifier.load(bert_artifact).predict("the food was excellent and lovely")[0]
-    with LiveServer(create_app(ServeConfig(model_dir=str(bert_artifact)))) as live, sync_playwright() as p:
+    with LiveServer(create_app(ServeConfig(model_dir=str(bert_artifact), dtype="float32"))) as live, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
             page = browser.new_page()

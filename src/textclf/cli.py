@@ -118,13 +118,14 @@ def train(data, output, model, validation, hp_file, overwrite, progress, **kw) -
 @click.option("--data", required=True, help="Labelled data, in any format `train` accepts.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]), help="Compute precision; bfloat16 is ~2x faster on CPUs that have it (what `serve` uses by default there).")
 @_read_options
-def evaluate(model_dir, data, as_json, batch_size, **kw) -> None:
+def evaluate(model_dir, data, as_json, batch_size, dtype, **kw) -> None:
     """Accuracy, macro F1, MCC, per-class scores and confusion matrix."""
     from .evaluation import evaluate as run_evaluation
     from .inference import Classifier
 
-    report = run_evaluation(Classifier.load(model_dir, batch_size=batch_size), data, _make_read_options(kw))
+    report = run_evaluation(Classifier.load(model_dir, batch_size=batch_size, dtype=dtype), data, _make_read_options(kw))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
 
 
@@ -135,7 +136,8 @@ def evaluate(model_dir, data, as_json, batch_size, **kw) -> None:
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --input.")
 @click.option("--json", "as_json", is_flag=True, help='One {"probabilities", "labels", "predicted_label"} JSON line per text.')
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
-def predict(model_dir, texts, input_file, encoding, as_json, batch_size) -> None:
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]), help="Compute precision; bfloat16 is ~2x faster on CPUs that have it (what `serve` uses by default there).")
+def predict(model_dir, texts, input_file, encoding, as_json, batch_size, dtype) -> None:
     """Classify TEXTS (or the lines of --input)."""
     from .data import read_texts
     from .inference import Classifier
@@ -145,7 +147,7 @@ def predict(model_dir, texts, input_file, encoding, as_json, batch_size) -> None
     texts = read_texts(input_file, encoding) if input_file is not None else list(texts)
     if not texts:
         raise click.UsageError("nothing to classify: pass texts as arguments or --input FILE.")
-    clf = Classifier.load(model_dir, batch_size=batch_size)
+    clf = Classifier.load(model_dir, batch_size=batch_size, dtype=dtype)
     for text, pred in zip(texts, clf.predict(texts)):
         if as_json:
             click.echo(json.dumps(pred.to_dict()))
@@ -164,6 +166,8 @@ def predict(model_dir, texts, input_file, encoding, as_json, batch_size) -> None
 @click.option("--max-batch-size", default=None, type=int, help="Texts per forward pass [default: 64].")
 @click.option("--max-batch-delay-ms", default=None, type=float, help="How long a batch may wait for more texts while requests are arriving [default: 5].")
 @click.option("--backend", default=None, help="Inference backend [default: torch].")
+@click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16"]),
+              help="auto: bfloat16 where the CPU has it natively (~2x faster, probabilities within ~1e-2), else float32 [default: auto].")
 @click.option("--max-payload-mb", default=None, type=float, help="Larger request bodies get 413 [default: 6].")
 @click.option("--access-log/--no-access-log", default=None, help="Log every request [default: off].")
 def serve(**kw) -> None:

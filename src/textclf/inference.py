@@ -22,7 +22,7 @@ import torch
 from . import artifact
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
-from .models import forward_logits, load_tokenizer, pads_left, quiet_transformers
+from .models import forward_logits, inference_dtype, load_tokenizer, pads_left, quiet_transformers
 from .batching import collate, encode, eval_batches
 
 __all__ = ["BACKENDS", "Classifier", "Prediction"]
@@ -53,16 +53,21 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """The model as saved, run by PyTorch on the CPU."""
+    """The model as saved, run by PyTorch on the CPU.
+
+    ``dtype=torch.bfloat16`` runs the matrix products under bfloat16 autocast (weights stay
+    fp32): about twice as fast on CPUs with native bfloat16, probabilities within ~1e-2.
+    """
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype = torch.float32):
         self.model = model
         self.config = model.config
+        self.dtype = dtype
 
     @classmethod
-    def from_dir(cls, model_dir: Path) -> "TorchBackend":
+    def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32) -> "TorchBackend":
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         try:
@@ -79,10 +84,10 @@ class TorchBackend:
                 model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model_dir}: cannot load the model ({exc}).") from exc
-        return cls(model.eval())
+        return cls(model.eval(), dtype)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
             return forward_logits(self.model, input_ids, attention_mask).float().numpy()
 
 
@@ -97,13 +102,17 @@ class Classifier:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, model_dir: str | Path, backend: str = "torch", batch_size: int = DEFAULT_BATCH_SIZE) -> "Classifier":
-        """Load a textclf model folder (or any Hugging Face classification folder)."""
+    def load(cls, model_dir: str | Path, backend: str = "torch", batch_size: int = DEFAULT_BATCH_SIZE,
+             dtype: str = "float32") -> "Classifier":
+        """Load a textclf model folder (or any Hugging Face classification folder).
+
+        ``dtype``: ``float32`` (exact), ``bfloat16`` or ``auto`` (bfloat16 where the CPU has it natively).
+        """
         model_dir = Path(model_dir)
         meta = artifact.read_metadata(model_dir)
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, but got backend={backend!r}.")
-        runner = TorchBackend.from_dir(model_dir)
+        runner = TorchBackend.from_dir(model_dir, inference_dtype(dtype))
         config = runner.model.config
         try:
             tokenizer = load_tokenizer(str(model_dir))

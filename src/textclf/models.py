@@ -15,6 +15,7 @@ derived from the attention mask so left and right padding give the same result.
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .data import LabelSet
 from .errors import ConfigError, ModelError
 
 __all__ = [
-    "JUMPSTART_MODELS", "ModelSource", "check_max_length", "forward_logits", "head_parameter_names", "load_for_training", "local_folder", "pads_left", "quiet_transformers",
+    "DTYPES", "JUMPSTART_MODELS", "ModelSource", "check_max_length", "forward_logits", "head_parameter_names", "inference_dtype", "load_for_training", "local_folder", "native_bf16", "pads_left", "quiet_transformers",
     "resolve_model",
 ]
 
@@ -101,6 +102,28 @@ def local_folder(source: ModelSource) -> str:
         return snapshot_download(source.location)
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, network: one message
         raise _hub_error(source, exc) from exc
+
+
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+@functools.lru_cache(maxsize=1)
+def native_bf16() -> bool:
+    """True when this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), where it is ~2x fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_dtype(name: str) -> torch.dtype:
+    """``float32``, ``bfloat16`` or ``auto`` (bfloat16 where the CPU has it natively, else float32)."""
+    if name not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, but got dtype={name!r}.")
+    if name == "auto":
+        return torch.bfloat16 if native_bf16() else torch.float32
+    return getattr(torch, name)
 
 
 def is_decoder(config) -> bool:

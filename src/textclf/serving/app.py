@@ -75,7 +75,7 @@ def make_handler(config: ServeConfig, observe: Callable[[int, int], None] | None
     else:
         folder = Path(config.model_dir)
         name = folder.resolve().name
-    return Handler(folder, name=name, backend=config.backend, max_batch_size=config.max_batch_size,
+    return Handler(folder, name=name, backend=config.backend, dtype=config.dtype, max_batch_size=config.max_batch_size,
                    max_batch_delay_ms=config.max_batch_delay_ms, observe=observe)
 
 
@@ -100,7 +100,9 @@ def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | 
         info = json.dumps({"name": handler.name, "labels": [str(x) for x in handler.labels]}).replace("<", "\\u003c")
         state["page"] = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8").replace("/*MODEL_INFO*/null", info)
         handler_box["handler"] = handler
-        log.info("model %s loaded from %s; labels %s", handler.name, handler.model_dir, handler.labels)
+        runs_in = getattr(getattr(handler.model, "backend", None), "dtype", None)
+        log.info("model %s loaded from %s; labels %s; computing in %s", handler.name, handler.model_dir, handler.labels,
+                 str(runs_in).replace("torch.", "") if runs_in is not None else "custom code")
 
     def ready_handler() -> Handler:
         handler = handler_box.get("handler")

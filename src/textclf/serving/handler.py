@@ -86,11 +86,12 @@ def _call(fn: Callable, args: tuple, context: Context) -> Any:
 class Handler:
     """One loaded model and the four steps that answer a request."""
 
-    def __init__(self, model_dir: str | Path, *, name: str, backend: str = "torch", max_batch_size: int = 64,
+    def __init__(self, model_dir: str | Path, *, name: str, backend: str = "torch", dtype: str = "float32", max_batch_size: int = 64,
                  max_batch_delay_ms: float = 5.0, observe: Callable[[int, int], None] | None = None):
         self.model_dir = Path(model_dir)
         self.name = name
         self.backend = backend
+        self.dtype = dtype
         self.max_batch_size = max_batch_size
         self.max_delay = max_batch_delay_ms / 1000
         self.observe = observe
@@ -113,7 +114,7 @@ class Handler:
             except Exception as exc:  # noqa: BLE001 - the user's code, reported in one line
                 raise ModelError(f"{self.model_dir}/code/inference.py: model_fn failed ({type(exc).__name__}: {exc}).") from exc
         else:
-            self.model = Classifier.load(self.model_dir, backend=self.backend, batch_size=self.max_batch_size)
+            self.model = Classifier.load(self.model_dir, backend=self.backend, batch_size=self.max_batch_size, dtype=self.dtype)
         if self._custom("predict_fn") is None and not isinstance(self.model, Classifier):
             raise ModelError(
                 f"{self.model_dir}/code/inference.py: model_fn returned a {type(self.model).__name__}, which the "
