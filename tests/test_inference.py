@@ -99,3 +99,15 @@ def test_bfloat16_is_close_to_float32_and_bad_dtypes_are_refused(bert_artifact):
     assert fast == pytest.approx(exact, abs=2e-2) and not (fast == exact).all()  # close, and really bf16
     with pytest.raises(ConfigError, match="dtype must be one of auto, float32, bfloat16, but got dtype='float16'"):
         textclf.Classifier.load(bert_artifact, dtype="float16")
+
+
+def test_inference_batches_split_where_lengths_jump_and_cover_every_row():
+    from textclf.batching import eval_batches
+
+    lengths = [5, 50, 6, 51, 5, 52, 7, 49] * 4
+    batches = list(eval_batches(lengths, batch_size=64, call_cost=64))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert len(batches) == 2 and {lengths[i] > 40 for i in batches[0]} == {True}  # long ones first, apart
+    uniform = list(eval_batches([10] * 100, batch_size=32))
+    assert len(uniform) == 4 and max(len(b) for b in uniform) == 32  # as few calls as fit
+    assert [len(b) for b in eval_batches([3, 9, 4], batch_size=64, call_cost=1e9)] == [3]  # costly calls: one batch

@@ -20,6 +20,7 @@ serving a folder runs its code, so serve only folders you trust.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import inspect
 import json
@@ -123,6 +124,7 @@ class Handler:
 
     async def start(self) -> None:
         """Start batching (on the running event loop) and report ready."""
+        gc.freeze()  # the loaded model's objects never become garbage: keep them out of collections
         if self._custom("predict_fn") is None:
             self.batcher = DynamicBatcher(self.model.predict_proba, self.max_batch_size, self.max_delay, self.observe)
             self.batcher.start()
