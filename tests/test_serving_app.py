@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import time
 
 import httpx
 import numpy as np
@@ -191,6 +192,13 @@ def test_a_model_failure_is_500_on_invocations_424_on_the_runtime_path_and_the_s
     assert post(server, TEXTS[0], "application/x-text").status_code == 200
 
 
+def test_texts_longer_than_the_model_takes_are_truncated(server, classifier):
+    long_text = "the food was great " + "really " * 5000  # 30 kB, far over max_seq_length
+    response = post(server, long_text, "application/x-text", "application/json;verbose")
+    assert response.status_code == 200
+    assert response.json()["probabilities"] == pytest.approx(classifier.predict_proba([long_text])[0].tolist(), abs=1e-5)
+
+
 def test_unknown_routes_and_methods_answer_json(server):
     missing = httpx.get(server.url + "/nope")
     assert missing.status_code == 404 and "Not Found" in missing.json()["Message"]
@@ -316,7 +324,7 @@ def test_a_broken_custom_file_fails_loading_with_one_line(bert_artifact, tmp_pat
         for _ in range(200):
             if failures:
                 break
-            asyncio.run(asyncio.sleep(0.05))
+            time.sleep(0.05)
         ping = httpx.get(live.url + "/ping")
     assert failures and "model_fn returned a int" in failures[0] and "define predict_fn" in failures[0]
     assert ping.status_code == 503 and "failed to load" in ping.json()["Message"]
