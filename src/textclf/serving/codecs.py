@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import RequestError
 
-__all__ = ["ACCEPTS", "CONTENT_TYPES", "Predictions", "Request", "decode", "encode", "negotiate", "to_request"]
+__all__ = ["ACCEPTS", "CONTENT_TYPES", "Predictions", "Request", "decode", "encode", "negotiate", "to_request", "utf8_text"]
 
 JSON, VERBOSE, CSV, JSONLINES = "application/json", "application/json;verbose", "text/csv", "application/jsonlines"
 ACCEPTS = (VERBOSE, JSON, CSV, JSONLINES)
@@ -89,10 +89,7 @@ def decode(body: bytes | str, content_type: str | None) -> Request:
         shown = kind or "none"
         raise RequestError(415, f"Content-Type {shown} is not supported; send one of {', '.join(CONTENT_TYPES)}.")
     if isinstance(body, bytes):
-        try:
-            body = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RequestError(400, f"the body is not valid UTF-8 (byte {exc.start}); send UTF-8 text.") from exc
+        body = utf8_text(body)
     if not body.strip():
         raise RequestError(400, "the request body is empty; send the text to classify.")
     if kind in _TEXT_TYPES:
@@ -106,6 +103,14 @@ def decode(body: bytes | str, content_type: str | None) -> Request:
     if kind == CSV:
         return Request(_csv_texts(body))
     return Request(_jsonlines_texts(body))
+
+
+def utf8_text(body: bytes) -> str:
+    """The body as text; 400 when it is not UTF-8 (every content type here is UTF-8 text)."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"the body is not valid UTF-8 (byte {exc.start}); send UTF-8 text.") from exc
 
 
 def to_request(value: Any) -> Request:

@@ -44,7 +44,6 @@ __all__ = ["Context", "Handler", "HANDLER_FUNCTIONS"]
 
 log = logging.getLogger("textclf.serving")
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn")
-_TEXT_CONTENT_TYPES = ("application/json", "text/csv", "text/plain", "application/x-text", "application/jsonlines")
 
 
 @dataclass
@@ -173,12 +172,8 @@ class Handler:
         input_fn = self._custom("input_fn")
         if input_fn is None:
             return codecs.decode(body, content_type)
-        data: bytes | str = body
-        if codecs.media_type(content_type) in _TEXT_CONTENT_TYPES:
-            try:
-                data = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise RequestError(400, f"the body is not valid UTF-8 (byte {exc.start}); send UTF-8 text.") from exc
+        text_type = codecs.media_type(content_type) in codecs.CONTENT_TYPES
+        data = codecs.utf8_text(body) if text_type else body
         try:
             return await asyncio.to_thread(_call, input_fn, (data, content_type), context)
         except TextclfError:
