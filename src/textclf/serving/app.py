@@ -79,8 +79,15 @@ def make_handler(config: ServeConfig, observe: Callable[[int, int], None] | None
                    max_batch_delay_ms=config.max_batch_delay_ms, observe=observe)
 
 
-def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | None = None) -> Starlette:
-    """The endpoint for ``config``. The model loads in the background once the app starts."""
+def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | None = None,
+               load_before_serving: bool = False) -> Starlette:
+    """The endpoint for ``config``.
+
+    By default the model loads in the background once the app starts and ``/ping`` answers 503
+    meanwhile (one process, as SageMaker expects). With ``load_before_serving`` the app loads it
+    during startup, so the server accepts no connection before it is ready: the ``--workers``
+    case, where a worker still loading must not take requests its loaded siblings could answer.
+    """
     metrics = Metrics()
     state = {"error": None, "page": None}
     handler_box: dict[str, Handler] = {}
@@ -176,6 +183,8 @@ def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | 
     @asynccontextmanager
     async def lifespan(app: Starlette):
         loading = asyncio.create_task(load())
+        if load_before_serving:
+            await loading
         yield
         await loading  # a SIGTERM during loading waits for it, then closes cleanly
         handler = handler_box.get("handler")
@@ -204,4 +213,4 @@ def app_from_env() -> Starlette:
 
     config = ServeConfig.from_json(os.environ["TEXTCLF_SERVE_CONFIG"])
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))  # workers share the cores
-    return create_app(config)
+    return create_app(config, load_before_serving=True)
