@@ -25,9 +25,10 @@ from .errors import ConfigError, DataError, ModelError
 from .models import forward_logits, inference_dtype, load_tokenizer, pads_left, quiet_transformers
 from .batching import collate, encode, eval_batches
 
-__all__ = ["BACKENDS", "Classifier", "Prediction"]
+__all__ = ["BACKENDS", "BACKEND_CHOICES", "Classifier", "Prediction"]
 
 BACKENDS = ("torch",)
+BACKEND_CHOICES = ("auto", *BACKENDS)  # what --backend accepts; auto picks the fastest backend the folder has
 DEFAULT_BATCH_SIZE = 64
 
 
@@ -112,8 +113,8 @@ class Classifier:
         """
         model_dir = Path(model_dir)
         meta = artifact.read_metadata(model_dir)
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, but got backend={backend!r}.")
+        if backend not in BACKEND_CHOICES:
+            raise ConfigError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, but got backend={backend!r}.")
         runner = TorchBackend.from_dir(model_dir, inference_dtype(dtype))
         config = runner.model.config
         try:
