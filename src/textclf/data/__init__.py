@@ -20,6 +20,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -120,20 +121,30 @@ class LabelSet:
         """The label as users see it: an int for integer labels, else the name."""
         return index if self.integer else self.names[index]
 
+    def id_of(self, label: str) -> int | None:
+        """The id of ``label`` (``"01"`` is 1 for integer labels), or None if it is not one of the names."""
+        if self.integer and _is_int(label):
+            label = str(int(label))
+        return self._lookup.get(label)
+
+    @cached_property
+    def _lookup(self) -> dict[str, int]:
+        lookup = self.label2id
+        if self.integer:
+            lookup.update({str(int(name)): i for i, name in enumerate(self.names) if _is_int(name)})
+        return lookup
+
     def encode(self, examples: Examples, on_bad_rows: str = "error", hint: str = "") -> list[int]:
         """Label ids of ``examples``; unknown labels are errors (or skipped, in place).
 
         ``hint`` is appended to the error, to say how to proceed in the caller's context.
         """
-        lookup = self.label2id
-        if self.integer:
-            lookup.update({str(int(name)): i for i, name in enumerate(self.names)})
         ids: list[int] = []
         keep: list[int] = []
         for row, (label, line) in enumerate(zip(examples.labels, examples.lines)):
-            key = str(int(label)) if self.integer and _is_int(label) else label
-            if key in lookup:
-                ids.append(lookup[key])
+            index = self.id_of(label)
+            if index is not None:
+                ids.append(index)
                 keep.append(row)
                 continue
             why = f"label {label!r} is not one of the model's labels ({_preview(self.names)})"

@@ -32,11 +32,19 @@ def decode(path: Path, encoding: str) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read file ({exc.strerror}).") from exc
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
-        return data.decode(codec, errors="surrogateescape")
+        return data.decode(codec_for(encoding), errors="surrogateescape")
     except LookupError:
         raise DataError(f"{path}: unknown encoding {encoding!r}; pass a Python codec name such as utf-8 or latin-1.") from None
+
+
+def codec_for(encoding: str) -> str:
+    """The codec that reads ``encoding``; UTF-8 files may start with a byte-order mark."""
+    return "utf-8-sig" if is_utf8(encoding) else encoding
+
+
+def is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8")
 
 
 def split_lines(text: str) -> list[str]:
@@ -93,24 +101,8 @@ def locate_columns(path: Path, first: list[str], options: ReadOptions, jumpstart
     if all(c is not None and c.isdigit() for c in given):
         return int(given[0]), int(given[1]), False
     header = [cell.strip() for cell in first]
-    lowered = [cell.lower() for cell in header]
-
-    def find(name: str | None, known: tuple[str, ...], what: str) -> int | None:
-        if name is not None:
-            if name.isdigit():
-                return int(name)
-            if name in header:
-                return header.index(name)
-            if name.lower() in lowered:
-                return lowered.index(name.lower())
-            raise DataError(f"{path}:1: no column named {name!r} for the {what}; the header has {header}.")
-        for candidate in known:
-            if candidate in lowered:
-                return lowered.index(candidate)
-        return None
-
-    text_idx = find(options.text_column, TEXT_COLUMNS, "text")
-    label_idx = find(options.label_column, LABEL_COLUMNS, "label")
+    text_idx = find_column(path, header, options.text_column, TEXT_COLUMNS, "text")
+    label_idx = find_column(path, header, options.label_column, LABEL_COLUMNS, "label")
     if text_idx is not None and label_idx is not None:
         return text_idx, label_idx, True
     if text_idx is None and label_idx is None and len(first) == 2 and given == (None, None):
@@ -124,6 +116,33 @@ def locate_columns(path: Path, first: list[str], options: ReadOptions, jumpstart
     )
 
 
+def find_column(path: Path, header: list[str], name: str | None, known: tuple[str, ...], what: str) -> int | None:
+    """Index of column ``name`` (a 0-based index, or a header name in any case), else of the first ``known`` name in the header."""
+    lowered = [cell.lower() for cell in header]
+    if name is not None:
+        if name.isdigit():
+            return int(name)
+        if name in header:
+            return header.index(name)
+        if name.lower() in lowered:
+            return lowered.index(name.lower())
+        raise DataError(f"{path}:1: no column named {name!r} for the {what}; the header has {header}.")
+    for candidate in known:
+        if candidate in lowered:
+            return lowered.index(candidate)
+    return None
+
+
+def known_key(record: dict, known: tuple[str, ...]) -> str | None:
+    """The first key of ``record`` that is one of the ``known`` names, in any case."""
+    lowered = {k.lower(): k for k in record}
+    return next((lowered[k] for k in known if k in lowered), None)
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    return f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno}); expected one object per line"
+
+
 def jsonl_rows(path: Path, text: str, options: ReadOptions) -> Iterator[Row]:
     text_key, label_key = options.text_column, options.label_column
     for line, raw in enumerate(split_lines(text), start=1):
@@ -132,15 +151,14 @@ def jsonl_rows(path: Path, text: str, options: ReadOptions) -> Iterator[Row]:
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
-            yield line, "", "", f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno}); expected one object per line"
+            yield line, "", "", json_problem(exc)
             continue
         if not isinstance(record, dict):
             yield line, "", "", f"expected a JSON object, found {type(record).__name__}"
             continue
         if text_key is None or label_key is None:
-            lowered = {k.lower(): k for k in record}
-            text_key = text_key or next((lowered[k] for k in TEXT_COLUMNS if k in lowered), None)
-            label_key = label_key or next((lowered[k] for k in LABEL_COLUMNS if k in lowered), None)
+            text_key = text_key or known_key(record, TEXT_COLUMNS)
+            label_key = label_key or known_key(record, LABEL_COLUMNS)
             if text_key is None or label_key is None:
                 raise DataError(
                     f"{path}:{line}: cannot tell which keys hold the text and the label (keys: {list(record)}); "
