@@ -25,6 +25,7 @@ from ..data import LabelSet, ReadOptions, load_training_data
 from ..metrics import classification_metrics, cross_entropy
 from ..models import ModelSource, check_max_length, forward_logits, head_parameter_names, load_for_training, pads_left, quiet_transformers, resolve_model
 from ..plots import plot_curves
+from ..progress import ProgressBar
 from ..sifting import SiftingConfig, SiftingDataLoader, SiftingStats
 from ..batching import collate, encode, length_grouped_batches
 from ..inference import Classifier, TorchBackend
@@ -124,11 +125,12 @@ def train(
         for epoch in range(1, hp.epochs + 1):
             epoch_start = time.perf_counter()
             done_before = (epoch - 1) * len(train_ids)
-            with _progress_bar(progress, f"epoch {epoch}/{hp.epochs}", len(train_ids)) as advance:
+            with ProgressBar(progress, f"epoch {epoch}/{hp.epochs}", len(train_ids),
+                             extra=("loss {task.fields[loss]:.4f}",), fields={"loss": float("nan")}) as advance:
                 train_loss = _train_epoch(
                     net, batches, optimizer, hp.gradient_accumulation_steps,
                     lambda: schedule.set((done_before + epoch_batches.produced) / total_rows),
-                    lambda loss: advance(epoch_batches.produced, loss),
+                    lambda loss: advance(epoch_batches.produced, loss=loss),
                 )
             train_seconds = time.perf_counter() - epoch_start
             stats = batches.stats if hp.sifting else SiftingStats(len(train_ids), len(train_ids))
@@ -337,28 +339,3 @@ def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-class _progress_bar:
-    """A rich progress bar over training rows on a TTY (or when forced); a no-op elsewhere."""
-
-    def __init__(self, enabled: bool | None, description: str, total: int):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.description, self.total = description, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda rows_done, loss: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), transient=True,
-        )
-        self._bar.__enter__()
-        task = self._bar.add_task(self.description, total=self.total, loss=float("nan"))
-        return lambda rows_done, loss: self._bar.update(task, completed=rows_done, loss=loss)
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)
