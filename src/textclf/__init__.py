@@ -11,12 +11,33 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import Hyperparameters
-from .data import ReadOptions
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import ArtifactError, ConfigError, DataError, ModelError, TextclfError
-from .evaluation import EvaluationReport, evaluate
-from .inference import Classifier, Prediction
-from .training import TrainResult, train
+
+# Imported on first use, so ``from textclf import Classifier`` with an ONNX backend never
+# loads PyTorch or transformers (the training stack).
+_LAZY = {
+    "Hyperparameters": "config", "ReadOptions": "data", "EvaluationReport": "evaluation", "evaluate": "evaluation",
+    "Classifier": "inference", "Prediction": "inference", "TrainResult": "training", "train": "training",
+}
+
+if TYPE_CHECKING:
+    from .config import Hyperparameters
+    from .data import ReadOptions
+    from .evaluation import EvaluationReport, evaluate
+    from .inference import Classifier, Prediction
+    from .training import TrainResult, train
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'textclf' has no attribute {name!r}")
+
 
 __all__ = [
     "ArtifactError",

@@ -26,7 +26,7 @@ from typing import Iterator
 
 from .errors import ArtifactError
 
-__all__ = ["METADATA_FILE", "METRICS_FILE", "check_output", "read_metadata", "staging", "versions"]
+__all__ = ["METADATA_FILE", "METRICS_FILE", "check_output", "read_metadata", "staging", "update_metadata", "versions"]
 
 METADATA_FILE = "textclf.json"
 METRICS_FILE = "metrics.jsonl"
@@ -85,6 +85,20 @@ def write_metadata(folder: Path, metadata: dict) -> None:
     data.update(metadata)
     data["versions"] = versions()
     (folder / METADATA_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def update_metadata(folder: Path, **changes) -> None:
+    """Set top-level keys of ``textclf.json`` (created if the folder has none), by atomic rename."""
+    data = read_metadata(folder)
+    if data is None:  # a plain Hugging Face folder gains a textclf.json
+        data = {"format_version": FORMAT_VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    data.update(changes)
+    tmp = folder / f".{METADATA_FILE}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, folder / METADATA_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_metadata(folder: str | Path) -> dict | None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch
 
-__all__ = ["Batch", "collate", "encode", "eval_batches", "length_grouped_batches"]
+__all__ = ["Batch", "collate", "encode", "eval_batches", "length_grouped_batches", "pad"]
 
 GROUP = 50  # batches per mega-batch; as in transformers' LengthGroupedSampler
 
@@ -31,7 +30,7 @@ class Batch:
 
     __slots__ = ("rows", "input_ids", "attention_mask")
 
-    def __init__(self, rows: np.ndarray, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    def __init__(self, rows: np.ndarray, input_ids, attention_mask):
         self.rows = rows
         self.input_ids = input_ids
         self.attention_mask = attention_mask
@@ -41,8 +40,15 @@ class Batch:
 
 
 def collate(ids: Sequence[list[int]], rows: np.ndarray, pad_id: int, left: bool = False) -> Batch:
-    """Pad ``ids[rows]`` to the longest of them, on the right (or left)."""
-    seqs = [ids[r] for r in rows]
+    """Pad ``ids[rows]`` to the longest of them, on the right (or left), as torch tensors."""
+    import torch
+
+    input_ids, mask = pad([ids[r] for r in rows], pad_id, left)
+    return Batch(np.asarray(rows), torch.from_numpy(input_ids), torch.from_numpy(mask))
+
+
+def pad(seqs: Sequence[list[int]], pad_id: int, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(input_ids, attention_mask)``: int64 arrays of ``seqs`` padded to the longest of them."""
     width = max(len(s) for s in seqs)
     input_ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)
@@ -53,7 +59,7 @@ def collate(ids: Sequence[list[int]], rows: np.ndarray, pad_id: int, left: bool 
         else:
             input_ids[i, : len(s)] = s
             mask[i, : len(s)] = 1
-    return Batch(np.asarray(rows), torch.from_numpy(input_ids), torch.from_numpy(mask))
+    return input_ids, mask
 
 
 def length_grouped_batches(

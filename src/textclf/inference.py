@@ -12,23 +12,22 @@ A call is ``preprocess`` (tokenise, sort by length, pad per batch) ->
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from . import artifact
+from .backends import BACKENDS, Backend, OnnxBackend, TorchBackend, TorchScriptBackend, choose, open_export
+from .batching import eval_batches, pad
 from .data import LabelSet
-from .errors import ConfigError, DataError, ModelError
-from .models import forward_logits, inference_dtype, load_tokenizer, pads_left, quiet_transformers
-from .batching import collate, encode, eval_batches
+from .errors import DataError, ModelError
 
-__all__ = ["BACKENDS", "BACKEND_CHOICES", "Classifier", "Prediction"]
+__all__ = ["BACKENDS", "BACKEND_CHOICES", "Classifier", "Prediction", "TextEncoder"]
 
-BACKENDS = ("torch",)
-BACKEND_CHOICES = ("auto", *BACKENDS)  # what --backend accepts; auto picks the fastest backend the folder has
+BACKEND_CHOICES = ("auto", *BACKENDS)  # what --backend accepts; auto picks the fastest export the folder has
 DEFAULT_BATCH_SIZE = 64
 
 
@@ -44,86 +43,95 @@ class Prediction:
         return {"probabilities": self.probabilities, "labels": self.labels, "predicted_label": self.predicted_label}
 
 
-class Backend(Protocol):
-    """Runs the network: padded token ids in, logits out."""
+@dataclass(frozen=True)
+class TextEncoder:
+    """Texts to unpadded token ids, truncated as in training, and how to pad them."""
 
-    name: str
-    config: object  # the model's transformers config
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray: ...
-
-
-class TorchBackend:
-    """The model as saved, run by PyTorch on the CPU.
-
-    ``dtype=torch.bfloat16`` runs the matrix products under bfloat16 autocast (weights stay
-    fp32): about twice as fast on CPUs with native bfloat16, probabilities within ~1e-2.
-    (Storing the Linear layers in bfloat16 up front gave the same numbers but made single-text
-    calls ~25% slower in the serving benchmark, so weights are cast per call.)
-    """
-
-    name = "torch"
-
-    def __init__(self, model: torch.nn.Module, dtype: torch.dtype = torch.float32):
-        self.model = model
-        self.config = model.config
-        self.dtype = dtype
+    encode: Callable[[list[str]], list[list[int]]]
+    pad_id: int
+    pad_left: bool
 
     @classmethod
-    def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32) -> "TorchBackend":
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+    def from_tokenizer(cls, tokenizer, max_length: int, pad_left: bool) -> "TextEncoder":
+        """From a transformers tokenizer (the torch backend and training)."""
+        def encode(texts: list[str]) -> list[list[int]]:
+            return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
+
+        return cls(encode, tokenizer.pad_token_id, pad_left)
+
+    @classmethod
+    def from_file(cls, path: Path, runtime: dict) -> "TextEncoder":
+        """From ``tokenizer.json`` and the settings ``textclf export`` recorded: the ``tokenizers``
+        library alone, so exported backends never import transformers."""
+        from tokenizers import Tokenizer
 
         try:
-            config = AutoConfig.from_pretrained(model_dir)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{model_dir}: cannot read the model's config.json ({exc}).") from exc
-        if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
-            raise ModelError(
-                f"{model_dir}: not a text-classification model (architectures {config.architectures}); "
-                "fine-tune it first with `textclf train --model DIR`."
-            )
-        try:
-            with quiet_transformers():
-                model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{model_dir}: cannot load the model ({exc}).") from exc
-        return cls(model.eval(), dtype)
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception
+            raise ModelError(f"{path}: cannot load the tokenizer ({exc}).") from exc
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(runtime["max_seq_length"], direction=runtime.get("truncation_side", "right"))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
-            return forward_logits(self.model, input_ids, attention_mask).float().numpy()
+        def encode(texts: list[str]) -> list[list[int]]:
+            return [e.ids for e in tokenizer.encode_batch(texts)] if texts else []
+
+        return cls(encode, runtime["pad_token_id"], runtime["padding_side"] == "left")
 
 
 class Classifier:
     """A loaded text classifier. Build it with :meth:`load`."""
 
-    def __init__(self, backend: Backend, tokenizer, labels: LabelSet, max_seq_length: int, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(self, backend: Backend, encoder: TextEncoder, labels: LabelSet, batch_size: int = DEFAULT_BATCH_SIZE):
         self.backend = backend
-        self.tokenizer = tokenizer
+        self.encoder = encoder
         self.labels = labels
-        self.max_seq_length = max_seq_length
         self.batch_size = batch_size
 
     @classmethod
     def load(cls, model_dir: str | Path, backend: str = "torch", batch_size: int = DEFAULT_BATCH_SIZE,
-             dtype: str = "float32") -> "Classifier":
+             dtype: str = "float32", threads: int | None = None) -> "Classifier":
         """Load a textclf model folder (or any Hugging Face classification folder).
 
-        ``dtype``: ``float32`` (exact), ``bfloat16`` or ``auto`` (bfloat16 where the CPU has it natively).
+        ``backend``: ``torch``, an export made by ``textclf export`` (``torchscript``, ``onnx``,
+        ``onnx-int8``), or ``auto``: the fastest export the folder has, else torch.
+        ``dtype`` (torch only): ``float32`` (exact), ``bfloat16`` or ``auto`` (bfloat16 where the
+        CPU has it natively). ``threads``: cores to compute on (default: all this process may use).
         """
         model_dir = Path(model_dir)
-        meta = artifact.read_metadata(model_dir)
-        if backend not in BACKEND_CHOICES:
-            raise ConfigError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, but got backend={backend!r}.")
+        meta = artifact.read_metadata(model_dir) or {}
+        exports = meta.get("exports", {})
+        backend = choose(backend, exports)
+        if backend == "torch":
+            return cls._load_torch(model_dir, meta, batch_size, dtype, threads)
+        path = open_export(model_dir, backend, exports)
+        runtime = exports[backend]["runtime"]
+        if threads is not None and backend == "torchscript":
+            import torch
+
+            torch.set_num_threads(threads)
+        runner = TorchScriptBackend(path) if backend == "torchscript" else OnnxBackend(path, backend, threads)
+        encoder = TextEncoder.from_file(model_dir / "tokenizer.json", runtime)
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        id2label = {int(k): v for k, v in config["id2label"].items()}
+        return cls(runner, encoder, LabelSet.from_config(id2label, integer=meta.get("label_type") == "int"), batch_size)
+
+    @classmethod
+    def _load_torch(cls, model_dir: Path, meta: dict, batch_size: int, dtype: str, threads: int | None) -> "Classifier":
+        import torch
+
+        from .models import inference_dtype, load_tokenizer, pads_left
+
+        if threads is not None:
+            torch.set_num_threads(threads)
         runner = TorchBackend.from_dir(model_dir, inference_dtype(dtype))
         config = runner.model.config
         try:
             tokenizer = load_tokenizer(str(model_dir))
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model_dir}: cannot load the tokenizer ({exc}).") from exc
-        labels = LabelSet.from_config(config.id2label, integer=(meta or {}).get("label_type") == "int")
-        max_len = (meta or {}).get("max_seq_length") or min(tokenizer.model_max_length, 512)
-        return cls(runner, tokenizer, labels, int(max_len), batch_size)
+        labels = LabelSet.from_config(config.id2label, integer=meta.get("label_type") == "int")
+        max_len = meta.get("max_seq_length") or min(tokenizer.model_max_length, 512)
+        return cls(runner, TextEncoder.from_tokenizer(tokenizer, int(max_len), pads_left(config, tokenizer)), labels, batch_size)
 
     # -- the three stages ---------------------------------------------------
 
@@ -131,15 +139,14 @@ class Classifier:
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"text {i + 1} is empty; expected a non-empty string to classify.")
-        return encode(self.tokenizer, texts, self.max_seq_length)
+        return self.encoder.encode(list(texts))
 
     def forward(self, ids: list[list[int]]) -> np.ndarray:
         """Logits in input order; batches are built from texts of similar length."""
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        left = pads_left(self.backend.config, self.tokenizer)
         for rows in eval_batches([len(x) for x in ids], self.batch_size):
-            batch = collate(ids, rows, self.tokenizer.pad_token_id, left)
-            out[rows] = self.backend.forward(batch.input_ids, batch.attention_mask)
+            input_ids, mask = pad([ids[r] for r in rows], self.encoder.pad_id, self.encoder.pad_left)
+            out[rows] = self.backend.forward(input_ids, mask)
         return out
 
     @staticmethod

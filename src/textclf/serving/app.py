@@ -65,6 +65,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _runs_on(model) -> str:
+    """``torch (bfloat16)``, ``onnx-int8``, … or ``custom code`` for a model_fn's own object."""
+    backend = getattr(model, "backend", None)
+    if backend is None or not hasattr(backend, "name"):
+        return "custom code"
+    dtype = getattr(backend, "dtype", None)
+    return f"{backend.name} ({str(dtype).replace('torch.', '')})" if dtype is not None else backend.name
+
+
 def make_handler(config: ServeConfig, observe: Callable[[int, int], None] | None = None) -> Handler:
     """The (not yet loaded) handler for the model ``config`` names; Hub models are fetched here."""
     from ..models import local_folder, resolve_model
@@ -107,9 +116,7 @@ def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | 
         info = json.dumps({"name": handler.name, "labels": [str(x) for x in handler.labels]}).replace("<", "\\u003c")
         state["page"] = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8").replace("/*MODEL_INFO*/null", info)
         handler_box["handler"] = handler
-        runs_in = getattr(getattr(handler.model, "backend", None), "dtype", None)
-        log.info("model %s loaded from %s; labels %s; computing in %s", handler.name, handler.model_dir, handler.labels,
-                 str(runs_in).replace("torch.", "") if runs_in is not None else "custom code")
+        log.info("model %s loaded from %s; labels %s; running on %s", handler.name, handler.model_dir, handler.labels, _runs_on(handler.model))
 
     def ready_handler() -> Handler:
         handler = handler_box.get("handler")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import ConfigError
-from ..inference import BACKENDS
+from ..inference import BACKEND_CHOICES
 from ..models import DTYPES
 
 __all__ = ["ServeConfig"]
@@ -45,7 +45,7 @@ class ServeConfig:
     workers: int = 1  # processes, each with its own model and batcher
     max_batch_size: int = 64  # texts per forward pass
     max_batch_delay_ms: float = 5.0  # how long a batch may wait for more texts
-    backend: str = "torch"
+    backend: str = "auto"
     dtype: str = "auto"  # bfloat16 where the CPU has it natively (~2x), else float32
     max_payload_mb: float = MAX_PAYLOAD_MB  # larger bodies get 413
     access_log: bool = False
@@ -64,8 +64,8 @@ class ServeConfig:
             raise ConfigError(f"port must be at most 65535, but got port={self.port}.")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, but got dtype={self.dtype!r}.")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, but got backend={self.backend!r}.")
+        if self.backend not in BACKEND_CHOICES:
+            raise ConfigError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, but got backend={self.backend!r}.")
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **given) -> "ServeConfig":

@@ -28,7 +28,8 @@ from ..plots import plot_curves
 from ..progress import ProgressBar
 from ..sifting import SiftingConfig, SiftingDataLoader, SiftingStats
 from ..batching import collate, encode, length_grouped_batches
-from ..inference import Classifier, TorchBackend
+from ..backends import TorchBackend
+from ..inference import Classifier, TextEncoder
 
 __all__ = ["TrainResult", "train"]
 
@@ -135,7 +136,7 @@ def train(
             train_seconds = time.perf_counter() - epoch_start
             stats = batches.stats if hp.sifting else SiftingStats(len(train_ids), len(train_ids))
             record = {"epoch": epoch, "train_loss": train_loss}
-            record.update(_validate(Classifier(TorchBackend(net), tokenizer, td.labels, hp.max_seq_length), val_ids, td.val_labels))
+            record.update(_validate(Classifier(TorchBackend(net), TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left), td.labels), val_ids, td.val_labels))
             record.update({
                 "samples_per_second": stats.seen / train_seconds,
                 "samples_seen": stats.seen,

@@ -1,0 +1,173 @@
+"""Backends run the network: padded token ids in (int64 arrays), logits out (float32 array).
+
+==============  =========================  ==================================================
+backend         file in the model folder   runs on
+==============  =========================  ==================================================
+``torch``       model.safetensors          PyTorch + transformers (``dtype`` bfloat16 optional)
+``torchscript`` model.torchscript.pt       PyTorch only (traced by ``textclf export``)
+``onnx``        model.onnx                 ONNX Runtime only: no PyTorch, no transformers
+``onnx-int8``   model.int8.onnx            ONNX Runtime, int8 weights (dynamic quantisation)
+==============  =========================  ==================================================
+
+The exported files take ``input_ids`` and ``attention_mask`` and return ``logits``; a
+decoder's position ids are computed inside the graph, so every backend is fed the same way.
+``textclf export`` records each verified file in ``textclf.json`` with its SHA-256, and a
+file that no longer matches is refused here rather than run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ConfigError, ModelError
+
+__all__ = ["AUTO_ORDER", "BACKENDS", "EXPORT_FILES", "Backend", "OnnxBackend", "TorchBackend", "TorchScriptBackend",
+           "choose", "file_sha256", "open_export"]
+
+BACKENDS = ("torch", "torchscript", "onnx", "onnx-int8")
+EXPORT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+AUTO_ORDER = ("onnx-int8", "onnx", "torchscript", "torch")  # fastest first (bench/RESULTS.md, Batch)
+
+
+class Backend(Protocol):
+    name: str
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+def choose(backend: str, exports: dict) -> str:
+    """The backend to run: ``backend`` itself, or for ``auto`` the fastest one ``exports`` holds."""
+    if backend == "auto":
+        return next(b for b in AUTO_ORDER if b == "torch" or b in exports)
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of auto, {', '.join(BACKENDS)}, but got backend={backend!r}.")
+    return backend
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_export(model_dir: Path, backend: str, exports: dict) -> Path:
+    """The verified export file for ``backend``; refuses one that is missing or changed since."""
+    record = exports.get(backend)
+    if record is None:
+        raise ModelError(f"{model_dir}: has no {backend} export; create it with "
+                         f"`textclf export --model-dir {model_dir} --format {backend}`.")
+    path = model_dir / record["file"]
+    if not path.is_file():
+        raise ModelError(f"{path}: missing, though textclf.json lists it; re-run `textclf export --format {backend}`.")
+    if file_sha256(path) != record["sha256"]:
+        raise ModelError(f"{path}: differs from the file `textclf export` verified (SHA-256 mismatch); "
+                         f"refusing to run it. Re-run `textclf export --format {backend}`.")
+    return path
+
+
+class TorchBackend:
+    """The model as saved, run by PyTorch on the CPU.
+
+    ``dtype=torch.bfloat16`` runs the matrix products under bfloat16 autocast (weights stay
+    fp32): about twice as fast on CPUs with native bfloat16, probabilities within ~1e-2.
+    (Storing the Linear layers in bfloat16 up front gave the same numbers but made single-text
+    calls ~25% slower in the serving benchmark, so weights are cast per call.)
+    """
+
+    name = "torch"
+
+    def __init__(self, model, dtype=None):
+        import torch
+
+        self.model = model
+        self.config = model.config
+        self.dtype = dtype or torch.float32
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, dtype=None) -> "TorchBackend":
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        from .models import quiet_transformers
+
+        try:
+            config = AutoConfig.from_pretrained(model_dir)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{model_dir}: cannot read the model's config.json ({exc}).") from exc
+        if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
+            raise ModelError(
+                f"{model_dir}: not a text-classification model (architectures {config.architectures}); "
+                "fine-tune it first with `textclf train --model DIR`."
+            )
+        try:
+            with quiet_transformers():
+                model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{model_dir}: cannot load the model ({exc}).") from exc
+        return cls(model.eval(), dtype)
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        from .models import forward_logits
+
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+            return forward_logits(self.model, torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).float().numpy()
+
+
+class TorchScriptBackend:
+    """A traced ``model.torchscript.pt``: PyTorch runs it without transformers' model code."""
+
+    name = "torchscript"
+
+    def __init__(self, path: Path):
+        import torch
+
+        try:
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        except (RuntimeError, OSError) as exc:
+            raise ModelError(f"{path}: cannot load the TorchScript file ({exc}).") from exc
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).float().numpy()
+
+
+class OnnxBackend:
+    """An ONNX file run by ONNX Runtime on the CPU (all graph optimisations on)."""
+
+    def __init__(self, path: Path, name: str = "onnx", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.name = name
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or _cores()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # no optimiser warnings on stderr
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise ModelError(f"{path}: ONNX Runtime cannot load it ({exc}).") from exc
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0].astype(np.float32, copy=False)
+
+
+def _cores() -> int:
+    """Cores this process may use (respects affinity and ``OMP_NUM_THREADS``, like PyTorch)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
