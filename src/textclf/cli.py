@@ -197,5 +197,63 @@ def hyperparameters(model, explain) -> None:
         click.echo(f"{name:<28} {type_name:<6} {str(values[name]):<8} {help_text}")
 
 
+
+def _batch_options(f):
+    """``batch``'s own options, so its command definition stays readable."""
+    from .batch import DEFAULT_CHUNK_SIZE, FORMATS, OUTPUT_FORMATS
+    from .inference import BACKEND_CHOICES
+
+    options = [
+        click.option("--format", "input_format", type=click.Choice(FORMATS), default="auto", show_default=True,
+                     help="Input format; auto: .csv, .tsv, .jsonl/.jsonlines/.ndjson by suffix, any other file one text per line. "
+                          "text-csv: JumpStart's header-less text/csv, one (quoted) text per record."),
+        click.option("--text-column", "--text-field", "text_column", help="Text column (header name, or 0-based index without a header) or JSON key [default: found by name, e.g. text, sentence]."),
+        click.option("--label-column", "--label-field", "label_column", help="Label column or JSON key, for --evaluate [default: found by name, e.g. label]."),
+        click.option("--id-column", "--id-field", "id_column", help="Column or JSON key copied to each output line as \"id\"."),
+        click.option("--header/--no-header", default=None, help="Whether CSV/TSV files start with a header [default: yes if a column is given by name or the first row names a text column]."),
+        click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the input files."),
+        click.option("--output-format", type=click.Choice(OUTPUT_FORMATS), default="jsonl", show_default=True,
+                     help="jsonl: {line, [id,] predicted_label, probabilities, labels, [source]} per line; csv: line,[id,]predicted_label,p_0,...,p_K-1[,input fields]."),
+        click.option("--join-source", is_flag=True, help="Add the whole input record to each output line."),
+        click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE, show_default=True, help="Records per chunk, the unit of work written at once (and of resuming and sharding)."),
+        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes, each with its own model; the CPU threads are split among them."),
+        click.option("--shard", default="0/1", show_default=True, help="i/N: score only the i-th (0-based) of N contiguous shares of the job's chunks; give each shard its own --output."),
+        click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True, help="Inference backend."),
+        click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]), help="Compute precision; bfloat16 is ~2x faster on CPUs that have it."),
+        click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass."),
+        click.option("--evaluate", is_flag=True, help="Print accuracy, F1, MCC and the confusion matrix against the inputs' labels, as `textclf evaluate` does."),
+        click.option("--json", "as_json", is_flag=True, help="With --evaluate: print the report as one JSON object."),
+        click.option("--progress/--no-progress", default=None, help="Progress bar with rate and ETA (default: only on a terminal)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`.")
+@click.option("--input", "input_path", required=True, help="A file, a folder (every file below it) or a quoted glob such as 'data/*.jsonl'.")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Folder for <name>.out and <name>.errors per input file (new, empty, or this job's own to resume).")
+@_batch_options
+def batch(model_dir, input_path, output, input_format, shard, evaluate, as_json, progress, **kw) -> None:
+    """Score large files offline: one <name>.out per input file, in input order.
+
+    Kill it at any moment and run the same command again: it resumes, and the outputs are
+    byte for byte those of an uninterrupted run. Records that cannot be read go to
+    <name>.errors with their line number and reason, and the job goes on.
+
+    Exit codes: 0 done; 3 done, but some records went to .errors; 2 bad usage or input
+    (nothing written that is not this job's); 1 unexpected; 130 interrupted (rerun to resume).
+    """
+    from .batch import BatchOptions, parse_shard, run_batch
+
+    options = BatchOptions(format=input_format, shard=parse_shard(shard), evaluate=evaluate, **kw)
+    result = run_batch(model_dir, input_path, output, options, progress=progress)
+    errors = f"; {result.errors:,} records could not be read, see {', '.join(result.error_files[:3])}" if result.errors else ""
+    click.echo(f"{output}: {result.records - result.errors:,} records scored in {result.files} file(s){errors}.", err=True)
+    if result.evaluation is not None:
+        click.echo(json.dumps(result.evaluation.to_dict(), indent=2) if as_json else result.evaluation.render())
+    sys.exit(result.exit_code)
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,348 @@
+"""Run a batch job: plan it (or pick up its manifest), score its chunks, assemble each file.
+
+One chunk is one ``Classifier.predict_proba`` call, which sorts the chunk's texts by length
+into batches and returns rows in input order. Chunks are scored in this process or by
+``workers`` spawned processes (each loads the model once, with the CPU's threads split among
+them); whoever scores a chunk writes its parts, and this process assembles a file's ``.out``
+(and ``.errors``) once all of the file's chunks are done. The order of the steps is what
+makes a kill at any moment safe: see ``_manifest``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .. import artifact
+from ..data import LabelSet
+from ..errors import ConfigError, DataError
+from ..evaluation import EvaluationReport
+from ..metrics import classification_metrics
+from ..progress import ProgressBar
+from ._inputs import find_inputs
+from ._manifest import FORMAT_VERSION, Workdir, check_output, difference, job_identity
+from ._options import BatchOptions
+from ._output import render
+from ._plan import Chunk, job_chunks, plan_file, shard
+from ._readers import Layout, read_records, resolve_layout
+
+EXIT_RECORD_ERRORS = 3
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a job wrote: counts over this shard's files, and the evaluation when asked for."""
+
+    output: Path
+    files: int
+    records: int
+    errors: int
+    error_files: tuple[str, ...]
+    evaluation: EvaluationReport | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0, or ``EXIT_RECORD_ERRORS`` (3) when some records went to ``.errors``."""
+        return EXIT_RECORD_ERRORS if self.errors else 0
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_batch(model_dir: str | Path, input: str | Path, output: str | Path, options: BatchOptions = BatchOptions(), *,
+              progress: bool | None = None, log: Callable[[str], None] = _stderr, classifier=None) -> BatchResult:
+    """Score every record of ``input`` (a file, folder or glob) into ``output/<name>.out``.
+
+    Run it again after a kill and it resumes; the outputs are the bytes an uninterrupted run
+    writes. ``classifier`` (a loaded :class:`textclf.Classifier`) skips loading the model in
+    this process.
+
+        >>> result = run_batch("runs/reviews", "texts/*.jsonl", "scored")  # doctest: +SKIP
+        >>> result.records, result.errors, result.exit_code  # doctest: +SKIP
+        (120000, 0, 0)
+    """
+    model_dir, output = Path(model_dir), Path(output)
+    artifact.read_metadata(model_dir)  # a missing model folder stops here, before any work
+    inputs = find_inputs(str(input), output)
+    check_output(output)
+    created = not output.exists()
+    work = Workdir(output)
+    work.lock()
+    try:
+        manifest, layouts = _open_job(work, model_dir, inputs, options)
+    except BaseException:
+        if created:  # leave nothing behind but what was there
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    if manifest["result"] is None:
+        threads = _threads(options.workers)
+        if manifest["threads"] != threads:
+            log(f"{output}: warning: this run scores with {threads} thread(s) per process, the first with "
+                f"{manifest['threads']} (another --workers or machine); the 6th digit of a few probabilities may "
+                "differ from an uninterrupted run.")
+        job = _Job(work, model_dir, [f.path for f in inputs], [f.name for f in inputs], layouts, options, classifier)
+        mine = shard(job_chunks(manifest["chunks"]), *options.shard)
+        manifest["result"] = job.run(mine, threads, progress, log)
+        work.write(work.manifest, json.dumps(manifest))
+    else:
+        log(f"{output}: the job is already complete; nothing to do.")
+    work.clear_work()
+    result = manifest["result"]
+    report = _report(str(input), result) if options.evaluate else None
+    return BatchResult(output, result["files"], result["records"], result["errors"], tuple(result["error_files"]), report)
+
+
+def _open_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions) -> tuple[dict, list[Layout]]:
+    """The manifest of the job in ``work`` (checked to be this job), or a new one with the job's plan."""
+    identity = job_identity(model_dir, inputs, options)
+    manifest = work.read_json(work.manifest)
+    if manifest is not None:
+        why = difference(manifest, identity)
+        if why:
+            raise ConfigError(f"{work.output}: holds another batch job ({why}); pass another --output, or delete the folder to start over.")
+        layouts = [Layout.from_dict(values) for values in manifest["layouts"]]
+        _check_labels(inputs, layouts, options)
+        return manifest, layouts
+    work.clear_work()
+    layouts = [resolve_layout(f.path, options) for f in inputs]
+    _check_labels(inputs, layouts, options)
+    plans = [plan_file(f.path, layout, options.encoding, options.chunk_size) for f, layout in zip(inputs, layouts)]
+    manifest = {"format_version": FORMAT_VERSION, "job": identity, "layouts": [l.to_dict() for l in layouts],
+                "chunks": plans, "threads": _threads(options.workers), "result": None}
+    work.write(work.manifest, json.dumps(manifest))
+    return manifest, layouts
+
+
+def _check_labels(inputs, layouts: list[Layout], options: BatchOptions) -> None:
+    if not options.evaluate:
+        return
+    for f, layout in zip(inputs, layouts):
+        if layout.label is None:
+            what = "plain text lines carry no labels" if layout.format == "text" else "no label column or key was found"
+            raise ConfigError(f"{f.path}: --evaluate needs labels, but {what}; pass --label-column, or leave out --evaluate.")
+
+
+# -- the work -----------------------------------------------------------------
+
+
+class _Job:
+    """The chunks of one run and the files they make up."""
+
+    def __init__(self, work: Workdir, model_dir: Path, paths: list[Path], names: list[str], layouts: list[Layout],
+                 options: BatchOptions, classifier):
+        self.work, self.model_dir, self.paths, self.names = work, model_dir, paths, names
+        self.layouts, self.options, self.classifier = layouts, options, classifier
+
+    def run(self, chunks: list[Chunk], threads: int, progress: bool | None, log: Callable[[str], None]) -> dict:
+        by_file: dict[int, list[Chunk]] = {}
+        for chunk in chunks:
+            by_file.setdefault(chunk.file, []).append(chunk)
+        finished = {f for f in by_file if self._output(f, "out").is_file()}
+        todo = [c for c in chunks if c.file not in finished and not self.work.part(c.file, c.index, "json").is_file()]
+        done = sum(c.records for c in chunks) - sum(c.records for c in todo)
+        if done:
+            log(f"{self.work.output}: resuming; {done:,} of {sum(c.records for c in chunks):,} records were already scored.")
+        if not chunks:
+            log(f"{self.work.output}: shard {self.options.shard[0]}/{self.options.shard[1]} has no chunks (the job has fewer chunks than shards).")
+        waiting = {f: sum(1 for c in todo if c.file == f) for f in by_file if f not in finished}
+        for f, count in waiting.items():
+            if count == 0:  # scored before a kill, not yet assembled
+                self._assemble(f, by_file[f])
+        total = sum(c.records for c in chunks)
+        with ProgressBar(progress, "scoring", total, rate_unit="records/s", completed=done) as update:
+            for chunk in self._score(todo, threads):
+                done += chunk.records
+                update(done)
+                waiting[chunk.file] -= 1
+                if waiting[chunk.file] == 0:
+                    self._assemble(chunk.file, by_file[chunk.file])
+        summaries = [self.work.read_json(self.work.file_summary(f)) for f in by_file]
+        return _merge_files(summaries, [self.names[f] for f in by_file])
+
+    def _output(self, file: int, kind: str) -> Path:
+        return self.work.output / f"{self.names[file]}.{kind}"
+
+    def _assemble(self, file: int, chunks: list[Chunk]) -> None:
+        """The file's summary, then ``.errors`` (if any), then ``.out``: ``.out`` existing means the file is done."""
+        parts = [self.work.read_json(self.work.part(file, c.index, "json")) for c in chunks]
+        self.work.write(self.work.file_summary(file), json.dumps(_merge_chunks(parts)))
+        errors = [self.work.part(file, c.index, "errors") for c, part in zip(chunks, parts) if part["errors"]]
+        if errors:
+            self.work.concatenate(errors, self._output(file, "errors"))
+        self.work.concatenate([self.work.part(file, c.index, "out") for c in chunks], self._output(file, "out"))
+        shutil.rmtree(self.work.root / "parts" / str(file), ignore_errors=True)
+
+    def _score(self, chunks: list[Chunk], threads: int) -> Iterator[Chunk]:
+        """Score ``chunks`` (writing their parts); yield each as it is done, in any order."""
+        if not chunks:
+            return
+        tasks = [_Task(str(self.paths[c.file]), self.layouts[c.file], c) for c in chunks]
+        if self.options.workers > 1:
+            yield from _in_processes(tasks, self.model_dir, self.work.output, self.options, threads)
+            return
+        import torch
+
+        scorer = _Scorer(self.model_dir, self.work.output, self.options, self.classifier)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for task in tasks:
+                scorer.score(task)
+                yield task.chunk
+        finally:
+            torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class _Task:
+    path: str
+    layout: Layout
+    chunk: Chunk
+
+
+class _Scorer:
+    """Scores chunks with one classifier (loaded on first use) and writes their parts."""
+
+    def __init__(self, model_dir: Path, output: Path, options: BatchOptions, classifier=None):
+        self.model_dir, self.work, self.options, self.clf = model_dir, Workdir(output), options, classifier
+
+    def score(self, task: _Task) -> None:
+        o, c = self.options, task.chunk
+        if self.clf is None:
+            from ..inference import Classifier
+
+            self.clf = Classifier.load(self.model_dir, backend=o.backend, batch_size=o.batch_size, dtype=o.dtype)
+        records = [r for r, _, _ in read_records(Path(task.path), task.layout, o.encoding, c.start, c.end, c.line)]
+        if len(records) != c.records:
+            raise DataError(
+                f"{task.path}: the file changed while the job ran ({len(records)} records from line {c.line}, "
+                f"{c.records} when the job started); pass a new --output to score it again."
+            )
+        good = [r for r in records if r.problem is None]
+        labels = [self.clf.labels.value(i) for i in range(len(self.clf.labels))]
+        probs = self.clf.predict_proba([r.text for r in good]) if good else np.zeros((0, len(labels)), dtype=np.float32)
+        out, errors = render(records, probs, labels, task.layout, o.output_format, o.join_source)
+        summary = {"records": len(records), "errors": len(records) - len(good), "labels": labels,
+                   "evaluation": _evaluation(good, probs, self.clf.labels) if task.layout.label is not None else None}
+        if errors:
+            self.work.write(self.work.part(c.file, c.index, "errors"), errors)
+        self.work.write(self.work.part(c.file, c.index, "out"), out)
+        self.work.write(self.work.part(c.file, c.index, "json"), json.dumps(summary))  # last: the chunk is done
+
+
+# -- worker processes ---------------------------------------------------------
+
+_worker: _Scorer | None = None
+
+
+def _threads(workers: int) -> int:
+    """Torch threads per scoring process: the CPUs this process may use, split among the workers.
+
+    Float sums come out in another order with another thread count, which can move the 6th
+    digit of a probability: the same command on the same machine gives the same bytes.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // workers)
+
+
+def _in_processes(tasks: list[_Task], model_dir: Path, output: Path, options: BatchOptions, threads: int) -> Iterator[Chunk]:
+    """Score ``tasks`` in ``options.workers`` spawned processes, at most two chunks each in flight."""
+    pool = ProcessPoolExecutor(options.workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(model_dir, output, options, threads))
+    queue = iter(tasks)
+    running: dict[Future, _Task] = {}
+    try:
+        while True:
+            while len(running) < 2 * options.workers and (task := next(queue, None)) is not None:
+                running[pool.submit(_score_in_worker, task)] = task
+            if not running:
+                return
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()  # re-raises a worker's error here
+                yield running.pop(future).chunk
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_worker(model_dir: Path, output: Path, options: BatchOptions, threads: int) -> None:
+    import torch
+
+    global _worker
+    torch.set_num_threads(threads)
+    _worker = _Scorer(model_dir, output, options)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a killed parent cannot stop its workers: they stop themselves
+        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
+
+
+def _score_in_worker(task: _Task) -> None:
+    _worker.score(task)
+
+
+# -- counts and evaluation ------------------------------------------------------
+
+
+def _evaluation(good, probs: np.ndarray, labels: LabelSet) -> dict:
+    """Sums over one chunk: confusion matrix and summed cross-entropy of the records with a known label."""
+    ids = [labels.id_of(r.label.strip()) if r.label is not None else None for r in good]
+    rows = [i for i, y in enumerate(ids) if y is not None]
+    y_true = np.asarray([ids[i] for i in rows], dtype=np.int64)
+    p = probs[rows].astype(np.float64)
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(confusion, (y_true, p.argmax(axis=1) if len(rows) else y_true), 1)
+    p_true = np.clip(p[np.arange(len(rows)), y_true], np.finfo(np.float32).tiny, None)
+    return {"confusion": confusion.tolist(), "loss_sum": float(-np.log(p_true).sum()), "rows": len(rows),
+            "unlabelled": len(good) - len(rows)}
+
+
+def _add_evaluations(parts: list[dict | None]) -> dict | None:
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    return {
+        "confusion": np.sum([p["confusion"] for p in parts], axis=0).tolist(),
+        "loss_sum": sum(p["loss_sum"] for p in parts),
+        "rows": sum(p["rows"] for p in parts),
+        "unlabelled": sum(p["unlabelled"] for p in parts),
+    }
+
+
+def _merge_chunks(parts: list[dict]) -> dict:
+    return {"records": sum(p["records"] for p in parts), "errors": sum(p["errors"] for p in parts),
+            "labels": parts[0]["labels"], "evaluation": _add_evaluations([p["evaluation"] for p in parts])}
+
+
+def _merge_files(files: list[dict], names: list[str]) -> dict:
+    return {
+        "files": len(files),
+        "records": sum(f["records"] for f in files),
+        "errors": sum(f["errors"] for f in files),
+        "error_files": [f"{name}.errors" for name, f in zip(names, files) if f["errors"]],
+        "labels": files[0]["labels"] if files else None,
+        "evaluation": _add_evaluations([f["evaluation"] for f in files]),
+    }
+
+
+def _report(source: str, result: dict) -> EvaluationReport | None:
+    """The same report as ``textclf evaluate``, from the job's summed confusion matrix and loss."""
+    sums = result["evaluation"]
+    if sums is None or sums["rows"] == 0:
+        raise DataError(f"{source}: no record to evaluate; none has one of the model's labels ({', '.join(map(str, result['labels'] or []))}).")
+    confusion = np.asarray(sums["confusion"])
+    true, pred = np.nonzero(confusion)
+    counts = confusion[true, pred]
+    metrics = classification_metrics(np.repeat(true, counts), np.repeat(pred, counts), len(confusion))
+    skipped = result["errors"] + sums["unlabelled"]
+    return EvaluationReport(source, result["labels"], sums["rows"], skipped, sums["loss_sum"] / sums["rows"], metrics)

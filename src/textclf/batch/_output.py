@@ -1,0 +1,82 @@
+"""The lines of ``<name>.out`` (JSON lines or header-less CSV) and ``<name>.errors``.
+
+A JSON line is ``{"line", ["id",] "predicted_label", "probabilities", "labels", ["source"]}``:
+the record's first line in its file, its ``--id-column`` value, JumpStart's verbose
+prediction, and with ``--join-source`` the input record (the line of a text file, the object
+of a JSONL file, the row of a CSV file as an object by header name, or as a list without a
+header). A CSV line is ``line,[id,]predicted_label,p_0,...,p_K-1[,input fields...]``, the
+shape ``serve`` answers ``text/csv`` with. An error line is ``{"line", "error"}``.
+Probabilities are rounded to 6 digits, as :class:`textclf.Prediction` does, so the same
+record always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._readers import Layout, Record
+
+
+def render(records: Sequence[Record], probabilities: np.ndarray, labels: list, layout: Layout,
+           output_format: str, join_source: bool) -> tuple[str, str]:
+    """(``.out`` text, ``.errors`` text) of consecutive records; ``probabilities`` has a row per good record."""
+    out: list[Any] = []
+    errors: list[str] = []
+    rows = iter(probabilities)
+    for record in records:
+        if record.problem is not None:
+            errors.append(_json({"line": record.line, "error": record.problem}) + "\n")
+            continue
+        row = next(rows)
+        predicted = labels[int(row.argmax())]
+        rounded = [round(float(p), 6) for p in row]
+        if output_format == "csv":
+            ident = [] if layout.id is None else ["" if record.id is None else _cell(record.id)]
+            source = _source_cells(record, layout) if join_source else []
+            out.append([record.line, *ident, predicted, *rounded, *source])
+            continue
+        line: dict[str, Any] = {"line": record.line}
+        if layout.id is not None:
+            line["id"] = record.id
+        line.update(predicted_label=predicted, probabilities=rounded, labels=labels)
+        if join_source:
+            line["source"] = _source_value(record, layout)
+        out.append(_json(line) + "\n")
+    if output_format == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(out)
+        return buffer.getvalue(), "".join(errors)
+    return "".join(out), "".join(errors)
+
+
+def _json(value: Any) -> str:
+    """Compact JSON, UTF-8 text as is; \\u escapes only where a lone surrogate from the input needs them."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else _json(value)
+
+
+def _source_value(record: Record, layout: Layout) -> Any:
+    if layout.format in ("text", "jsonl"):
+        return record.source
+    return dict(zip(layout.header, record.source)) if layout.header else record.source
+
+
+def _source_cells(record: Record, layout: Layout) -> list[str]:
+    if layout.format == "text":
+        return [record.source]
+    if layout.format == "jsonl":
+        return [_json(record.source)]
+    return list(record.source)
