@@ -15,6 +15,7 @@ import click
 from .config import Hyperparameters
 from .data import ReadOptions
 from .errors import TextclfError
+from .inference import BACKEND_CHOICES
 
 __all__ = ["main"]
 
@@ -71,6 +72,15 @@ def _make_read_options(kw: dict) -> ReadOptions:
     return ReadOptions(kw.pop("text_column"), kw.pop("label_column"), kw.pop("encoding"), kw.pop("on_bad_rows"))
 
 
+def _backend_options(f):
+    """--backend and --dtype, shared by every command that runs a model."""
+    f = click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]),
+                     help="torch backend's precision; bfloat16 is ~2x faster on CPUs that have it natively.")(f)
+    f = click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES),
+                     help="What runs the model: torch, or an export made by `textclf export`; auto: the fastest export present, else torch.")(f)
+    return f
+
+
 def _hyperparameter_options(f):
     """One ``--flag-name VALUE`` per Hyperparameters field; help and defaults come from the dataclass."""
     for name, type_name, default, help_text in reversed(Hyperparameters.describe()):
@@ -118,14 +128,14 @@ def train(data, output, model, validation, hp_file, overwrite, progress, **kw) -
 @click.option("--data", required=True, help="Labelled data, in any format `train` accepts.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]), help="Compute precision; bfloat16 is ~2x faster on CPUs that have it (what `serve` uses by default there).")
+@_backend_options
 @_read_options
-def evaluate(model_dir, data, as_json, batch_size, dtype, **kw) -> None:
+def evaluate(model_dir, data, as_json, batch_size, backend, dtype, **kw) -> None:
     """Accuracy, macro F1, MCC, per-class scores and confusion matrix."""
     from .evaluation import evaluate as run_evaluation
     from .inference import Classifier
 
-    report = run_evaluation(Classifier.load(model_dir, batch_size=batch_size, dtype=dtype), data, _make_read_options(kw))
+    report = run_evaluation(Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype), data, _make_read_options(kw))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
 
 
@@ -136,8 +146,8 @@ def evaluate(model_dir, data, as_json, batch_size, dtype, **kw) -> None:
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --input.")
 @click.option("--json", "as_json", is_flag=True, help='One {"probabilities", "labels", "predicted_label"} JSON line per text.')
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]), help="Compute precision; bfloat16 is ~2x faster on CPUs that have it (what `serve` uses by default there).")
-def predict(model_dir, texts, input_file, encoding, as_json, batch_size, dtype) -> None:
+@_backend_options
+def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend, dtype) -> None:
     """Classify TEXTS (or the lines of --input)."""
     from .data import read_texts
     from .inference import Classifier
@@ -147,7 +157,7 @@ def predict(model_dir, texts, input_file, encoding, as_json, batch_size, dtype) 
     texts = read_texts(input_file, encoding) if input_file is not None else list(texts)
     if not texts:
         raise click.UsageError("nothing to classify: pass texts as arguments or --input FILE.")
-    clf = Classifier.load(model_dir, batch_size=batch_size, dtype=dtype)
+    clf = Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype)
     for text, pred in zip(texts, clf.predict(texts)):
         if as_json:
             click.echo(json.dumps(pred.to_dict()))
@@ -165,7 +175,8 @@ def predict(model_dir, texts, input_file, encoding, as_json, batch_size, dtype) 
 @click.option("--workers", default=None, type=int, help="Processes, each with its own model and batcher [default: 1].")
 @click.option("--max-batch-size", default=None, type=int, help="Texts per forward pass [default: 64].")
 @click.option("--max-batch-delay-ms", default=None, type=float, help="How long a batch may wait for more texts while requests are arriving [default: 5].")
-@click.option("--backend", default=None, help="Inference backend [default: torch].")
+@click.option("--backend", default=None, type=click.Choice(BACKEND_CHOICES),
+              help="torch, or an export made by `textclf export` [default: auto, the fastest export present, else torch].")
 @click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16"]),
               help="auto: bfloat16 where the CPU has it natively (~2x faster, probabilities within ~1e-2), else float32 [default: auto].")
 @click.option("--max-payload-mb", default=None, type=float, help="Larger request bodies get 413 [default: 6].")
@@ -175,6 +186,26 @@ def serve(**kw) -> None:
     from .serving import ServeConfig, serve as run_server
 
     run_server(ServeConfig.resolve(**kw))
+
+
+@main.command("export")
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train` (the export is written into it).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["torchscript", "onnx", "onnx-int8"]), help="What to write: model.torchscript.pt, model.onnx or model.int8.onnx.")
+@click.option("--validation", default=None, help="Labelled data: compare the export's predictions and accuracy with the PyTorch model's.")
+@click.option("--max-changed", default=0.02, show_default=True, type=click.FloatRange(0, 1), help="Share of --validation predictions the export may change before it is refused.")
+@click.option("--max-accuracy-drop", default=0.005, show_default=True, type=click.FloatRange(0, 1), help="Accuracy on --validation the export may lose before it is refused (0.005 = half a point).")
+@click.option("--force", is_flag=True, help="Keep an export that fails the --max-changed or --max-accuracy-drop check.")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="onnx-int8: one weight scale per output channel (keeps accuracy) or one per tensor.")
+@click.option("--keep-fp32", multiple=True, type=click.Choice(["ffn_output", "classifier"]), help="onnx-int8: leave these layers in fp32 (repeatable; slower).")
+@_read_options
+def export_command(model_dir, fmt, validation, max_changed, max_accuracy_drop, force, per_channel, keep_fp32, **kw) -> None:
+    """Write a verified TorchScript, ONNX or int8 ONNX export into the model folder."""
+    from .export import QuantizationSettings, export_model
+
+    report = export_model(model_dir, fmt, validation, _make_read_options(kw), force=force, max_changed=max_changed,
+                          max_accuracy_drop=max_accuracy_drop, quantization=QuantizationSettings(per_channel=per_channel, keep_fp32=tuple(keep_fp32)),
+                          log=lambda message: click.echo(message, err=True))
+    click.echo(report.render())
 
 
 @main.command()

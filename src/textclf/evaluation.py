@@ -22,10 +22,12 @@ class EvaluationReport:
     skipped: int
     loss: float
     metrics: dict
+    backend: str = "torch"
 
     def to_dict(self) -> dict:
         return {
             "data": self.source,
+            "backend": self.backend,
             "rows": self.rows,
             "skipped_rows": self.skipped,
             "loss": self.loss,
@@ -43,7 +45,7 @@ class EvaluationReport:
         width = max(8, *(len(n) for n in names))
         m = self.metrics
         out = [
-            f"{self.source}: {self.rows} rows" + (f" ({self.skipped} skipped)" if self.skipped else ""),
+            f"{self.source}: {self.rows} rows" + (f" ({self.skipped} skipped)" if self.skipped else "") + f"; backend {self.backend}",
             f"accuracy {m['accuracy']:.4f}   macro F1 {m['f1_macro']:.4f}   MCC {m['mcc']:.4f}   loss {self.loss:.4f}",
             "",
             f"{'class':<{width}}  precision  recall      f1  support",
@@ -72,4 +74,5 @@ def evaluate(model: str | Path | Classifier, data: str | Path, read_options: Rea
     logits = clf.logits(examples.texts)
     metrics = classification_metrics(y_true, logits.argmax(axis=1), len(clf.labels))
     labels = [clf.labels.value(i) for i in range(len(clf.labels))]
-    return EvaluationReport(str(examples.path), labels, len(y_true), len(examples.skipped), cross_entropy(logits, y_true), metrics)
+    return EvaluationReport(str(examples.path), labels, len(y_true), len(examples.skipped), cross_entropy(logits, y_true), metrics,
+                            clf.backend.name)

@@ -142,15 +142,13 @@ def _runtime(model_dir: Path, reference: Classifier) -> dict:
     if not (model_dir / "tokenizer.json").is_file():
         raise ModelError(f"{model_dir}: has no tokenizer.json (a 'fast' tokenizer); exports tokenise with the `tokenizers` "
                          "library. Save one with transformers' AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR).")
-    meta = artifact.read_metadata(model_dir) or {}
     from .models import load_tokenizer
 
-    tokenizer = load_tokenizer(str(model_dir))
     return {
-        "max_seq_length": int(meta.get("max_seq_length") or min(tokenizer.model_max_length, 512)),
+        "max_seq_length": reference.encoder.max_length,
         "pad_token_id": int(reference.encoder.pad_id),
         "padding_side": "left" if reference.encoder.pad_left else "right",
-        "truncation_side": tokenizer.truncation_side,
+        "truncation_side": load_tokenizer(str(model_dir)).truncation_side,
     }
 
 
@@ -190,11 +188,18 @@ def _example(reference: Classifier, batch: int = 2, length: int = 12):
 def _write(format: str, reference: Classifier, staged: Path, work: Path, quantization: QuantizationSettings, log) -> dict:
     import torch
 
-    module = _Logits.wrap(reference.backend.model)
+    import warnings
+
+    model = reference.backend.model
+    if hasattr(model.config, "use_cache"):
+        model.config.use_cache = False  # a decoder's key/value cache is no use to a classifier
+    module = _Logits.wrap(model)
     example = _example(reference)
     if format == "torchscript":
         log("tracing with torch.jit.trace")
-        traced = torch.jit.trace(module, example, check_trace=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings: the parity check below is what tells
+            traced = torch.jit.trace(module, example, check_trace=False)
         traced.save(str(staged))
         return {"method": "torch.jit.trace"}
     fp32 = staged if format == "onnx" else work / "fp32.onnx"

@@ -50,6 +50,7 @@ class TextEncoder:
     encode: Callable[[list[str]], list[list[int]]]
     pad_id: int
     pad_left: bool
+    max_length: int
 
     @classmethod
     def from_tokenizer(cls, tokenizer, max_length: int, pad_left: bool) -> "TextEncoder":
@@ -57,7 +58,7 @@ class TextEncoder:
         def encode(texts: list[str]) -> list[list[int]]:
             return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
 
-        return cls(encode, tokenizer.pad_token_id, pad_left)
+        return cls(encode, tokenizer.pad_token_id, pad_left, max_length)
 
     @classmethod
     def from_file(cls, path: Path, runtime: dict) -> "TextEncoder":
@@ -75,7 +76,7 @@ class TextEncoder:
         def encode(texts: list[str]) -> list[list[int]]:
             return [e.ids for e in tokenizer.encode_batch(texts)] if texts else []
 
-        return cls(encode, runtime["pad_token_id"], runtime["padding_side"] == "left")
+        return cls(encode, runtime["pad_token_id"], runtime["padding_side"] == "left", runtime["max_seq_length"])
 
 
 class Classifier:
@@ -88,7 +89,7 @@ class Classifier:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, model_dir: str | Path, backend: str = "torch", batch_size: int = DEFAULT_BATCH_SIZE,
+    def load(cls, model_dir: str | Path, backend: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
              dtype: str = "float32", threads: int | None = None) -> "Classifier":
         """Load a textclf model folder (or any Hugging Face classification folder).
 
@@ -119,7 +120,7 @@ class Classifier:
     def _load_torch(cls, model_dir: Path, meta: dict, batch_size: int, dtype: str, threads: int | None) -> "Classifier":
         import torch
 
-        from .models import inference_dtype, load_tokenizer, pads_left
+        from .models import inference_dtype, load_tokenizer, max_length, pads_left
 
         if threads is not None:
             torch.set_num_threads(threads)
@@ -130,7 +131,7 @@ class Classifier:
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model_dir}: cannot load the tokenizer ({exc}).") from exc
         labels = LabelSet.from_config(config.id2label, integer=meta.get("label_type") == "int")
-        max_len = meta.get("max_seq_length") or min(tokenizer.model_max_length, 512)
+        max_len = meta.get("max_seq_length") or max_length(config, tokenizer)
         return cls(runner, TextEncoder.from_tokenizer(tokenizer, int(max_len), pads_left(config, tokenizer)), labels, batch_size)
 
     # -- the three stages ---------------------------------------------------

@@ -28,7 +28,7 @@ from .data import LabelSet
 from .errors import ConfigError, ModelError
 
 __all__ = [
-    "DTYPES", "JUMPSTART_MODELS", "ModelSource", "check_max_length", "forward_logits", "head_parameter_names", "inference_dtype", "load_for_training", "local_folder", "native_bf16", "pads_left", "quiet_transformers",
+    "DTYPES", "JUMPSTART_MODELS", "ModelSource", "check_max_length", "forward_logits", "head_parameter_names", "inference_dtype", "load_for_training", "local_folder", "max_length", "native_bf16", "pads_left", "quiet_transformers",
     "resolve_model",
 ]
 
@@ -225,6 +225,14 @@ def check_max_length(config, tokenizer, max_seq_length: int) -> None:
         raise ConfigError(
             f"max_seq_length must be at most {limit} for this model, but got max_seq_length={max_seq_length}."
         )
+
+
+def max_length(config, tokenizer) -> int:
+    """Longest input the model takes, for folders that do not record a max_seq_length: 512 at most."""
+    limits = [512, getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)]
+    if tokenizer.model_max_length < 100_000:  # transformers' "no limit" is a huge number
+        limits.append(tokenizer.model_max_length)
+    return min(x for x in limits if x)
 
 
 @contextmanager

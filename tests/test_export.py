@@ -1,0 +1,226 @@
+"""textclf export and the exported backends: parity, verification, refusal, auto, no-torch runtime."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import textclf
+from conftest import FAST, make_sentences
+from textclf import export
+from textclf.cli import main
+from textclf.errors import ConfigError, ModelError
+from textclf.inference import Classifier
+
+FORMATS = ("torchscript", "onnx", "onnx-int8")
+TEXTS = [text for _, text in make_sentences(40, seed=7)] + ["good", "the movie was " * 30 + "awful"]
+
+
+@pytest.fixture(scope="module")
+def gpt2_artifact(tiny_gpt2, sentiment_files, tmp_path_factory) -> Path:
+    train, val = sentiment_files
+    out = tmp_path_factory.mktemp("export-artifacts") / "gpt2"
+    textclf.train(train, out, model=tiny_gpt2, validation=val, progress=False, log=lambda _: None, **FAST)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(request, bert_artifact, gpt2_artifact, sentiment_files, tmp_path_factory) -> dict[str, Path]:
+    """Copies of the tiny BERT and GPT-2 (right- and left-padded) folders with all three exports."""
+    _, val = sentiment_files
+    folders = {}
+    for name, source in (("bert", bert_artifact), ("gpt2", gpt2_artifact), ("gpt2-left", gpt2_artifact)):
+        folder = tmp_path_factory.mktemp("exported") / name
+        shutil.copytree(source, folder)
+        if name == "gpt2-left":
+            config = json.loads((folder / "tokenizer_config.json").read_text())
+            (folder / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}))
+        for fmt in FORMATS:
+            export.export_model(folder, fmt, validation=val)
+        folders[name] = folder
+    return folders
+
+
+@pytest.mark.parametrize("model", ["bert", "gpt2", "gpt2-left"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_export_matches_pytorch_on_texts_of_every_length(exported, model, fmt):
+    folder = exported[model]
+    want = Classifier.load(folder, backend="torch", batch_size=8).logits(TEXTS)
+    got = Classifier.load(folder, backend=fmt, batch_size=8).logits(TEXTS)
+    bound = 1e-4 if fmt != "onnx-int8" else 0.5
+    assert np.abs(want - got).max() <= bound * max(1.0, np.abs(want).max())
+    if fmt != "onnx-int8":
+        assert (want.argmax(1) == got.argmax(1)).all()
+    else:
+        assert (want.argmax(1) == got.argmax(1)).mean() >= 0.95
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_checks_are_recorded_in_textclf_json(exported, fmt):
+    record = json.loads((exported["bert"] / "textclf.json").read_text())["exports"][fmt]
+    assert (exported["bert"] / record["file"]).stat().st_size == record["bytes"]
+    assert record["parity"]["max_abs_diff"] <= record["parity"]["tolerance"]
+    assert len(record["parity"]["shapes"]) >= 6 and {b for b, _ in record["parity"]["shapes"]} >= {1, 3, 8, 16}
+    assert record["validation"]["rows"] == 60 and 0 <= record["validation"]["changed_share"] <= 0.02
+    assert record["runtime"] == {"max_seq_length": 32, "pad_token_id": 0, "padding_side": "right", "truncation_side": "right"}
+    if fmt == "onnx-int8":
+        assert record["settings"]["per_channel"] is True
+
+
+def test_left_padding_is_recorded_for_the_runtime(exported):
+    record = json.loads((exported["gpt2-left"] / "textclf.json").read_text())["exports"]["onnx"]
+    assert record["runtime"]["padding_side"] == "left"
+    assert Classifier.load(exported["gpt2-left"], backend="onnx").encoder.pad_left
+
+
+def test_tokenizer_json_encodes_exactly_like_transformers(exported):
+    for folder in exported.values():
+        torch_clf = Classifier.load(folder, backend="torch")
+        onnx_clf = Classifier.load(folder, backend="onnx")
+        assert onnx_clf.preprocess(TEXTS) == torch_clf.preprocess(TEXTS)
+        assert max(len(ids) for ids in onnx_clf.preprocess(TEXTS)) == 32  # truncated to max_seq_length
+
+
+def test_auto_picks_the_fastest_export_present(exported, bert_artifact, tmp_path):
+    assert Classifier.load(exported["bert"], backend="auto").backend.name == "onnx-int8"
+    assert Classifier.load(bert_artifact).backend.name == "torch"  # no exports: torch
+    partial = tmp_path / "partial"
+    shutil.copytree(bert_artifact, partial)
+    export.export_model(partial, "torchscript")
+    assert Classifier.load(partial).backend.name == "torchscript"
+
+
+def test_a_changed_export_file_is_refused_at_load(exported, tmp_path):
+    folder = tmp_path / "tampered"
+    shutil.copytree(exported["bert"], folder)
+    with (folder / "model.onnx").open("r+b") as f:
+        f.seek(-64, 2)
+        f.write(b"\0" * 8)
+    with pytest.raises(ModelError, match="SHA-256 mismatch"):
+        Classifier.load(folder, backend="onnx")
+    result = CliRunner().invoke(main, ["predict", "--model-dir", str(folder), "--backend", "onnx", "good"])
+    assert result.exit_code == 2 and "SHA-256 mismatch" in result.output and "Traceback" not in result.output
+
+
+def test_an_export_that_does_not_match_is_refused_and_nothing_is_kept(bert_artifact, tmp_path, monkeypatch):
+    import onnx
+    from onnx import numpy_helper
+
+    folder = tmp_path / "m"
+    shutil.copytree(bert_artifact, folder)
+    before = (folder / "textclf.json").read_bytes()
+    real = export._write
+
+    def faulty_exporter(fmt, reference, staged, *args):  # writes a graph whose head weights are off
+        settings = real(fmt, reference, staged, *args)
+        graph = onnx.load(str(staged))
+        weights = max(graph.graph.initializer, key=lambda t: ("classifier" in t.name, len(t.dims)))
+        weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) + 0.5, weights.name))
+        onnx.save(graph, str(staged))
+        return settings
+
+    monkeypatch.setattr(export, "_write", faulty_exporter)
+    with pytest.raises(ModelError, match="does not match the PyTorch model"):
+        export.export_model(folder, "onnx")
+    assert not (folder / "model.onnx").exists()
+    assert (folder / "textclf.json").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in bert_artifact.iterdir())  # no temp left
+    result = CliRunner().invoke(main, ["predict", "--model-dir", str(folder), "--backend", "onnx", "good"])
+    assert result.exit_code == 2 and "has no onnx export" in result.output
+
+
+def test_an_export_that_changes_predictions_is_refused_unless_forced(tiny_bert, tmp_path):
+    """An untrained head, biased so that half the texts sit near its decision boundary: int8
+    rounding flips some of them."""
+    import random
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from conftest import WORDS
+
+    folder = tmp_path / "untrained"
+    torch.manual_seed(3)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 20))) for _ in range(600)]
+    model.save_pretrained(folder)
+    margins = np.diff(Classifier.load(folder, backend="torch").logits(texts), axis=1)[:, 0]
+    with torch.no_grad():
+        model.classifier.bias[1] -= float(np.median(margins))
+    model.save_pretrained(folder)
+    data = tmp_path / "val.csv"
+    data.write_text("label,text\n" + "".join(f"{['negative', 'positive'][i % 2]},{t}\n" for i, t in enumerate(texts)))
+    with pytest.raises(ModelError, match="predictions .*not kept. Pass --force"):
+        export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0)
+    assert not (folder / "model.int8.onnx").exists()
+    report = export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0, force=True)
+    assert report.validation["changed_predictions"] > 0
+    assert Classifier.load(folder).backend.name == "onnx-int8"  # a plain HF folder gained a textclf.json
+
+
+def test_export_command_reports_and_predict_evaluate_take_backend(bert_artifact, sentiment_files, tmp_path):
+    _, val = sentiment_files
+    folder = tmp_path / "m"
+    shutil.copytree(bert_artifact, folder)
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", "--model-dir", str(folder), "--format", "onnx", "--validation", str(val)])
+    assert result.exit_code == 0, result.output
+    assert "parity: max |logit difference|" in result.output and "0 predictions changed" in result.output
+    by_backend = {}
+    for backend in ("torch", "onnx"):
+        out = runner.invoke(main, ["predict", "--model-dir", str(folder), "--backend", backend, "--json", "good food", "awful"])
+        assert out.exit_code == 0, out.output
+        by_backend[backend] = [json.loads(line) for line in out.output.splitlines()]
+    assert [p["predicted_label"] for p in by_backend["onnx"]] == [p["predicted_label"] for p in by_backend["torch"]]
+    np.testing.assert_allclose([p["probabilities"] for p in by_backend["onnx"]], [p["probabilities"] for p in by_backend["torch"]], atol=1e-5)
+    out = runner.invoke(main, ["evaluate", "--model-dir", str(folder), "--data", str(val), "--backend", "onnx", "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["backend"] == "onnx"
+    missing = runner.invoke(main, ["predict", "--model-dir", str(folder), "--backend", "onnx-int8", "good"])
+    assert missing.exit_code == 2 and "has no onnx-int8 export" in missing.output and "textclf export" in missing.output
+
+
+def test_bad_export_requests_are_one_line_errors(bert_artifact, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", "--model-dir", str(tmp_path / "nowhere"), "--format", "onnx"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "model folder not found" in result.output
+    result = runner.invoke(main, ["export", "--model-dir", str(bert_artifact), "--format", "onnx",
+                                  "--validation", str(tmp_path / "missing.csv")])
+    assert result.exit_code == 2 and "missing.csv" in result.output
+    with pytest.raises(ConfigError, match="format must be one of"):
+        export.export_model(bert_artifact, "tflite")
+
+
+def test_the_onnx_backend_loads_neither_torch_nor_transformers(exported):
+    code = (
+        "import sys; from textclf import Classifier\n"
+        f"clf = Classifier.load({str(exported['bert'])!r}, backend='onnx-int8')\n"
+        "assert clf.predict(['good food'])[0].predicted_label in ('positive', 'negative')\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "torchscript"])
+def test_serve_runs_an_export(exported, backend):
+    import httpx
+    from serving_helpers import LiveServer
+
+    from textclf.serving import ServeConfig, create_app
+
+    want = Classifier.load(exported["bert"], backend=backend).predict(["good food", "awful service"])
+    with LiveServer(create_app(ServeConfig(model_dir=str(exported["bert"]), backend=backend))) as live:
+        answer = httpx.post(live.url + "/invocations", json=["good food", "awful service"],
+                            headers={"Accept": "application/json;verbose"})
+    assert answer.status_code == 200
+    assert answer.json() == [p.to_dict() for p in want]
