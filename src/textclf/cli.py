@@ -228,11 +228,9 @@ def hyperparameters(model, explain) -> None:
         click.echo(f"{name:<28} {type_name:<6} {str(values[name]):<8} {help_text}")
 
 
-
 def _batch_options(f):
     """``batch``'s own options, so its command definition stays readable."""
     from .batch import DEFAULT_CHUNK_SIZE, FORMATS, OUTPUT_FORMATS
-    from .inference import BACKEND_CHOICES
 
     options = [
         click.option("--format", "input_format", type=click.Choice(FORMATS), default="auto", show_default=True,
@@ -249,8 +247,6 @@ def _batch_options(f):
         click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE, show_default=True, help="Records per chunk, the unit of work written at once (and of resuming and sharding)."),
         click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes, each with its own model; the CPU threads are split among them."),
         click.option("--shard", default="0/1", show_default=True, help="i/N: score only the i-th (0-based) of N contiguous shares of the job's chunks; give each shard its own --output."),
-        click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True, help="Inference backend."),
-        click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]), help="Compute precision; bfloat16 is ~2x faster on CPUs that have it."),
         click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass."),
         click.option("--evaluate", is_flag=True, help="Print accuracy, F1, MCC and the confusion matrix against the inputs' labels, as `textclf evaluate` does."),
         click.option("--json", "as_json", is_flag=True, help="With --evaluate: print the report as one JSON object."),
@@ -266,6 +262,7 @@ def _batch_options(f):
 @click.option("--input", "input_path", required=True, help="A file, a folder (every file below it) or a quoted glob such as 'data/*.jsonl'.")
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Folder for <name>.out and <name>.errors per input file (new, empty, or this job's own to resume).")
 @_batch_options
+@_backend_options
 def batch(model_dir, input_path, output, input_format, shard, evaluate, as_json, progress, **kw) -> None:
     """Score large files offline: one <name>.out per input file, in input order.
 

@@ -65,8 +65,8 @@ def run_batch(model_dir: str | Path, input: str | Path, output: str | Path, opti
     """Score every record of ``input`` (a file, folder or glob) into ``output/<name>.out``.
 
     Run it again after a kill and it resumes; the outputs are the bytes an uninterrupted run
-    writes. ``classifier`` (a loaded :class:`textclf.Classifier`) skips loading the model in
-    this process.
+    writes. ``classifier`` (a loaded :class:`textclf.Classifier`, used as it is: its backend
+    and threads) skips loading the model in this process when ``options.workers`` is 1.
 
         >>> result = run_batch("runs/reviews", "texts/*.jsonl", "scored")  # doctest: +SKIP
         >>> result.records, result.errors, result.exit_code  # doctest: +SKIP
@@ -79,6 +79,19 @@ def run_batch(model_dir: str | Path, input: str | Path, output: str | Path, opti
     created = not output.exists()
     work = Workdir(output)
     work.lock()
+    try:
+        manifest = _run_job(work, model_dir, inputs, options, created, progress, log, classifier)
+    finally:
+        work.unlock()
+    result = manifest["result"]
+    report = _report(str(input), result) if options.evaluate else None
+    return BatchResult(output, result["files"], result["records"], result["errors"], tuple(result["error_files"]), report)
+
+
+def _run_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions, created: bool, progress: bool | None,
+             log: Callable[[str], None], classifier) -> dict:
+    """Open (or start) the job in ``work``, score what is left of it, and return its complete manifest."""
+    output = work.output
     try:
         manifest, layouts = _open_job(work, model_dir, inputs, options)
     except BaseException:
@@ -98,9 +111,7 @@ def run_batch(model_dir: str | Path, input: str | Path, output: str | Path, opti
     else:
         log(f"{output}: the job is already complete; nothing to do.")
     work.clear_work()
-    result = manifest["result"]
-    report = _report(str(input), result) if options.evaluate else None
-    return BatchResult(output, result["files"], result["records"], result["errors"], tuple(result["error_files"]), report)
+    return manifest
 
 
 def _open_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions) -> tuple[dict, list[Layout]]:
@@ -191,17 +202,10 @@ class _Job:
         if self.options.workers > 1:
             yield from _in_processes(tasks, self.model_dir, self.work.output, self.options, threads)
             return
-        import torch
-
-        scorer = _Scorer(self.model_dir, self.work.output, self.options, self.classifier)
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            for task in tasks:
-                scorer.score(task)
-                yield task.chunk
-        finally:
-            torch.set_num_threads(before)
+        scorer = _Scorer(self.model_dir, self.work.output, self.options, threads, self.classifier)
+        for task in tasks:
+            scorer.score(task)
+            yield task.chunk
 
 
 @dataclass(frozen=True)
@@ -212,17 +216,18 @@ class _Task:
 
 
 class _Scorer:
-    """Scores chunks with one classifier (loaded on first use) and writes their parts."""
+    """Scores chunks with one classifier (loaded on first use, on ``threads`` cores) and writes their parts."""
 
-    def __init__(self, model_dir: Path, output: Path, options: BatchOptions, classifier=None):
-        self.model_dir, self.work, self.options, self.clf = model_dir, Workdir(output), options, classifier
+    def __init__(self, model_dir: Path, output: Path, options: BatchOptions, threads: int, classifier=None):
+        self.model_dir, self.work, self.options, self.threads, self.clf = model_dir, Workdir(output), options, threads, classifier
 
     def score(self, task: _Task) -> None:
         o, c = self.options, task.chunk
         if self.clf is None:
             from ..inference import Classifier
 
-            self.clf = Classifier.load(self.model_dir, backend=o.backend, batch_size=o.batch_size, dtype=o.dtype)
+            self.clf = Classifier.load(self.model_dir, backend=o.backend, batch_size=o.batch_size, dtype=o.dtype,
+                                       threads=self.threads)
         records = [r for r, _, _ in read_records(Path(task.path), task.layout, o.encoding, c.start, c.end, c.line)]
         if len(records) != c.records:
             raise DataError(
@@ -233,7 +238,7 @@ class _Scorer:
         labels = [self.clf.labels.value(i) for i in range(len(self.clf.labels))]
         probs = self.clf.predict_proba([r.text for r in good]) if good else np.zeros((0, len(labels)), dtype=np.float32)
         out, errors = render(records, probs, labels, task.layout, o.output_format, o.join_source)
-        summary = {"records": len(records), "errors": len(records) - len(good), "labels": labels,
+        summary = {"records": len(records), "errors": len(records) - len(good), "labels": labels, "backend": self.clf.backend.name,
                    "evaluation": _evaluation(good, probs, self.clf.labels) if task.layout.label is not None else None}
         if errors:
             self.work.write(self.work.part(c.file, c.index, "errors"), errors)
@@ -247,7 +252,7 @@ _worker: _Scorer | None = None
 
 
 def _threads(workers: int) -> int:
-    """Torch threads per scoring process: the CPUs this process may use, split among the workers.
+    """Threads per scoring process: the CPUs this process may use, split among the workers.
 
     Float sums come out in another order with another thread count, which can move the 6th
     digit of a probability: the same command on the same machine gives the same bytes.
@@ -277,11 +282,8 @@ def _in_processes(tasks: list[_Task], model_dir: Path, output: Path, options: Ba
 
 
 def _start_worker(model_dir: Path, output: Path, options: BatchOptions, threads: int) -> None:
-    import torch
-
     global _worker
-    torch.set_num_threads(threads)
-    _worker = _Scorer(model_dir, output, options)
+    _worker = _Scorer(model_dir, output, options, threads)
     parent = multiprocessing.parent_process()
     if parent is not None:  # a killed parent cannot stop its workers: they stop themselves
         threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
@@ -321,7 +323,8 @@ def _add_evaluations(parts: list[dict | None]) -> dict | None:
 
 def _merge_chunks(parts: list[dict]) -> dict:
     return {"records": sum(p["records"] for p in parts), "errors": sum(p["errors"] for p in parts),
-            "labels": parts[0]["labels"], "evaluation": _add_evaluations([p["evaluation"] for p in parts])}
+            "labels": parts[0]["labels"], "backend": parts[0]["backend"],
+            "evaluation": _add_evaluations([p["evaluation"] for p in parts])}
 
 
 def _merge_files(files: list[dict], names: list[str]) -> dict:
@@ -331,6 +334,7 @@ def _merge_files(files: list[dict], names: list[str]) -> dict:
         "errors": sum(f["errors"] for f in files),
         "error_files": [f"{name}.errors" for name, f in zip(names, files) if f["errors"]],
         "labels": files[0]["labels"] if files else None,
+        "backend": files[0]["backend"] if files else None,
         "evaluation": _add_evaluations([f["evaluation"] for f in files]),
     }
 
@@ -345,4 +349,5 @@ def _report(source: str, result: dict) -> EvaluationReport | None:
     counts = confusion[true, pred]
     metrics = classification_metrics(np.repeat(true, counts), np.repeat(pred, counts), len(confusion))
     skipped = result["errors"] + sums["unlabelled"]
-    return EvaluationReport(source, result["labels"], sums["rows"], skipped, sums["loss_sum"] / sums["rows"], metrics)
+    return EvaluationReport(source, result["labels"], sums["rows"], skipped, sums["loss_sum"] / sums["rows"], metrics,
+                            result["backend"])

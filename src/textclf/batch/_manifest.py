@@ -88,6 +88,9 @@ class Workdir:
         except BlockingIOError:
             raise ConfigError(f"{self.output}: another `textclf batch` is writing there now; wait for it, or pass another --output.") from None
 
+    def unlock(self) -> None:
+        self._lock.close()
+
     def clear_work(self) -> None:
         """Remove chunk parts, file summaries and temporary files (not the manifest or the lock)."""
         for name in ("parts", "files", "tmp"):
