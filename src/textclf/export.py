@@ -37,6 +37,7 @@ import numpy as np
 
 from . import artifact
 from .backends import EXPORT_FILES, OnnxBackend, TorchScriptBackend, file_sha256
+from .batching import pad
 from .data import ReadOptions, read_examples
 from .errors import ArtifactError, ConfigError, ModelError
 from .inference import Classifier
@@ -102,10 +103,12 @@ def export_model(model_dir: str | Path, format: str, validation: str | Path | No
     meta = artifact.read_metadata(model_dir) or {}
     if not os.access(model_dir, os.W_OK):
         raise ArtifactError(f"{model_dir}: not writable; exports are written into the model folder.")
-    examples = None
-    if validation is not None:
-        examples = read_examples(validation, read_options or ReadOptions())  # bad data fails before the slow part
+    read_options = read_options or ReadOptions()
     reference = Classifier.load(model_dir, backend="torch")
+    examples, labels = None, None
+    if validation is not None:  # bad data fails before the slow part
+        examples = read_examples(validation, read_options)
+        labels = np.asarray(reference.labels.encode(examples, read_options.on_bad_rows))
     runtime = _runtime(model_dir, reference)
     started = time.perf_counter()
     target = model_dir / EXPORT_FILES[format]
@@ -123,7 +126,7 @@ def export_model(model_dir: str | Path, format: str, validation: str | Path | No
             raise ModelError(f"{format} export does not match the PyTorch model: max |logit difference| {diff:.3g} > "
                              f"tolerance {bound:.3g}; not kept.")
         if examples is not None:
-            v = report.validation = _compare(reference, exported, examples, read_options or ReadOptions(), max_changed)
+            v = report.validation = _compare(reference, exported, examples, labels, max_changed)
             drop = v["accuracy_torch"] - v["accuracy_export"]
             if not force and v["changed_share"] > max_changed:
                 raise ModelError(f"{format} export changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
@@ -152,24 +155,21 @@ def _runtime(model_dir: Path, reference: Classifier) -> dict:
     }
 
 
-class _Logits:
+def _logits_module(model):
     """The torch module that gets exported: ``(input_ids, attention_mask) -> logits``."""
+    import torch
 
-    @staticmethod
-    def wrap(model):
-        import torch
+    from .models import forward_logits
 
-        from .models import forward_logits
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class Logits(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def forward(self, input_ids, attention_mask):
+            return forward_logits(self.model, input_ids, attention_mask)
 
-            def forward(self, input_ids, attention_mask):
-                return forward_logits(self.model, input_ids, attention_mask)
-
-        return Logits().eval()
+    return Logits().eval()
 
 
 def _example(reference: Classifier, batch: int = 2, length: int = 12):
@@ -179,21 +179,19 @@ def _example(reference: Classifier, batch: int = 2, length: int = 12):
     rng = np.random.default_rng(0)
     vocab = int(reference.backend.model.config.vocab_size)
     ids = [list(rng.integers(0, vocab, size=n)) for n in (length, max(1, length // 2))][:batch]
-    from .batching import pad
-
     input_ids, mask = pad(ids, reference.encoder.pad_id, reference.encoder.pad_left)
     return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
 def _write(format: str, reference: Classifier, staged: Path, work: Path, quantization: QuantizationSettings, log) -> dict:
-    import torch
-
     import warnings
+
+    import torch
 
     model = reference.backend.model
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False  # a decoder's key/value cache is no use to a classifier
-    module = _Logits.wrap(model)
+    module = _logits_module(model)
     example = _example(reference)
     if format == "torchscript":
         log("tracing with torch.jit.trace")
@@ -281,8 +279,6 @@ def _parity(reference: Classifier, exported: Classifier, max_len: int, examples)
         texts = examples.texts[:64]
         batches.append(reference.preprocess(texts))
     diff, scale, shapes = 0.0, 1.0, []
-    from .batching import pad
-
     for ids in batches:
         input_ids, mask = pad(ids, reference.encoder.pad_id, reference.encoder.pad_left)
         want = reference.backend.forward(input_ids, mask)
@@ -293,8 +289,7 @@ def _parity(reference: Classifier, exported: Classifier, max_len: int, examples)
     return diff, TOLERANCE[exported.backend.name] * scale, shapes
 
 
-def _compare(reference: Classifier, exported: Classifier, examples, read_options: ReadOptions, max_changed: float) -> dict:
-    y = np.asarray(reference.labels.encode(examples, read_options.on_bad_rows))
+def _compare(reference: Classifier, exported: Classifier, examples, y: np.ndarray, max_changed: float) -> dict:
     want = reference.logits(examples.texts).argmax(axis=1)
     got = exported.logits(examples.texts).argmax(axis=1)
     changed = int((want != got).sum())

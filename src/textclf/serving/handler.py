@@ -86,7 +86,7 @@ def _call(fn: Callable, args: tuple, context: Context) -> Any:
 class Handler:
     """One loaded model and the four steps that answer a request."""
 
-    def __init__(self, model_dir: str | Path, *, name: str, backend: str = "torch", dtype: str = "float32", max_batch_size: int = 64,
+    def __init__(self, model_dir: str | Path, *, name: str, backend: str = "auto", dtype: str = "float32", max_batch_size: int = 64,
                  max_batch_delay_ms: float = 5.0, observe: Callable[[int, int], None] | None = None):
         self.model_dir = Path(model_dir)
         self.name = name
