@@ -140,6 +140,14 @@ def test_unreadable_records_go_to_errors_with_line_and_reason_and_exit_code_3(be
     assert [g["line"] for g in lines(tmp_path / "out" / "p.txt.out")] == [1]
 
 
+def test_encoding_flag_reads_a_latin1_file(bert_artifact, tmp_path):
+    write(tmp_path / "l.txt", "caf\xe9 was great\nna\xefve and sad\n".encode("latin-1"))
+    result = batch("--model-dir", bert_artifact, "--input", tmp_path / "l.txt", "--output", tmp_path / "out",
+                   "--encoding", "latin-1", "--join-source")
+    assert result.exit_code == 0, result.output
+    assert [g["source"] for g in lines(tmp_path / "out" / "l.txt.out")] == ["caf\xe9 was great", "na\xefve and sad"]
+
+
 # -- resume -------------------------------------------------------------------
 
 
@@ -153,6 +161,13 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def _done_chunks(output: Path) -> int:
+    try:
+        return len(list((output / WORKDIR / "parts").rglob("*.json")))
+    except OSError:  # a folder removed while listed
+        return 0
 
 
 def _alive(pid: int) -> bool:
@@ -178,7 +193,7 @@ def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(bert_artifact
     run = subprocess.Popen([sys.executable, "-m", "textclf", "batch", *args], env={**os.environ, "HF_HUB_OFFLINE": "1"},
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while len(list((out / WORKDIR / "parts").rglob("*.json"))) < 4:
+    while _done_chunks(out) < 4:
         assert run.poll() is None, f"the run ended before it could be killed: {run.stderr.read().decode()}"
         assert time.monotonic() < deadline
         time.sleep(0.005)
