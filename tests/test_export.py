@@ -164,8 +164,10 @@ def test_an_export_that_changes_predictions_is_refused_unless_forced(tiny_bert, 
         export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0)
     assert not (folder / "model.int8.onnx").exists()
     report = export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0, force=True)
-    assert report.validation["changed_predictions"] > 0
-    assert Classifier.load(folder).backend.name == "onnx-int8"  # a plain HF folder gained a textclf.json
+    assert report.validation["changed_predictions"] > 0 and report.forced
+    assert json.loads((folder / "textclf.json").read_text())["exports"]["onnx-int8"]["forced"] is True  # a plain HF folder gained a textclf.json
+    assert Classifier.load(folder, backend="onnx-int8").backend.name == "onnx-int8"
+    assert Classifier.load(folder).backend.name == "torch"  # auto does not pick a forced export
 
 
 def test_export_command_reports_and_predict_evaluate_take_backend(bert_artifact, sentiment_files, tmp_path):
@@ -224,3 +226,55 @@ def test_serve_runs_an_export(exported, backend):
                             headers={"Accept": "application/json;verbose"})
     assert answer.status_code == 200
     assert answer.json() == [p.to_dict() for p in want]
+
+
+def test_an_export_of_other_weights_is_refused_at_load(exported, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "retrained"
+    shutil.copytree(exported["bert"], folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["classifier.bias"] = weights["classifier.bias"] + 1.0
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelError, match="exported from another model.safetensors"):
+        Classifier.load(folder, backend="onnx")
+    (folder / "model.safetensors").unlink()  # a folder shipped with its exports only runs them
+    assert Classifier.load(folder, backend="onnx").backend.name == "onnx"
+
+
+def test_bfloat16_is_refused_for_an_export(exported):
+    with pytest.raises(ConfigError, match="torch backend only"):
+        Classifier.load(exported["bert"], backend="onnx", dtype="bfloat16")
+    assert Classifier.load(exported["bert"], backend="torch", dtype="bfloat16").backend.name == "torch"
+
+
+def test_an_export_whose_tokenizer_json_differs_is_refused(bert_artifact, tmp_path, monkeypatch):
+    from textclf.inference import TextEncoder
+
+    folder = tmp_path / "m"
+    shutil.copytree(bert_artifact, folder)
+    real = TextEncoder.from_file.__func__
+
+    def lossy(cls, path, runtime):  # as if tokenizer.json lacked the closing special token
+        encoder = real(cls, path, runtime)
+        return TextEncoder(lambda texts: [ids[:-1] for ids in encoder.encode(texts)], encoder.pad_id, encoder.pad_left, encoder.max_length)
+
+    monkeypatch.setattr(TextEncoder, "from_file", classmethod(lossy))
+    with pytest.raises(ModelError, match="does not tokenise like the model's tokenizer"):
+        export.export_model(folder, "onnx")
+    assert not (folder / "model.onnx").exists()
+
+
+def test_batch_scores_with_an_export(exported, tmp_path):
+    from textclf.batch import BatchOptions, run_batch
+
+    source = tmp_path / "texts.txt"
+    source.write_text("".join(t + "\n" for t in TEXTS), encoding="utf-8")
+    labels = {}
+    for backend in ("torch", "onnx", "auto"):
+        result = run_batch(exported["bert"], str(source), tmp_path / backend, BatchOptions(backend=backend, chunk_size=16))
+        assert result.exit_code == 0
+        lines = (tmp_path / backend / "texts.txt.out").read_text().splitlines()
+        labels[backend] = [json.loads(line)["predicted_label"] for line in lines]
+    assert labels["onnx"] == labels["torch"] and len(labels["torch"]) == len(TEXTS)
+    assert np.mean([a == b for a, b in zip(labels["auto"], labels["torch"])]) >= 0.95  # auto: int8

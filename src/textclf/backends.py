@@ -27,7 +27,7 @@ import numpy as np
 from .errors import ConfigError, ModelError
 
 __all__ = ["AUTO_ORDER", "BACKENDS", "EXPORT_FILES", "Backend", "OnnxBackend", "TorchBackend", "TorchScriptBackend",
-           "choose", "file_sha256", "open_export"]
+           "choose", "cores", "file_sha256", "fingerprint", "open_export"]
 
 BACKENDS = ("torch", "torchscript", "onnx", "onnx-int8")
 EXPORT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -40,10 +40,14 @@ class Backend(Protocol):
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
 
+SOURCE_FILES = ("config.json", "tokenizer.json", "model.safetensors", "pytorch_model.bin")
+
+
 def choose(backend: str, exports: dict) -> str:
-    """The backend to run: ``backend`` itself, or for ``auto`` the fastest one ``exports`` holds."""
+    """The backend to run: ``backend`` itself, or for ``auto`` the fastest one ``exports`` holds
+    (not one kept with ``--force`` despite failing its accuracy check)."""
     if backend == "auto":
-        return next(b for b in AUTO_ORDER if b == "torch" or b in exports)
+        return next(b for b in AUTO_ORDER if b == "torch" or (b in exports and not exports[b].get("forced")))
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of auto, {', '.join(BACKENDS)}, but got backend={backend!r}.")
     return backend
@@ -57,8 +61,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(model_dir: Path) -> dict:
+    """SHA-256 of the files an export is made from (those the folder has)."""
+    return {name: file_sha256(model_dir / name) for name in SOURCE_FILES if (model_dir / name).is_file()}
+
+
 def open_export(model_dir: Path, backend: str, exports: dict) -> Path:
-    """The verified export file for ``backend``; refuses one that is missing or changed since."""
+    """The verified export file for ``backend``; refuses one that is missing or changed since,
+    or that was made from other weights, config or tokenizer than the folder now holds (a
+    folder shipped with its exports only, without the weights, is fine)."""
     record = exports.get(backend)
     if record is None:
         raise ModelError(f"{model_dir}: has no {backend} export; create it with "
@@ -69,6 +80,10 @@ def open_export(model_dir: Path, backend: str, exports: dict) -> Path:
     if file_sha256(path) != record["sha256"]:
         raise ModelError(f"{path}: differs from the file `textclf export` verified (SHA-256 mismatch); "
                          f"refusing to run it. Re-run `textclf export --format {backend}`.")
+    for name, digest in record.get("source", {}).items():
+        if (model_dir / name).is_file() and file_sha256(model_dir / name) != digest:
+            raise ModelError(f"{path}: was exported from another {name} than {model_dir} now holds; "
+                             f"re-run `textclf export --format {backend}` (or pass --backend torch).")
     return path
 
 
@@ -151,7 +166,7 @@ class OnnxBackend:
         self.name = name
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or _cores()
+        options.intra_op_num_threads = threads or cores()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # no optimiser warnings on stderr
         try:
@@ -163,8 +178,8 @@ class OnnxBackend:
         return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0].astype(np.float32, copy=False)
 
 
-def _cores() -> int:
-    """Cores this process may use (respects affinity and ``OMP_NUM_THREADS``, like PyTorch)."""
+def cores() -> int:
+    """CPUs this process may use: ``OMP_NUM_THREADS`` if set (as PyTorch reads it), else its affinity."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     try:

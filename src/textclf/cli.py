@@ -1,7 +1,8 @@
 """Command line: parse arguments, call the library, map errors to exit codes.
 
 Exit codes: 0 success, 2 a problem with the input (usage, data, model, config),
-1 anything unexpected (``--debug`` shows its traceback).
+1 anything unexpected (``--debug`` shows its traceback), 3 ``batch`` finished but some records
+went to ``.errors``, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 from .config import Hyperparameters
 from .data import ReadOptions
 from .errors import TextclfError
+from .export import FORMATS, MAX_ACCURACY_DROP, MAX_CHANGED
 from .inference import BACKEND_CHOICES
 
 __all__ = ["main"]
@@ -190,10 +192,10 @@ def serve(**kw) -> None:
 
 @main.command("export")
 @click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train` (the export is written into it).")
-@click.option("--format", "fmt", required=True, type=click.Choice(["torchscript", "onnx", "onnx-int8"]), help="What to write: model.torchscript.pt, model.onnx or model.int8.onnx.")
+@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="What to write: model.torchscript.pt, model.onnx or model.int8.onnx.")
 @click.option("--validation", default=None, help="Labelled data: compare the export's predictions and accuracy with the PyTorch model's.")
-@click.option("--max-changed", default=0.02, show_default=True, type=click.FloatRange(0, 1), help="Share of --validation predictions the export may change before it is refused.")
-@click.option("--max-accuracy-drop", default=0.005, show_default=True, type=click.FloatRange(0, 1), help="Accuracy on --validation the export may lose before it is refused (0.005 = half a point).")
+@click.option("--max-changed", default=MAX_CHANGED, show_default=True, type=click.FloatRange(0, 1), help="Share of --validation predictions the export may change before it is refused.")
+@click.option("--max-accuracy-drop", default=MAX_ACCURACY_DROP, show_default=True, type=click.FloatRange(0, 1), help="Accuracy on --validation the export may lose before it is refused (0.005 = half a point).")
 @click.option("--force", is_flag=True, help="Keep an export that fails the --max-changed or --max-accuracy-drop check.")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="onnx-int8: one weight scale per output channel (keeps accuracy) or one per tensor.")
 @click.option("--keep-fp32", multiple=True, type=click.Choice(["ffn_output", "classifier"]), help="onnx-int8: leave these layers in fp32 (repeatable; slower).")

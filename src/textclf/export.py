@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from . import artifact
-from .backends import EXPORT_FILES, OnnxBackend, TorchScriptBackend, file_sha256
+from .backends import EXPORT_FILES, OnnxBackend, TorchScriptBackend, file_sha256, fingerprint
 from .batching import pad
 from .data import ReadOptions, read_examples
 from .errors import ArtifactError, ConfigError, ModelError
-from .inference import Classifier
+from .inference import Classifier, TextEncoder
 
 __all__ = ["FORMATS", "ExportReport", "QuantizationSettings", "export_model"]
 
@@ -73,13 +73,15 @@ class ExportReport:
     shapes: list[tuple[int, int]]
     validation: dict | None = None
     settings: dict = field(default_factory=dict)
-    kept: bool = True
+    forced: bool = False  # kept with --force although a validation check failed
 
     def render(self) -> str:
         lines = [f"{self.format}: {self.file} ({self.size_bytes / 2**20:.1f} MiB, {self.seconds:.1f} s)",
                  f"parity: max |logit difference| {self.max_abs_diff:.2e} (tolerance {self.tolerance:.2e}) "
                  f"over {len(self.shapes)} batches (batch x length: {', '.join(f'{b}x{n}' for b, n in self.shapes)})"]
         v = self.validation
+        if self.forced:
+            lines.append("kept because of --force although the check below failed: --backend auto will not pick it")
         if v:
             lines.append(f"validation {v['data']}: {v['rows']} rows; accuracy {v['accuracy_export']:.4f} vs "
                          f"{v['accuracy_torch']:.4f} in PyTorch ({100 * (v['accuracy_export'] - v['accuracy_torch']):+.2f} points); "
@@ -98,9 +100,10 @@ def export_model(model_dir: str | Path, format: str, validation: str | Path | No
     model_dir = Path(model_dir)
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, but got {format!r}.")
-    if not 0 <= max_changed <= 1:
-        raise ConfigError(f"max_changed must be a share between 0 and 1, but got {max_changed}.")
-    meta = artifact.read_metadata(model_dir) or {}
+    for name, value in (("max_changed", max_changed), ("max_accuracy_drop", max_accuracy_drop)):
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{name} must be a share between 0 and 1, but got {value}.")
+    artifact.read_metadata(model_dir)  # a model folder, or a one-line error
     if not os.access(model_dir, os.W_OK):
         raise ArtifactError(f"{model_dir}: not writable; exports are written into the model folder.")
     read_options = read_options or ReadOptions()
@@ -116,9 +119,15 @@ def export_model(model_dir: str | Path, format: str, validation: str | Path | No
     try:
         staged = work / target.name
         with torch.inference_mode(False), torch.no_grad():
-            settings = _write(format, reference, staged, work, quantization, log)
+            try:
+                settings = _write(format, reference, staged, work, quantization, log)
+            except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:  # the exporters' own errors
+                raise ModelError(f"cannot export {model_dir} to {format}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         log("verifying")
-        exported = Classifier(_open(format, staged), reference.encoder, reference.labels, reference.batch_size)
+        # Verified as it will run: the export, tokenised by tokenizer.json alone.
+        exported = Classifier(_open(format, staged), TextEncoder.from_file(model_dir / "tokenizer.json", runtime),
+                              reference.labels, reference.batch_size)
+        _check_tokenizer(reference, exported, examples)
         diff, bound, shapes = _parity(reference, exported, runtime["max_seq_length"], examples)
         report = ExportReport(format, target, staged.stat().st_size, time.perf_counter() - started, diff, bound, shapes,
                               settings=settings)
@@ -128,13 +137,19 @@ def export_model(model_dir: str | Path, format: str, validation: str | Path | No
         if examples is not None:
             v = report.validation = _compare(reference, exported, examples, labels, max_changed)
             drop = v["accuracy_torch"] - v["accuracy_export"]
-            if not force and v["changed_share"] > max_changed:
-                raise ModelError(f"{format} export changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
-                                 f"(allowed {100 * max_changed:.2f}%); not kept. Pass --force to keep it anyway.")
-            if not force and drop > max_accuracy_drop:
-                raise ModelError(f"{format} export loses {100 * drop:.2f} points of accuracy on {validation} (allowed "
-                                 f"{100 * max_accuracy_drop:.2f}); not kept. Pass --force to keep it anyway.")
-        _keep(model_dir, meta, staged, target, format, report, runtime)
+            failures = []
+            if v["changed_share"] > max_changed:
+                failures.append(f"changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
+                                f"(allowed {100 * max_changed:.2f}%)")
+            if drop > max_accuracy_drop:
+                failures.append(f"loses {100 * drop:.2f} points of accuracy on {validation} (allowed {100 * max_accuracy_drop:.2f})")
+            if failures and not force:
+                raise ModelError(f"{format} export {' and '.join(failures)}; not kept. Pass --force to keep it anyway "
+                                 "(--backend auto will still not pick it).")
+            report.forced = bool(failures)
+        elif format == "onnx-int8":
+            log("warning: int8 predictions were not checked against the PyTorch model; pass --validation DATA to check them")
+        _keep(model_dir, staged, target, format, report, runtime)
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -300,11 +315,22 @@ def _compare(reference: Classifier, exported: Classifier, examples, y: np.ndarra
     }
 
 
-def _keep(model_dir: Path, meta: dict, staged: Path, target: Path, format: str, report: ExportReport, runtime: dict) -> None:
+def _check_tokenizer(reference: Classifier, exported: Classifier, examples) -> None:
+    """tokenizer.json alone must give the token ids transformers' tokenizer gives."""
+    texts = ["Hello, World!  It's   a TEST: 3.14 ünïcode — ok?", "x " * 2000, *(examples.texts[:500] if examples else [])]
+    for text, want, got in zip(texts, reference.preprocess(texts), exported.preprocess(texts)):
+        if want != got:
+            raise ModelError(f"tokenizer.json does not tokenise like the model's tokenizer (on {text[:40]!r}: {got[:8]}... "
+                             f"instead of {want[:8]}...); exported backends would see other inputs. Not kept.")
+
+
+def _keep(model_dir: Path, staged: Path, target: Path, format: str, report: ExportReport, runtime: dict) -> None:
     """Move the verified file into place, then record it in textclf.json (both atomic renames)."""
     record = {
         "file": target.name,
         "sha256": file_sha256(staged),
+        "source": fingerprint(model_dir),
+        "forced": report.forced,
         "bytes": report.size_bytes,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "runtime": runtime,
@@ -313,7 +339,8 @@ def _keep(model_dir: Path, meta: dict, staged: Path, target: Path, format: str, 
         "settings": report.settings,
         "versions": _versions(),
     }
-    exports = {k: v for k, v in meta.get("exports", {}).items() if k != format}
+    current = artifact.read_metadata(model_dir) or {}  # read now: another export may have finished meanwhile
+    exports = {k: v for k, v in current.get("exports", {}).items() if k != format}
     # Drop the old record first: between the two renames the folder never lists a file it does not hold.
     artifact.update_metadata(model_dir, exports=exports)
     os.replace(staged, target)

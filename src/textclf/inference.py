@@ -23,7 +23,7 @@ from . import artifact
 from .backends import BACKENDS, Backend, OnnxBackend, TorchBackend, TorchScriptBackend, choose, open_export
 from .batching import eval_batches, pad
 from .data import LabelSet
-from .errors import DataError, ModelError
+from .errors import ConfigError, DataError, ModelError
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "Classifier", "Prediction", "TextEncoder"]
 
@@ -102,6 +102,9 @@ class Classifier:
         meta = artifact.read_metadata(model_dir) or {}
         exports = meta.get("exports", {})
         backend = choose(backend, exports)
+        if backend != "torch" and dtype == "bfloat16":
+            raise ConfigError(f"dtype bfloat16 applies to the torch backend only, but the backend is {backend}; "
+                              "pass --backend torch, or leave --dtype at float32 for the export.")
         if backend == "torch":
             return cls._load_torch(model_dir, meta, batch_size, dtype, threads)
         path = open_export(model_dir, backend, exports)
@@ -112,8 +115,11 @@ class Classifier:
             torch.set_num_threads(threads)
         runner = TorchScriptBackend(path) if backend == "torchscript" else OnnxBackend(path, backend, threads)
         encoder = TextEncoder.from_file(model_dir / "tokenizer.json", runtime)
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        id2label = {int(k): v for k, v in config["id2label"].items()}
+        try:
+            config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+            id2label = {int(k): v for k, v in config["id2label"].items()}
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise ModelError(f"{model_dir / 'config.json'}: cannot read the labels (id2label) from it ({exc}).") from exc
         return cls(runner, encoder, LabelSet.from_config(id2label, integer=meta.get("label_type") == "int"), batch_size)
 
     @classmethod

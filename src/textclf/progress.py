@@ -36,7 +36,9 @@ class ProgressBar:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *map(TextColumn, self.extra)]
         if self.rate_unit:
             columns.append(_RateColumn(self.rate_unit))
-        self._bar = Progress(*columns, TimeRemainingColumn(), transient=True)
+        from rich.console import Console
+
+        self._bar = Progress(*columns, TimeRemainingColumn(), transient=True, console=Console(stderr=True))
         self._bar.__enter__()
         task = self._bar.add_task(self.description, total=self.total, completed=self.completed, **self.fields)
         return lambda done, **fields: self._bar.update(task, completed=done, **fields)

@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -24,6 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .. import artifact
+from ..backends import cores
 from ..data import LabelSet
 from ..errors import ConfigError, DataError
 from ..evaluation import EvaluationReport
@@ -257,8 +259,7 @@ def _threads(workers: int) -> int:
     Float sums come out in another order with another thread count, which can move the 6th
     digit of a probability: the same command on the same machine gives the same bytes.
     """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cpus // workers)
+    return max(1, cores() // workers)
 
 
 def _in_processes(tasks: list[_Task], model_dir: Path, output: Path, options: BatchOptions, threads: int) -> Iterator[Chunk]:
@@ -283,6 +284,7 @@ def _in_processes(tasks: list[_Task], model_dir: Path, output: Path, options: Ba
 
 def _start_worker(model_dir: Path, output: Path, options: BatchOptions, threads: int) -> None:
     global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it cancels the pool
     _worker = _Scorer(model_dir, output, options, threads)
     parent = multiprocessing.parent_process()
     if parent is not None:  # a killed parent cannot stop its workers: they stop themselves

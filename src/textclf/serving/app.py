@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from ..backends import cores
 from ..errors import RequestError, TextclfError
 from .batcher import ModelFailure
 from .config import ServeConfig
@@ -219,5 +220,7 @@ def app_from_env() -> Starlette:
     import torch
 
     config = ServeConfig.from_json(os.environ["TEXTCLF_SERVE_CONFIG"])
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))  # workers share the cores
+    threads = max(1, cores() // config.workers)  # workers share the cores
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # and ONNX Runtime's sessions take as many
     return create_app(config, load_before_serving=True)
