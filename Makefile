@@ -25,9 +25,13 @@ demo: $(STAMP)
 	    --validation examples/reviews/validation.csv --output $(DEMO) --overwrite \
 	    --epochs 5 --learning-rate 1e-4 --batch-size 16
 	$(BIN)/textclf evaluate --model-dir $(DEMO) --data examples/reviews/validation.csv
+	$(BIN)/textclf export --model-dir $(DEMO) --format onnx-int8 --validation examples/reviews/validation.csv
 	$(BIN)/textclf predict --model-dir $(DEMO) \
 	    "The battery died after two days and support never answered my emails." \
 	    "Delivery was quick and the jacket fits perfectly, I love it."
+	rm -rf demo-output/scored
+	$(BIN)/textclf batch --model-dir $(DEMO) --input examples/reviews/validation.csv --output demo-output/scored --evaluate
+	head -n 3 demo-output/scored/validation.csv.out
 
 # The web page's test drives Debian's chromium (no browser download: the network is closed).
 browser:

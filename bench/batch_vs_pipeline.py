@@ -21,6 +21,7 @@ within 0.5 point of fp32 (onnx), torch >= 2x.
     .venv/bin/python bench/batch_vs_pipeline.py                                # full run, 4 rounds
     .venv/bin/python bench/batch_vs_pipeline.py --limit 8000 --rounds 2        # a quick look
     .venv/bin/python bench/batch_vs_pipeline.py --model-dir bench/out/sst2-model --json bench/out/batch.json
+    .venv/bin/python bench/batch_vs_pipeline.py --quantization-variants 8000   # + int8 settings compared
 """
 
 from __future__ import annotations
@@ -121,6 +122,52 @@ def dev_accuracy(model_dir: Path, texts: list[str], labels: list[int]) -> dict:
     return accuracy
 
 
+VARIANTS = {  # int8 settings compared by --quantization-variants (the first is textclf's default)
+    "per-channel (default)": dict(per_channel=True),
+    "per-tensor (quantize_dynamic's default)": dict(per_channel=False),
+    "per-channel, FFN output fp32": dict(per_channel=True, keep_fp32=("ffn_output",)),
+    "per-channel, FFN output + head fp32": dict(per_channel=True, keep_fp32=("ffn_output", "classifier")),
+}
+
+
+def quantization_variants(model_dir: Path, texts: list[str], dev: tuple[list[str], list[int]], rounds: int) -> dict:
+    """Dev accuracy and model-only sentences/s of each int8 setting, interleaved over rounds."""
+    import numpy as np
+
+    from textclf import Classifier
+    from textclf.export import QuantizationSettings, export_model
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="textclf-quant-") as tmp:
+        folders = {}
+        for i, (name, settings) in enumerate(VARIANTS.items()):
+            folder = Path(tmp) / f"v{i}"
+            shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("model.*onnx", "*.pt"))
+            meta = json.loads((folder / "textclf.json").read_text())
+            meta.pop("exports", None)
+            (folder / "textclf.json").write_text(json.dumps(meta))
+            export_model(folder, "onnx-int8", validation=DATA_DIR / "dev.tsv", force=True,
+                         quantization=QuantizationSettings(**settings))
+            clf = Classifier.load(folder, backend="onnx-int8")
+            accuracy = float((clf.predict_proba(dev[0]).argmax(axis=1) == np.asarray(dev[1])).mean())
+            folders[name] = clf
+            results[name] = {"dev_accuracy": accuracy, "rates": []}
+        step = -(-len(texts) // rounds)
+        for r in range(rounds):
+            part = texts[r * step:(r + 1) * step]
+            names = list(folders)
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                start = time.perf_counter()
+                folders[name].predict_proba(part)
+                results[name]["rates"].append(len(part) / (time.perf_counter() - start))
+    print(f"\nint8 settings on {len(texts)} train sentences (model only, medians over {rounds} rounds)")
+    base = statistics.median(results[next(iter(VARIANTS))]["rates"])
+    for name, r in results.items():
+        r["rate"] = statistics.median(r["rates"])
+        print(f"{name:<40} dev acc {r['dev_accuracy']:.4f}  {r['rate']:8.1f} sentences/s  ({r['rate'] / base:.2f}x default)")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=OUT_DIR / "sst2-full")
@@ -128,6 +175,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="score only the first N train sentences")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--skip-export", action="store_true", help="use the exports the folder already has")
+    parser.add_argument("--quantization-variants", type=int, default=0, metavar="N",
+                        help="also compare int8 settings (per-channel, per-tensor, layers kept fp32) on N train sentences")
     parser.add_argument("--json", type=Path, default=OUT_DIR / "batch_vs_pipeline.json")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
@@ -168,9 +217,11 @@ def main() -> None:
             verdicts.append(f"{backend} >= {target}x pipeline" + (" and within 0.5 pt of fp32" if backend == "onnx-int8" else "")
                             + f": {'met' if ok else 'MISSED'} ({ratio[backend]:.2f}x)")
     print("\n".join(verdicts))
+    variants = quantization_variants(args.model_dir, texts[: args.quantization_variants], (dev_texts, dev_labels), args.rounds) \
+        if args.quantization_variants else {}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"sentences": len(texts), "rounds": args.rounds, "seconds": seconds, "rate": rate, "ratio": ratio,
-                                     "dev_accuracy": accuracy, "agreement": agree, "exports": exports,
+                                     "dev_accuracy": accuracy, "agreement": agree, "exports": exports, "int8_variants": variants,
                                      "command": " ".join(sys.argv)}, indent=2))
 
 
