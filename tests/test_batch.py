@@ -415,3 +415,12 @@ def test_public_api_is_pinned():
     assert sorted(textclf.batch.__all__) == sorted([
         "BatchOptions", "BatchResult", "DEFAULT_CHUNK_SIZE", "EXIT_RECORD_ERRORS", "FORMATS", "OUTPUT_FORMATS", "parse_shard", "run_batch",
     ])
+
+
+def test_a_lone_surrogate_id_is_written_escaped_in_csv_output(bert_artifact, tmp_path):
+    write(tmp_path / "s.jsonl", '{"id": "a\\ud800b", "text": "good food"}\n{"id": "ok", "text": "awful"}\n')
+    result = batch("--model-dir", bert_artifact, "--input", tmp_path / "s.jsonl", "--output", tmp_path / "out",
+                   "--output-format", "csv", "--id-field", "id")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO((tmp_path / "out" / "s.jsonl.out").read_text(encoding="utf-8"))))
+    assert [row[1] for row in rows] == ["a\\ud800b", "ok"]

@@ -38,7 +38,7 @@ def render(records: Sequence[Record], probabilities: np.ndarray, labels: list, l
         if output_format == "csv":
             ident = [] if layout.id is None else ["" if record.id is None else _cell(record.id)]
             source = _source_cells(record, layout) if join_source else []
-            out.append([record.line, *ident, predicted, *rounded, *source])
+            out.append([record.line, *ident, predicted, *rounded, *map(_encodable, source)])
             continue
         line: dict[str, Any] = {"line": record.line}
         if layout.id is not None:
@@ -65,7 +65,19 @@ def _json(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else _json(value)
+    return _encodable(value) if isinstance(value, str) else _json(value)
+
+
+def _encodable(value: Any) -> Any:
+    """A CSV cell that UTF-8 can write: a string holding a lone surrogate (from a JSON ``\\ud800``
+    escape) keeps its JSON escapes instead of failing the chunk on every resume."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)[1:-1]
+    return value
 
 
 def _source_value(record: Record, layout: Layout) -> Any:
