@@ -32,7 +32,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import argparse
-import csv
 import json
 import shutil
 import statistics
@@ -40,6 +39,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_vs_hf_trainer import read_tsv  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR.parent.parent / "shared" / "data" / "sst2"
@@ -49,10 +51,9 @@ TARGETS = {"onnx-int8": 5.0, "torch": 2.0}
 MAX_DROP = 0.005
 
 
-def read_tsv(path: Path) -> tuple[list[str], list[int]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    return [r[0] for r in rows], [int(r[1]) for r in rows]
+def texts_and_labels(path: Path) -> tuple[list[str], list[int]]:
+    rows = read_tsv(path)
+    return [text for text, _ in rows], [label for _, label in rows]
 
 
 def ensure_model(model_dir: Path) -> None:
@@ -182,9 +183,9 @@ def main() -> None:
     backends = [b for b in args.backends.split(",") if b]
     ensure_model(args.model_dir)
     exports = {} if args.skip_export else export_all(args.model_dir)
-    dev_texts, dev_labels = read_tsv(DATA_DIR / "dev.tsv")
+    dev_texts, dev_labels = texts_and_labels(DATA_DIR / "dev.tsv")
     accuracy = dev_accuracy(args.model_dir, dev_texts, dev_labels)
-    texts, _ = read_tsv(DATA_DIR / "train.tsv")
+    texts, _ = texts_and_labels(DATA_DIR / "train.tsv")
     texts = texts[: args.limit] if args.limit else texts
     systems = ["pipeline", *backends]
     step = -(-len(texts) // args.rounds)

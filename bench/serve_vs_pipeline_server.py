@@ -47,6 +47,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_vs_hf_trainer import read_tsv  # noqa: E402
+
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR.parent.parent / "shared" / "data" / "sst2"
 OUT_DIR = BENCH_DIR / "out"
@@ -83,14 +86,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for GET /ping 200 (default 300)")
     p.add_argument("--json", type=Path, help="write all raw figures to this file")
     return p.parse_args()
-
-
-def read_tsv(path: Path) -> list[tuple[str, int]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if next(reader) != ["sentence", "label"]:
-            sys.exit(f"{path}: expected the header 'sentence<TAB>label'")
-        return [(sentence.strip(), int(label)) for sentence, label in reader]
 
 
 def textclf_command() -> list[str]:

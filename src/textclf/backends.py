@@ -27,7 +27,7 @@ import numpy as np
 from .errors import ConfigError, ModelError
 
 __all__ = ["AUTO_ORDER", "BACKENDS", "EXPORT_FILES", "Backend", "OnnxBackend", "TorchBackend", "TorchScriptBackend",
-           "choose", "cores", "file_sha256", "fingerprint", "open_export"]
+           "choose", "cores", "file_sha256", "fingerprint", "open_backend", "open_export"]
 
 BACKENDS = ("torch", "torchscript", "onnx", "onnx-int8")
 EXPORT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -85,6 +85,11 @@ def open_export(model_dir: Path, backend: str, exports: dict) -> Path:
             raise ModelError(f"{path}: was exported from another {name} than {model_dir} now holds; "
                              f"re-run `textclf export --format {backend}` (or pass --backend torch).")
     return path
+
+
+def open_backend(backend: str, path: Path, threads: int | None = None) -> "Backend":
+    """The runner of an export file (``torchscript``, ``onnx`` or ``onnx-int8``)."""
+    return TorchScriptBackend(path) if backend == "torchscript" else OnnxBackend(path, backend, threads)
 
 
 class TorchBackend:

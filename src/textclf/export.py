@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import artifact
-from .backends import EXPORT_FILES, OnnxBackend, TorchScriptBackend, file_sha256, fingerprint
+from .backends import EXPORT_FILES, file_sha256, fingerprint, open_backend
 from .batching import pad
 from .data import ReadOptions, read_examples
 from .errors import ArtifactError, ConfigError, ModelError
@@ -125,7 +125,7 @@ def export_model(model_dir: str | Path, format: str, validation: str | Path | No
                 raise ModelError(f"cannot export {model_dir} to {format}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         log("verifying")
         # Verified as it will run: the export, tokenised by tokenizer.json alone.
-        exported = Classifier(_open(format, staged), TextEncoder.from_file(model_dir / "tokenizer.json", runtime),
+        exported = Classifier(open_backend(format, staged), TextEncoder.from_file(model_dir / "tokenizer.json", runtime),
                               reference.labels, reference.batch_size)
         _check_tokenizer(reference, exported, examples)
         diff, bound, shapes = _parity(reference, exported, runtime["max_seq_length"], examples)
@@ -275,10 +275,6 @@ def _fp32_nodes(graph, groups: tuple[str, ...]) -> list[str]:
         if any(p in where and "attention.output" not in where for p in wanted):
             names.append(node.name)
     return names
-
-
-def _open(format: str, path: Path):
-    return TorchScriptBackend(path) if format == "torchscript" else OnnxBackend(path, format)
 
 
 def _parity(reference: Classifier, exported: Classifier, max_len: int, examples) -> tuple[float, float, list]:

@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import artifact
-from .backends import BACKENDS, Backend, OnnxBackend, TorchBackend, TorchScriptBackend, choose, open_export
-from .batching import eval_batches, pad
+from .backends import BACKENDS, Backend, TorchBackend, choose, open_backend, open_export
+from .batching import encode, eval_batches, pad
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
 
@@ -55,10 +55,7 @@ class TextEncoder:
     @classmethod
     def from_tokenizer(cls, tokenizer, max_length: int, pad_left: bool) -> "TextEncoder":
         """From a transformers tokenizer (the torch backend and training)."""
-        def encode(texts: list[str]) -> list[list[int]]:
-            return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
-
-        return cls(encode, tokenizer.pad_token_id, pad_left, max_length)
+        return cls(lambda texts: encode(tokenizer, texts, max_length), tokenizer.pad_token_id, pad_left, max_length)
 
     @classmethod
     def from_file(cls, path: Path, runtime: dict) -> "TextEncoder":
@@ -113,7 +110,7 @@ class Classifier:
             import torch
 
             torch.set_num_threads(threads)
-        runner = TorchScriptBackend(path) if backend == "torchscript" else OnnxBackend(path, backend, threads)
+        runner = open_backend(backend, path, threads)
         encoder = TextEncoder.from_file(model_dir / "tokenizer.json", runtime)
         try:
             config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
