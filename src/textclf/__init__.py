@@ -21,6 +21,7 @@ from .errors import ArtifactError, ConfigError, DataError, ModelError, TextclfEr
 _LAZY = {
     "Hyperparameters": "config", "ReadOptions": "data", "EvaluationReport": "evaluation", "evaluate": "evaluation",
     "Classifier": "inference", "Prediction": "inference", "TrainResult": "training", "train": "training",
+    "TuneResult": "tuning", "tune": "tuning",
 }
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .evaluation import EvaluationReport, evaluate
     from .inference import Classifier, Prediction
     from .training import TrainResult, train
+    from .tuning import TuneResult, tune
 
 
 def __getattr__(name: str):
@@ -51,7 +53,9 @@ __all__ = [
     "ReadOptions",
     "TextclfError",
     "TrainResult",
+    "TuneResult",
     "__version__",
     "evaluate",
     "train",
+    "tune",
 ]

@@ -74,6 +74,12 @@ def _make_read_options(kw: dict) -> ReadOptions:
     return ReadOptions(kw.pop("text_column"), kw.pop("label_column"), kw.pop("encoding"), kw.pop("on_bad_rows"))
 
 
+def _make_hyperparameters(hp_file: Path | None, kw: dict) -> Hyperparameters:
+    """``--hyperparameters FILE`` (or the defaults) with the hyperparameter flags given applied over it."""
+    hp = Hyperparameters.from_file(hp_file) if hp_file else Hyperparameters()
+    return hp.updated({k: v for k, v in kw.items() if v is not None}, source="command line")
+
+
 def _backend_options(f):
     """--backend and --dtype, shared by every command that runs a model."""
     f = click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]),
@@ -114,8 +120,7 @@ def train(data, output, model, validation, hp_file, overwrite, progress, **kw) -
     from .training import train as run_training
 
     read_options = _make_read_options(kw)
-    hp = Hyperparameters.from_file(hp_file) if hp_file else Hyperparameters()
-    hp = hp.updated({k: v for k, v in kw.items() if v is not None}, source="command line")
+    hp = _make_hyperparameters(hp_file, kw)
     result = run_training(
         data, output, model=model, validation=validation, hyperparameters=hp,
         read_options=read_options, overwrite=overwrite, progress=progress,
@@ -123,6 +128,45 @@ def train(data, output, model, validation, hp_file, overwrite, progress, **kw) -
     best = result.best
     if best.get("val_accuracy") is not None:
         click.echo(f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)")
+
+
+@main.command()
+@click.option("--data", required=True, help="Training data, in any format `train` accepts.")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Study folder: trials/NNNN, best/, study.csv, plots, study.db.")
+@click.option("--search-space", type=click.Path(path_type=Path), help="JSON or YAML: name -> {type: float|int|categorical, low, high, log, step | choices} [default: learning_rate, batch_size, epochs, less fixed ones].")
+@click.option("--objective", default="val_accuracy", show_default=True, type=click.Choice(["val_accuracy", "val_loss", "val_f1", "val_mcc"]), help="What the best trial is chosen by (its kept epoch's value).")
+@click.option("--direction", type=click.Choice(["max", "min"]), help="[default: min for val_loss, else max]")
+@click.option("--max-trials", default=20, show_default=True, type=click.IntRange(min=1), help="Trials finished (complete or pruned) in the whole study, over all runs and processes.")
+@click.option("--parallel-trials", default=1, show_default=True, type=click.IntRange(min=1), help="Trials at once, as processes sharing the CPU threads and the study.")
+@click.option("--strategy", default="bayesian", show_default=True, type=click.Choice(["bayesian", "random", "grid"]), help="Optuna sampler: TPE, random, or every grid point (float ranges need a step).")
+@click.option("--early-stopping-trials", default="median", show_default=True, type=click.Choice(["off", "median", "hyperband"]), help="Prune trials whose per-epoch objective falls behind.")
+@click.option("--pruning-startup-trials", default=2, show_default=True, type=click.IntRange(min=0), help="median: trials finished before any is pruned.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds after which no new trial starts.")
+@click.option("--storage", help="Optuna storage URL shared by several machines, e.g. postgresql://user:pw@host/db [default: sqlite in --output].")
+@click.option("--study-name", default="textclf", show_default=True, help="Study name within --storage.")
+@click.option("--keep-top", type=click.IntRange(min=1), help="Keep only the K best trials' model folders.")
+@click.option("--sampler-seed", type=int, help="Seed of the sampler (--seed is training's) [default: none].")
+@click.option("--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id.")
+@click.option("--validation", default=None, help="Validation data (same formats); else a stratified split of --data.")
+@click.option("--hyperparameters", "hp_file", type=click.Path(path_type=Path), help="hyperparameters.json of fixed values; flags override it.")
+@_read_options
+@_hyperparameter_options
+def tune(data, output, search_space, hp_file, model, validation, sampler_seed, **kw) -> None:
+    """Search hyperparameters with Optuna; keep the best trial's model folder in OUTPUT/best.
+
+    Run the same command again to resume the study (finished trials are kept, an interrupted
+    one is retried). Fixed hyperparameters are given as for `train` (--epochs 2 ...).
+    """
+    from .tuning import tune as run_tuning
+
+    read_options = _make_read_options(kw)
+    settings = {k: kw.pop(k) for k in ("objective", "direction", "max_trials", "parallel_trials", "strategy",
+                                       "early_stopping_trials", "pruning_startup_trials", "timeout", "storage",
+                                       "study_name", "keep_top")}
+    hp = _make_hyperparameters(hp_file, kw)
+    result = run_tuning(data, output, search_space=search_space, model=model, validation=validation, hyperparameters=hp,
+                        read_options=read_options, seed=sampler_seed, **settings)
+    click.echo(result.render())
 
 
 @main.command()

@@ -63,12 +63,15 @@ def train(
     overwrite: bool = False,
     log: Callable[[str], None] = _stderr,
     progress: bool | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Fine-tune ``model`` on ``data`` and write a model folder to ``output``.
 
     Hyperparameters come from ``hyperparameters`` with ``overrides`` applied,
-    exactly as CLI flags apply over ``--hyperparameters FILE``.
+    exactly as CLI flags apply over ``--hyperparameters FILE``. ``on_epoch`` is called with
+    each epoch's record (as written to ``metrics.jsonl``) once it is logged; an exception it
+    raises stops training and leaves no output folder (``textclf tune`` prunes trials this way).
 
         >>> import textclf
         >>> result = textclf.train("reviews.csv", "out/reviews", epochs=2)  # doctest: +SKIP
@@ -150,6 +153,8 @@ def train(
             with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             log(_epoch_line(record, hp.epochs))
+            if on_epoch is not None:
+                on_epoch(record)
             tracker.update(record, net)
             if hp.early_stopping and td.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
                 log(f"early stopping: val_accuracy has not improved for {tracker.stale_epochs} epoch(s)")

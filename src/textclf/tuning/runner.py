@@ -1,0 +1,135 @@
+"""Running trials: one trial is one ``textclf.train`` into ``OUTPUT/trials/NNNN``.
+
+Each epoch's objective is reported to Optuna from the training loop's ``on_epoch`` hook, and
+the pruner may stop the trial there (its half-built folder is removed, as for any interrupted
+training). A worker runs trials one at a time until the study holds ``max_trials`` finished or
+running ones, or the time is up; ``--parallel-trials K`` starts K such workers as processes,
+each with 1/K of the CPU threads, all on the same study storage.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from ..backends import cores
+from .config import TuneConfig
+from .study import counted, open_study, retry, worker_id
+
+__all__ = ["TRIALS_DIR", "run_workers", "trial_dir"]
+
+TRIALS_DIR = "trials"
+
+
+def trial_dir(output: Path, number: int) -> Path:
+    return output / TRIALS_DIR / f"{number:04d}"
+
+
+class _Surplus(Exception):
+    """This trial would exceed max_trials (another process started one first): give it up."""
+
+
+class _Objective:
+    """Train with the trial's parameters; report each epoch's objective; return the kept epoch's."""
+
+    def __init__(self, config: TuneConfig, log: Callable[[str], None]):
+        self.config, self.log = config, log
+        self.current: optuna.Trial | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from ..training import train
+
+        config = self.config
+        self.current = trial
+        trial.set_user_attr("worker", worker_id())
+        if counted(trial.study, before=trial.number) >= config.max_trials:
+            trial.set_user_attr("surplus", True)
+            raise _Surplus
+        params = config.space.suggest(trial)
+        hp = config.hyperparameters.updated(params, source=f"trial {trial.number}")
+        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        self.log(f"trial {trial.number}: {shown}")
+
+        def report(record: dict) -> None:
+            value = record[config.objective]
+            trial.report(value, record["epoch"])
+            if trial.should_prune():
+                self.log(f"trial {trial.number}: pruned after epoch {record['epoch']} ({config.objective} {value:.4f})")
+                raise optuna.TrialPruned()
+
+        result = train(
+            config.data, trial_dir(config.output, trial.number), model=config.model, validation=config.validation,
+            hyperparameters=hp, read_options=config.read_options, overwrite=True, progress=False,
+            log=lambda line: self.log(f"trial {trial.number}: {line}"), on_epoch=report,
+        )
+        value = result.best[config.objective]
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("metrics", {k: result.best[k] for k in ("val_loss", "val_accuracy", "val_f1", "val_mcc")})
+        self.log(f"trial {trial.number}: {config.objective} {value:.4f} (epoch {result.best_epoch})")
+        return value
+
+
+def work(config: TuneConfig, log: Callable[[str], None], offset: int = 0, threads: int | None = None) -> None:
+    """Run trials on the study until it is full or ``config.timeout`` (counted from now) has passed."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    study = open_study(config, offset)
+    objective = _Objective(config, log)
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    sampler = study.sampler
+    while counted(study) < config.max_trials:
+        if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
+            log("every point of the grid has been tried")
+            break
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            log(f"time is up ({config.timeout:g} s)")
+            break
+        objective.current = None
+        try:
+            study.optimize(objective, n_trials=1, timeout=left, catch=(_Surplus,))
+        except KeyboardInterrupt:
+            _requeue(study, objective.current)
+            raise
+        if objective.current is not None and _state(study, objective.current) == "FAIL":
+            break  # _Surplus: the study is full
+
+
+def run_workers(config: TuneConfig, log: Callable[[str], None]) -> None:
+    """``config.parallel_trials`` workers: this process alone, or that many spawned processes."""
+    k = config.parallel_trials
+    if k == 1:
+        work(config, log)
+        return
+    threads = max(1, cores() // k)
+    log(f"running {k} trials at a time, {threads} CPU thread(s) each")
+    with ProcessPoolExecutor(k, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(work, config, _print_stderr, 1000 * (i + 1), threads) for i in range(k)]
+        for future in futures:
+            future.result()  # a worker's error (a TextclfError too) is raised here
+
+
+def _print_stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _state(study: optuna.Study, trial: optuna.Trial) -> str:
+    return study._storage.get_trial(trial._trial_id).state.name
+
+
+def _requeue(study: optuna.Study, trial: optuna.Trial | None) -> None:
+    """After Ctrl-C: Optuna has failed the running trial; queue its parameters for the next run."""
+    if trial is None:
+        return
+    frozen = study._storage.get_trial(trial._trial_id)
+    if frozen.state.name == "FAIL":
+        retry(study, frozen)

@@ -1,0 +1,131 @@
+"""The Optuna study behind a tuning run: storage, sampler, pruner, and recovery of lost trials.
+
+The study lives in a database (by default ``OUTPUT/study.db``, SQLite), so running the same
+command again resumes it, and any process or machine given the same storage URL works on it.
+A trial whose process died is failed and its parameters queued again, once it is known dead:
+at once when it ran on this machine (its pid is gone), else when its heartbeat is older than
+:data:`GRACE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from ..errors import ConfigError
+from .config import TuneConfig
+
+__all__ = ["FINISHED", "make_pruner", "make_sampler", "open_study", "recover_lost_trials", "retry", "worker_id"]
+
+HEARTBEAT_SECONDS, GRACE_SECONDS, MAX_RETRIES = 30, 120, 3
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_IDENTITY = "textclf_tune"
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+"""Queues a failed trial's parameters again (at most MAX_RETRIES times), recording which trial it retries."""
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, stored with each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_sampler(config: TuneConfig, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE (``bayesian``), random or grid; ``offset`` varies a fixed seed between processes and resumes."""
+    seed = None if config.seed is None else config.seed + offset
+    if config.strategy == "grid":
+        return optuna.samplers.GridSampler(config.space.grid(), seed=seed)
+    if config.strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    startup = max(2, min(10, config.max_trials // 3))  # a short study still gets past random sampling
+    return optuna.samplers.TPESampler(n_startup_trials=startup, constant_liar=True, seed=seed)
+
+
+def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
+    """Stops a trial whose per-epoch objective falls behind: never, the median rule, or Hyperband."""
+    if config.early_stopping_trials == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=config.pruning_startup_trials, n_warmup_steps=0)
+    if config.early_stopping_trials == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
+    return optuna.pruners.NopPruner()
+
+
+def open_study(config: TuneConfig, offset: int = 0) -> optuna.Study:
+    """Create the study, or load it and check that it was made by the same command."""
+    url = config.storage_url
+    try:
+        storage = RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry,
+        )
+        study = optuna.create_study(
+            storage=storage, study_name=config.study_name, load_if_exists=True,
+            direction="maximize" if config.maximize else "minimize",
+            sampler=make_sampler(config, offset), pruner=make_pruner(config),
+        )
+    except ImportError as exc:  # a database driver missing, e.g. psycopg2 for postgresql://
+        raise ConfigError(f"--storage {url}: {exc}; install the database driver.") from exc
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna errors about the URL or the database
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"--storage {url}: cannot open the study ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}).") from exc
+    stored = study.user_attrs.get(_IDENTITY)
+    wanted = config.identity()
+    if stored is None:
+        study.set_user_attr(_IDENTITY, wanted)
+    elif stored != wanted:
+        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        raise ConfigError(
+            f"study {config.study_name!r} in {url} was started with another {', '.join(changed)}; "
+            "run the same command to resume it, or choose another --output (or --study-name)."
+        )
+    if config.seed is not None and study.trials:  # a resumed seeded study must not replay its first samples
+        study.sampler = make_sampler(config, offset + len(study.trials))
+    return study
+
+
+def recover_lost_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials of dead processes on this machine and queue their parameters again.
+
+    Returns the numbers of the trials recovered. Trials of other machines are left to the
+    heartbeat check Optuna runs before each trial.
+    """
+    host = socket.gethostname()
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker", "")
+        name, _, pid = worker.rpartition(":")
+        if name != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            retry(study, study._storage.get_trial(trial._trial_id))
+            recovered.append(trial.number)
+    return recovered
+
+
+def counted(study: optuna.Study, before: int | None = None) -> int:
+    """Trials finished or running (those a study of N trials counts), optionally only those numbered below ``before``."""
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    return sum(1 for t in trials if before is None or t.number < before)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_retry_of(trial: FrozenTrial) -> int | None:
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)

@@ -1,0 +1,153 @@
+"""``tune()``: check everything, run the study, write its outputs, return the best model."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .. import artifact
+from ..config import Hyperparameters
+from ..data import ReadOptions, load_training_data
+from ..errors import ArtifactError, ConfigError
+from ..models import resolve_model
+from .config import TuneConfig
+from .space import DEFAULT_SPACE, SearchSpace
+
+__all__ = ["TuneResult", "tune"]
+
+
+@dataclass
+class TuneResult:
+    """A finished (or timed-out) study: the best trial, where its model is, and every trial's row."""
+
+    output: Path
+    objective: str
+    direction: str
+    best_trial: int | None
+    best_value: float | None
+    best_params: dict = field(default_factory=dict)
+    best_path: Path | None = None  # OUTPUT/best, a model folder every textclf command loads
+    trials: list[dict] = field(default_factory=list)  # the rows of study.csv
+    plots: list[Path] = field(default_factory=list)
+    summary: str = ""
+
+    def render(self) -> str:
+        if self.best_trial is None:
+            return f"{self.summary}\nno trial completed; nothing in {self.output / 'best'}"
+        return (f"{self.summary}\nbest: trial {self.best_trial}, {self.objective} {self.best_value:.4f}; "
+                f"model folder {self.best_path}")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def tune(
+    data: str | Path,
+    output: str | Path,
+    *,
+    search_space: str | Path | Mapping | SearchSpace | None = None,
+    objective: str = "val_accuracy",
+    direction: str | None = None,
+    max_trials: int = 20,
+    parallel_trials: int = 1,
+    strategy: str = "bayesian",
+    early_stopping_trials: str = "median",
+    pruning_startup_trials: int = 2,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str = "textclf",
+    keep_top: int | None = None,
+    seed: int | None = None,
+    model: str | Path | None = None,
+    validation: str | Path | None = None,
+    hyperparameters: Hyperparameters | None = None,
+    read_options: ReadOptions | None = None,
+    first_trials: Sequence[Mapping[str, Any]] = (),
+    log: Callable[[str], None] = _stderr,
+    **overrides: Any,
+) -> TuneResult:
+    """Search hyperparameters with Optuna and keep the best trial's model in ``output/best``.
+
+    ``overrides`` (and ``hyperparameters``) are the fixed values, as for :func:`textclf.train`;
+    ``search_space`` is a space file, a mapping in the same shape, or None for
+    :data:`~textclf.tuning.space.DEFAULT_SPACE` less the fixed names. ``first_trials`` are
+    parameter sets tried before the sampler's (e.g. the defaults, as a baseline). Running the
+    same call again resumes the study stored in ``output/study.db`` (or ``storage``).
+
+        >>> import textclf
+        >>> result = textclf.tune("reviews.csv", "out/tuned", max_trials=8, epochs=2)  # doctest: +SKIP
+        >>> result.best_params, result.best_value  # doctest: +SKIP
+        ({'learning_rate': 6.1e-05, 'batch_size': 16}, 0.93)
+        >>> textclf.Classifier.load(result.best_path)  # doctest: +SKIP
+    """
+    hp = (hyperparameters or Hyperparameters()).updated(overrides, source="tune()")
+    fixed = {k: v for k, v in hp.to_dict().items() if v != getattr(Hyperparameters(), k)}
+    if search_space is None:
+        space = SearchSpace.from_mapping(DEFAULT_SPACE, "default search space").without(fixed)
+    else:
+        space = (search_space if isinstance(search_space, SearchSpace) else
+                 SearchSpace.from_mapping(search_space) if isinstance(search_space, Mapping) else
+                 SearchSpace.from_file(search_space))
+        both = [n for n in space.names if n in fixed]
+        if both:
+            raise ConfigError(f"{space.source}: {both[0]} is searched there and also fixed to {fixed[both[0]]!r}; "
+                              "drop one of the two.")
+    config = TuneConfig(
+        data=str(data), output=Path(output), space=space, hyperparameters=hp,
+        model=None if model is None else str(model), validation=None if validation is None else str(validation),
+        read_options=read_options or ReadOptions(), objective=objective, direction=direction, max_trials=max_trials,
+        parallel_trials=parallel_trials, strategy=strategy, early_stopping_trials=early_stopping_trials,
+        pruning_startup_trials=pruning_startup_trials, timeout=timeout, storage=storage, study_name=study_name,
+        keep_top=keep_top, seed=seed,
+    )
+    _check_output(config.output)
+    resolve_model(config.model)  # a bad --model or data file fails here, before the study exists
+    load_training_data(config.data, config.validation, config.read_options, hp.validation_split_ratio, hp.seed)
+    return run(config, first_trials, log)
+
+
+def run(config: TuneConfig, first_trials: Sequence[Mapping[str, Any]] = (), log: Callable[[str], None] = _stderr) -> TuneResult:
+    """Run a checked study (see :func:`tune`) and write its outputs."""
+    from . import outputs
+    from .runner import run_workers
+    from .study import FINISHED, open_study, recover_lost_trials
+
+    config.output.mkdir(parents=True, exist_ok=True)
+    study = open_study(config)
+    for params in first_trials:
+        study.enqueue_trial(dict(params), skip_if_exists=True)
+    recovered = recover_lost_trials(study)
+    if recovered:
+        log(f"retrying trial(s) {', '.join(map(str, recovered))}, left running by a process that is gone")
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if done:
+        log(f"resuming study {config.study_name!r}: {done} of {config.max_trials} trials finished")
+    try:
+        run_workers(config, log)
+    except KeyboardInterrupt:
+        log("interrupted: run the same command again to resume the study")
+        raise
+
+    rows = outputs.trial_rows(study, config)
+    outputs.write_study_csv(rows, config.output / outputs.STUDY_CSV)
+    plots = outputs.write_plots(study, config.output, log)
+    order = outputs.ranked(study, config)
+    summary = outputs.render(rows, order, config)
+    if not order:
+        return TuneResult(config.output, config.objective, config.direction, None, None, trials=rows, plots=plots, summary=summary)
+    best = order[0]
+    best_path = outputs.publish_best(best, config)
+    if config.keep_top:
+        outputs.keep_top(order, config, log)
+    return TuneResult(config.output, config.objective, config.direction, best.number, best.value, dict(best.params),
+                      best_path, rows, plots, summary)
+
+
+def _check_output(output: Path) -> None:
+    if output.exists() and not output.is_dir():
+        raise ArtifactError(f"{output}: exists and is not a folder; choose another --output.")
+    if (output / artifact.METADATA_FILE).is_file():
+        raise ArtifactError(f"{output}: is a textclf model folder, not a tuning folder; choose another --output.")

@@ -1,0 +1,168 @@
+"""textclf tune: a study on the tiny BERT, resuming after a kill, parallel trials, pruning, bad spaces."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from conftest import REPO
+from test_cli_errors import assert_one_line_error
+
+import textclf
+from textclf.cli import main
+
+QUIET = {"log": lambda _: None}
+FIXED = {"max_seq_length": 32, "warmup_ratio": 0.0, "learning_rate": 3e-3, "batch_size": 16}
+"""conftest.FAST less what the studies here search."""
+SPACE = {"learning_rate": {"type": "float", "low": 1e-3, "high": 5e-3, "log": True},
+         "batch_size": {"type": "categorical", "choices": [16, 32]}}
+
+
+def load(output: Path) -> optuna.Study:
+    return optuna.load_study(study_name="textclf", storage=f"sqlite:///{output / 'study.db'}")
+
+
+def study_csv(output: Path) -> list[dict]:
+    with (output / "study.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_three_trial_study_keeps_a_loadable_best_model(tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    fixed = {k: v for k, v in FIXED.items() if k not in SPACE}
+    result = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=3,
+                          early_stopping_trials="off", seed=0, epochs=2, **fixed, **QUIET)
+    rows = study_csv(result.output)
+    assert [r["number"] for r in rows] == ["0", "1", "2"] and {r["state"] for r in rows} == {"COMPLETE"}
+    assert set(rows[0]) >= {"number", "state", "value", "duration_s", "learning_rate", "batch_size"}
+    assert result.best_value == max(float(r["value"]) for r in rows)
+    assert result.best_path == result.output / "best"
+    meta = json.loads((result.best_path / "textclf.json").read_text())
+    assert meta["tuning"]["trial"] == result.best_trial and meta["tuning"]["params"] == result.best_params
+    assert meta["hyperparameters"]["learning_rate"] == result.best_params["learning_rate"]
+    assert meta["metrics"]["best"]["val_accuracy"] == result.best_value
+    clf = textclf.Classifier.load(result.best_path)
+    assert clf.predict(["the food was great and lovely"])[0].predicted_label in ("positive", "negative")
+    assert all((result.output / "trials" / f"{n:04d}" / "textclf.json").is_file() for n in range(3))
+    for name in ("optimization_history.png", "param_importances.png", "parallel_coordinate.png"):
+        assert (result.output / name).read_bytes()[:4] == b"\x89PNG", name
+    assert "trials: 3 complete" in result.render()
+
+    # the same call again: the study is full, nothing is rerun; --keep-top 1 leaves one trial folder
+    again = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=3,
+                         early_stopping_trials="off", keep_top=1, epochs=2, **fixed, **QUIET)
+    assert again.best_trial == result.best_trial and len(load(result.output).trials) == 3
+    assert [p.name for p in (result.output / "trials").iterdir()] == [f"{result.best_trial:04d}"]
+
+
+def _cli(tiny_bert, sentiment_files, output: Path, space: Path, *extra: str) -> list[str]:
+    train, val = sentiment_files
+    return [sys.executable, "-m", "textclf", "tune", "--data", str(train), "--validation", str(val), "--model", str(tiny_bert),
+            "--output", str(output), "--search-space", str(space), "--max-trials", "3", "--strategy", "random",
+            "--early-stopping-trials", "off", "--epochs", "3", "--max-seq-length", "32", "--warmup-ratio", "0", *extra]
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_killed_study_resumes_and_retries_the_killed_trial(tiny_bert, sentiment_files, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("learning_rate: {type: float, low: 1.0e-3, high: 5.0e-3, log: true}\n"
+                     "batch_size:\n  type: categorical\n  choices: [16, 32]\n")
+    output = tmp_path / "study"
+    command = _cli(tiny_bert, sentiment_files, output, space)
+    log = (tmp_path / "first.log").open("w+")
+    first = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, env=_env())
+    deadline = time.monotonic() + 60
+    while "trial 1: epoch 1/3" not in (tmp_path / "first.log").read_text() and time.monotonic() < deadline:
+        assert first.poll() is None, (tmp_path / "first.log").read_text()
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)  # no chance to clean up: trial 1 stays RUNNING in the database
+    first.wait()
+    killed = [t for t in load(output).trials if t.state.name == "RUNNING"]
+    assert [t.number for t in killed] == [1]
+
+    second = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "retrying trial(s) 1" in second.stderr and "1 of 3 trials finished" in second.stderr
+    trials = load(output).trials
+    assert [t.number for t in trials] == list(range(len(trials)))
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3 and trials[1].state.name == "FAIL"
+    retried = [t for t in complete if t.system_attrs.get("failed_trial") == 1]
+    assert len(retried) == 1 and retried[0].params == trials[1].params
+    assert [r["state"] for r in study_csv(output)].count("COMPLETE") == 3
+    assert "best: trial" in second.stdout
+
+
+def test_parallel_trials_share_one_study_without_duplicates(tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    fixed = {k: v for k, v in FIXED.items() if k not in SPACE}
+    result = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=4,
+                          parallel_trials=2, early_stopping_trials="off", seed=0, epochs=1, **fixed, **QUIET)
+    trials = [t for t in load(result.output).trials if not t.user_attrs.get("surplus")]
+    assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # no parameter set tried twice
+    assert len(study_csv(result.output)) == 4
+    assert (result.output / "best" / "model.safetensors").is_file()
+
+
+def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    result = textclf.tune(
+        train, tmp_path / "study", model=tiny_bert, validation=val, max_trials=3, objective="val_loss",
+        search_space={"learning_rate": {"type": "float", "low": 1e-9, "high": 1e-8, "log": True}},
+        first_trials=[{"learning_rate": 3e-3}],  # a good first trial sets the median the others fall behind
+        strategy="random", early_stopping_trials="median", pruning_startup_trials=1, seed=0,
+        epochs=3, max_seq_length=32, warmup_ratio=0.0, batch_size=16, **QUIET,
+    )
+    states = [r["state"] for r in result.trials]
+    assert states[0] == "COMPLETE" and "PRUNED" in states, result.trials
+    pruned = next(r for r in result.trials if r["state"] == "PRUNED")
+    assert pruned["epochs_run"] < 3 and not (result.output / "trials" / f"{pruned['number']:04d}").exists()
+    assert result.best_trial == 0
+
+
+@pytest.mark.parametrize(("name", "content", "fragments"), [
+    ("space.json", '{"learning_rat": {"type": "float", "low": 1e-5, "high": 1e-4}}', ["unknown hyperparameter 'learning_rat'", "Did you mean 'learning_rate'"]),
+    ("space.json", '{"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-5}}', ["learning_rate", "low=0.0001 > high=1e-05"]),
+    ("space.json", '{"weight_decay": {"type": "float", "low": 0, "high": 0.1, "log": true}}', ["weight_decay", "log range needs low > 0"]),
+    ("space.json", '{"epochs": {"type": "float", "low": 1, "high": 3}}', ["epochs", "integer hyperparameter"]),
+    ("space.json", '{"epochs": {"type": "int", "low": "one", "high": 3}}', ["epochs", "'low' must be a number"]),
+    ("space.json", '{"train_only_top_layer": {"type": "int", "low": 0, "high": 1}}', ["train_only_top_layer", "categorical"]),
+    ("space.json", '{"batch_size": {"type": "categorical", "choices": [0, 16]}}', ["batch_size", "the value 0 is not allowed", "at least 1"]),
+    ("space.json", '{"batch_size": {"type": "categorical", "values": [8]}}', ["batch_size", "unknown key 'values'"]),
+    ("space.json", '{"batch_size": {"type": "range"}}', ["batch_size", "'type' must be one of float, int, categorical"]),
+    ("space.json", '{"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "step"', ["not valid JSON"]),
+    ("space.yaml", "learning_rate: [1e-5, 1e-4]\n", ["learning_rate", "expected an object"]),
+    ("space.yaml", "learning_rate: {type: float\n", ["not valid YAML"]),
+    ("grid.json", '{"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4}}', ["learning_rate", "grid search needs a 'step'"]),
+])
+def test_bad_search_space_is_one_line_naming_the_file_and_parameter(tmp_path, monkeypatch, name, content, fragments):
+    monkeypatch.chdir(tmp_path)
+    Path(name).write_text(content)
+    Path("train.csv").write_text("text,label\ngreat,pos\nawful,neg\n")
+    strategy = ["--strategy", "grid"] if name == "grid.json" else []
+    result = CliRunner().invoke(main, ["tune", "--data", "train.csv", "--output", "out", "--search-space", name, *strategy])
+    assert_one_line_error(result, name, *fragments)
+    assert not Path("out").exists()
+
+
+def test_a_searched_and_fixed_hyperparameter_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("space.json").write_text(json.dumps(SPACE))
+    Path("train.csv").write_text("text,label\ngreat,pos\nawful,neg\n")
+    result = CliRunner().invoke(main, ["tune", "--data", "train.csv", "--output", "out", "--search-space", "space.json",
+                                       "--batch-size", "8"])
+    assert_one_line_error(result, "space.json", "batch_size is searched there and also fixed to 8")
