@@ -23,7 +23,7 @@ from textclf.cli import main
 QUIET = {"log": lambda _: None}
 FIXED = {"max_seq_length": 32, "warmup_ratio": 0.0, "learning_rate": 3e-3, "batch_size": 16}
 """conftest.FAST less what the studies here search."""
-SPACE = {"learning_rate": {"type": "float", "low": 1e-3, "high": 5e-3, "log": True},
+SPACE = {"learning_rate": {"type": "float", "low": 5e-3, "high": 2e-2, "log": True},
          "batch_size": {"type": "categorical", "choices": [16, 32]}}
 
 
@@ -77,14 +77,14 @@ def _env() -> dict:
 
 def test_killed_study_resumes_and_retries_the_killed_trial(tiny_bert, sentiment_files, tmp_path):
     space = tmp_path / "space.yaml"
-    space.write_text("learning_rate: {type: float, low: 1.0e-3, high: 5.0e-3, log: true}\n"
+    space.write_text("learning_rate: {type: float, low: 5.0e-3, high: 2.0e-2, log: true}\n"
                      "batch_size:\n  type: categorical\n  choices: [16, 32]\n")
     output = tmp_path / "study"
     command = _cli(tiny_bert, sentiment_files, output, space)
     log = (tmp_path / "first.log").open("w+")
     first = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, env=_env())
     deadline = time.monotonic() + 60
-    while "trial 1: epoch 1/3" not in (tmp_path / "first.log").read_text() and time.monotonic() < deadline:
+    while "trial 1: training" not in (tmp_path / "first.log").read_text() and time.monotonic() < deadline:
         assert first.poll() is None, (tmp_path / "first.log").read_text()
         time.sleep(0.1)
     first.send_signal(signal.SIGKILL)  # no chance to clean up: trial 1 stays RUNNING in the database
@@ -123,7 +123,7 @@ def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_fi
     result = textclf.tune(
         train, tmp_path / "study", model=tiny_bert, validation=val, max_trials=3, objective="val_loss",
         search_space={"learning_rate": {"type": "float", "low": 1e-9, "high": 1e-8, "log": True}},
-        first_trials=[{"learning_rate": 3e-3}],  # a good first trial sets the median the others fall behind
+        first_trials=[{"learning_rate": 1e-2}],  # a good first trial sets the median the others fall behind
         strategy="random", early_stopping_trials="median", pruning_startup_trials=1, seed=0,
         epochs=3, max_seq_length=32, warmup_ratio=0.0, batch_size=16, **QUIET,
     )

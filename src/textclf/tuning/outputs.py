@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -81,7 +82,9 @@ def write_plots(study: optuna.Study, output: Path, log: Callable[[str], None]) -
             log(f"{name}: skipped ({len(complete)} complete trial(s))")
             continue
         try:
-            ax = getattr(vis, function)(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna's notes on few trials; the figure is still right
+                ax = getattr(vis, function)(study)
             figure = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
             figure.set_size_inches(9, 5)
             figure.tight_layout()

@@ -62,10 +62,12 @@ def open_study(config: TuneConfig, offset: int = 0) -> optuna.Study:
     """Create the study, or load it and check that it was made by the same command."""
     url = config.storage_url
     try:
-        storage = RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use since 2.x
+            storage = RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry,
+            )
         study = optuna.create_study(
             storage=storage, study_name=config.study_name, load_if_exists=True,
             direction="maximize" if config.maximize else "minimize",
@@ -128,4 +130,5 @@ def _alive(pid: int) -> bool:
 
 
 def is_retry_of(trial: FrozenTrial) -> int | None:
-    return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    """The number of the failed trial this one retries (what ``retry`` records), else None."""
+    return trial.system_attrs.get("failed_trial")
