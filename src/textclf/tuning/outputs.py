@@ -20,7 +20,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import artifact
-from ..errors import ArtifactError
 from .config import TuneConfig
 from .runner import trial_dir
 from .study import is_retry_of
@@ -97,11 +96,16 @@ def write_plots(study: optuna.Study, output: Path, log: Callable[[str], None]) -
     return written
 
 
-def publish_best(best: FrozenTrial, config: TuneConfig) -> Path:
-    """Copy the best trial's folder to OUTPUT/best (atomically replacing an older best)."""
+def publish_best(best: FrozenTrial, config: TuneConfig, log: Callable[[str], None]) -> Path | None:
+    """Copy the best trial's folder to OUTPUT/best (atomically replacing an older best).
+
+    None when the folder is not here: the trial ran on another machine with its own --output.
+    """
     source = trial_dir(config.output, best.number)
     if not (source / artifact.METADATA_FILE).is_file():
-        raise ArtifactError(f"{source}: the best trial's model folder is missing; it was removed after the trial ended.")
+        worker = best.user_attrs.get("worker", "another process")
+        log(f"best/ not updated: trial {best.number}'s model folder {source} is not here (it ran on {worker}).")
+        return None
     target = config.output / BEST_DIR
     with artifact.staging(target, overwrite=True) as stage:
         shutil.copytree(source, stage, dirs_exist_ok=True)

@@ -27,7 +27,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _IDENTITY = "textclf_tune"
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # trial failures reach the user as textclf errors
 
 retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 """Queues a failed trial's parameters again (at most MAX_RETRIES times), recording which trial it retries."""

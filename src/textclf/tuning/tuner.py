@@ -36,8 +36,8 @@ class TuneResult:
     def render(self) -> str:
         if self.best_trial is None:
             return f"{self.summary}\nno trial completed; nothing in {self.output / 'best'}"
-        return (f"{self.summary}\nbest: trial {self.best_trial}, {self.objective} {self.best_value:.4f}; "
-                f"model folder {self.best_path}")
+        where = f"model folder {self.best_path}" if self.best_path else "its model folder is on another machine"
+        return f"{self.summary}\nbest: trial {self.best_trial}, {self.objective} {self.best_value:.4f}; {where}"
 
 
 def _stderr(message: str) -> None:
@@ -139,7 +139,7 @@ def run(config: TuneConfig, first_trials: Sequence[Mapping[str, Any]] = (), log:
     if not order:
         return TuneResult(config.output, config.objective, config.direction, None, None, trials=rows, plots=plots, summary=summary)
     best = order[0]
-    best_path = outputs.publish_best(best, config)
+    best_path = outputs.publish_best(best, config, log)
     if config.keep_top:
         outputs.keep_top(order, config, log)
     return TuneResult(config.output, config.objective, config.direction, best.number, best.value, dict(best.params),
