@@ -19,6 +19,7 @@ from test_cli_errors import assert_one_line_error
 
 import textclf
 from textclf.cli import main
+from textclf.errors import ConfigError
 
 QUIET = {"log": lambda _: None}
 FIXED = {"max_seq_length": 32, "warmup_ratio": 0.0, "learning_rate": 3e-3, "batch_size": 16}
@@ -62,6 +63,9 @@ def test_three_trial_study_keeps_a_loadable_best_model(tiny_bert, sentiment_file
                          early_stopping_trials="off", keep_top=1, epochs=2, **fixed, **QUIET)
     assert again.best_trial == result.best_trial and len(load(result.output).trials) == 3
     assert [p.name for p in (result.output / "trials").iterdir()] == [f"{result.best_trial:04d}"]
+    with pytest.raises(ConfigError, match="was started with another objective; run the same command to resume it"):
+        textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=3,
+                     objective="val_f1", epochs=2, **fixed, **QUIET)
 
 
 def _cli(tiny_bert, sentiment_files, output: Path, space: Path, *extra: str) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Hyperparameters
+from ..config import Hyperparameters, _at_least
 from ..data import ReadOptions
 from ..errors import ConfigError
 from .space import SearchSpace
@@ -58,11 +58,11 @@ class TuneConfig:
         _one_of("direction", self.direction, DIRECTIONS)
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("early_stopping_trials", self.early_stopping_trials, EARLY_STOPPING)
-        for name in ("max_trials", "parallel_trials", "pruning_startup_trials"):
-            if getattr(self, name) < (0 if name == "pruning_startup_trials" else 1):
-                raise ConfigError(f"{name} must be at least {0 if name == 'pruning_startup_trials' else 1}, but got {name}={getattr(self, name)}.")
-        if self.keep_top is not None and self.keep_top < 1:
-            raise ConfigError(f"keep_top must be at least 1, but got keep_top={self.keep_top}.")
+        _at_least(self, "max_trials", 1)
+        _at_least(self, "parallel_trials", 1)
+        _at_least(self, "pruning_startup_trials", 0)
+        if self.keep_top is not None:
+            _at_least(self, "keep_top", 1)
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, but got timeout={self.timeout}.")
         if self.validation is None and self.hyperparameters.validation_split_ratio == 0:

@@ -81,8 +81,9 @@ def open_study(config: TuneConfig, offset: int = 0) -> optuna.Study:
         raise ConfigError(f"--storage {url}: cannot open the study ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}).") from exc
     stored = study.user_attrs.get(_IDENTITY)
     wanted = config.identity()
-    if stored is None:
-        study.set_user_attr(_IDENTITY, wanted)
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    if stored is None or (stored != wanted and not finished and stored["direction"] == wanted["direction"]):
+        study.set_user_attr(_IDENTITY, wanted)  # new, or nothing finished yet: a corrected command takes over
     elif stored != wanted:
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
         raise ConfigError(
