@@ -20,7 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import ConfigError
 from .config import TuneConfig
 
-__all__ = ["FINISHED", "make_pruner", "make_sampler", "open_study", "recover_lost_trials", "retry", "worker_id"]
+__all__ = ["FINISHED", "counted", "is_retry_of", "make_pruner", "make_sampler", "open_study", "recover_lost_trials", "retry",
+           "worker_id"]
 
 HEARTBEAT_SECONDS, GRACE_SECONDS, MAX_RETRIES = 30, 120, 3
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
