@@ -107,6 +107,7 @@ def test_killed_study_resumes_and_retries_the_killed_trial(tiny_bert, sentiment_
     assert len(retried) == 1 and retried[0].params == trials[1].params
     assert [r["state"] for r in study_csv(output)].count("COMPLETE") == 3
     assert "best: trial" in second.stdout
+    assert sorted(p.name for p in (output / "trials").iterdir()) == [f"{t.number:04d}" for t in complete]  # no half-built folder
 
 
 def test_parallel_trials_share_one_study_without_duplicates(tiny_bert, sentiment_files, tmp_path):

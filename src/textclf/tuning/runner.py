@@ -10,6 +10,7 @@ each with 1/K of the CPU threads, all on the same study storage.
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,13 +22,19 @@ from ..backends import cores
 from .config import TuneConfig
 from .study import counted, open_study, retry, worker_id
 
-__all__ = ["TRIALS_DIR", "run_workers", "trial_dir"]
+__all__ = ["TRIALS_DIR", "remove_partial", "run_workers", "trial_dir", "work"]
 
 TRIALS_DIR = "trials"
 
 
 def trial_dir(output: Path, number: int) -> Path:
     return output / TRIALS_DIR / f"{number:04d}"
+
+
+def remove_partial(output: Path, number: int) -> None:
+    """Remove the half-built folder a killed trial left (training's hidden staging folder)."""
+    for folder in (output / TRIALS_DIR).glob(f".{number:04d}.tmp-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Surplus(Exception):

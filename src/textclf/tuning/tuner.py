@@ -112,7 +112,7 @@ def tune(
 def run(config: TuneConfig, first_trials: Sequence[Mapping[str, Any]] = (), log: Callable[[str], None] = _stderr) -> TuneResult:
     """Run a checked study (see :func:`tune`) and write its outputs."""
     from . import outputs
-    from .runner import run_workers
+    from .runner import remove_partial, run_workers
     from .study import FINISHED, open_study, recover_lost_trials
 
     config.output.mkdir(parents=True, exist_ok=True)
@@ -120,6 +120,8 @@ def run(config: TuneConfig, first_trials: Sequence[Mapping[str, Any]] = (), log:
     for params in first_trials:
         study.enqueue_trial(dict(params), skip_if_exists=True)
     recovered = recover_lost_trials(study)
+    for number in recovered:
+        remove_partial(config.output, number)
     if recovered:
         log(f"retrying trial(s) {', '.join(map(str, recovered))}, left running by a process that is gone")
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
