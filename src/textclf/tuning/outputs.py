@@ -129,7 +129,7 @@ def render(rows: list[dict], order: list[FrozenTrial], config: TuneConfig, limit
     """The summary table: the best trials first, then counts by state."""
     names = config.space.names
     by_number = {r["number"]: r for r in rows}
-    header = ["trial", config.objective, "epochs", "seconds", *names]
+    header = ["trial", config.objective, "epochs run", "seconds", *names]
     table = [header]
     for t in order[:limit]:
         r = by_number[t.number]
