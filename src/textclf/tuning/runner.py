@@ -92,7 +92,8 @@ def work(config: TuneConfig, log: Callable[[str], None], offset: int = 0, thread
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     sampler = study.sampler
     while counted(study) < config.max_trials:
-        if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
+        queued = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))  # retries first
+        if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study) and not queued:
             log("every point of the grid has been tried")
             break
         left = None if deadline is None else deadline - time.monotonic()
