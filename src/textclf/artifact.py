@@ -8,12 +8,15 @@ Layout::
       metrics.jsonl   # one JSON line per epoch
       curves.png      # loss and accuracy by epoch
 
-A folder is built in a hidden temporary sibling and renamed into place only when
-complete, so an interrupted run never leaves a folder that looks finished.
+A folder is built in a hidden temporary sibling (``.DIR.tmp-XXXXXXXX``) and renamed into
+place only when complete, so an interrupted run never leaves a folder that looks finished.
+A run that can resume keeps its checkpoints in that sibling, which then outlives the
+interruption and is picked up again (:func:`staging_folders`).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
@@ -22,11 +25,12 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import ArtifactError
 
-__all__ = ["METADATA_FILE", "METRICS_FILE", "check_output", "read_metadata", "staging", "update_metadata", "versions"]
+__all__ = ["METADATA_FILE", "METRICS_FILE", "check_output", "read_metadata", "staging", "staging_folders", "update_metadata",
+           "versions"]
 
 METADATA_FILE = "textclf.json"
 METRICS_FILE = "metrics.jsonl"
@@ -51,16 +55,24 @@ def check_output(output: Path, overwrite: bool) -> None:
         raise ArtifactError(f"{parent}: not writable; choose another --output.")
 
 
-@contextmanager
-def staging(output: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder beside ``output``; move it into place on success.
+def staging_folders(output: Path) -> list[Path]:
+    """The temporary folders of runs into ``output`` that have not finished (or are running), newest first."""
+    found = [p for p in output.parent.glob(f".{glob.escape(output.name)}.tmp-*") if p.is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
-    On any exception (including Ctrl-C) the temporary folder is removed and
-    ``output`` is left as it was.
+
+@contextmanager
+def staging(output: Path, overwrite: bool, folder: Path | None = None,
+            keep: Callable[[BaseException], bool] | None = None) -> Iterator[Path]:
+    """Yield a temporary folder beside ``output`` (a new one, or ``folder``, one of
+    :func:`staging_folders` to carry on with); move it into place on success.
+
+    On any exception (including Ctrl-C) the temporary folder is removed, unless ``keep(exc)``
+    says it holds work to resume, and ``output`` is left as it was.
     """
     check_output(output, overwrite)
-    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = folder or output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(exist_ok=folder is not None)
     try:
         yield tmp
         (tmp / METADATA_FILE).stat()  # the metadata is written last: its presence marks completion
@@ -75,8 +87,9 @@ def staging(output: Path, overwrite: bool) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if keep is None or not keep(exc):
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

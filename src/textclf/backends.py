@@ -93,7 +93,7 @@ def open_backend(backend: str, path: Path, threads: int | None = None) -> "Backe
 
 
 class TorchBackend:
-    """The model as saved, run by PyTorch on the CPU.
+    """The model as saved, run by PyTorch (on the CPU, or where training put it).
 
     ``dtype=torch.bfloat16`` runs the matrix products under bfloat16 autocast (weights stay
     fp32): about twice as fast on CPUs with native bfloat16, probabilities within ~1e-2.
@@ -109,6 +109,7 @@ class TorchBackend:
         self.model = model
         self.config = model.config
         self.dtype = dtype or torch.float32
+        self.device = next(model.parameters()).device
 
     @classmethod
     def from_dir(cls, model_dir: Path, dtype=None) -> "TorchBackend":
@@ -138,8 +139,9 @@ class TorchBackend:
 
         from .models import forward_logits
 
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
-            return forward_logits(self.model, torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).float().numpy()
+        ids, mask = torch.from_numpy(input_ids).to(self.device), torch.from_numpy(attention_mask).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+            return forward_logits(self.model, ids, mask).float().cpu().numpy()
 
 
 class TorchScriptBackend:

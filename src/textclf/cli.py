@@ -8,12 +8,13 @@ went to ``.errors``, 130 interrupted.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from .config import Hyperparameters
+from .config import Hyperparameters, RunOptions
 from .data import ReadOptions
 from .errors import TextclfError
 from .export import FORMATS, MAX_ACCURACY_DROP, MAX_CHANGED
@@ -23,12 +24,22 @@ __all__ = ["main"]
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    if message:
+        click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _reports() -> bool:
+    """False in the training processes torchrun started, but rank 0: the same error once, not once per process."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 class _Group(click.Group):
     """Turns every TextclfError into one line on stderr and exit code 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["argv"] = list(args)  # `train --nproc N` runs the same command in N processes
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -36,9 +47,9 @@ class _Group(click.Group):
         except TextclfError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            _fail(str(exc), 2)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            _fail(str(exc) if _reports() else "", 2)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or TrainingInterrupted with how to resume
+            _fail((str(exc) or "interrupted") if _reports() else "", 130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - the edge of the program
@@ -89,6 +100,28 @@ def _backend_options(f):
     return f
 
 
+def _run_options(f):
+    """One flag per RunOptions field (``--checkpoint-dir DIR``, ``--resume/--no-resume``); help and defaults from the dataclass."""
+    for name, type_name, default, help_text, choices in reversed(RunOptions.describe()):
+        flag = "--" + name.replace("_", "-")
+        kwargs: dict = {"help": help_text, "default": None}
+        if type_name == "bool | None":
+            flag = f"{flag}/--no-{flag[2:]}"
+        elif type_name == "bool":
+            kwargs.update(is_flag=True, default=False)
+        elif type_name == "int":
+            kwargs.update(type=click.IntRange(min=0), help=f"{help_text} [default: {default}]")
+        elif choices:
+            kwargs.update(type=click.Choice(choices), help=f"{help_text} [default: {default}]")
+        f = click.option(flag, name, **kwargs)(f)
+    return f
+
+
+def _make_run_options(kw: dict) -> RunOptions:
+    values = {name: kw.pop(name) for name, *_ in RunOptions.describe()}
+    return RunOptions().updated({k: v for k, v in values.items() if v is not None})
+
+
 def _hyperparameter_options(f):
     """One ``--flag-name VALUE`` per Hyperparameters field; help and defaults come from the dataclass."""
     for name, type_name, default, help_text in reversed(Hyperparameters.describe()):
@@ -113,18 +146,36 @@ def _hyperparameter_options(f):
 @click.option("--hyperparameters", "hp_file", type=click.Path(path_type=Path), help="hyperparameters.json (values may be strings); flags override it.")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it already holds a textclf model.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
+@click.option("--nproc", type=click.IntRange(min=1), help="Train in N processes on this machine (DistributedDataParallel, "
+              "as `torchrun --nproc-per-node N -m textclf train ...`); each step takes batch_size x "
+              "gradient_accumulation_steps x N samples. [default: 1]")
+@_run_options
 @_read_options
 @_hyperparameter_options
-def train(data, output, model, validation, hp_file, overwrite, progress, **kw) -> None:
-    """Fine-tune a model on labelled texts and save a model folder."""
-    from .training import train as run_training
+@click.pass_context
+def train(ctx, data, output, model, validation, hp_file, overwrite, progress, nproc, **kw) -> None:
+    """Fine-tune a model on labelled texts and save a model folder.
 
+    Checkpoints are written every --checkpoint-every-steps and at the end of each epoch; after a
+    crash, Ctrl-C or SIGTERM (which write one first), run the same command again to resume.
+    """
+    from .training import train as run_training
+    from .training.distributed import launch, launched
+
+    run_options = _make_run_options(kw)
     read_options = _make_read_options(kw)
     hp = _make_hyperparameters(hp_file, kw)
+    if nproc and launched() and str(nproc) != os.environ["LOCAL_WORLD_SIZE"]:
+        raise click.UsageError(f"--nproc {nproc} inside a launch of {os.environ['LOCAL_WORLD_SIZE']} processes per machine; "
+                               "leave out --nproc under torchrun.")
+    if nproc and nproc > 1 and not launched():
+        sys.exit(launch(nproc, ctx.meta["argv"]))
     result = run_training(
-        data, output, model=model, validation=validation, hyperparameters=hp,
-        read_options=read_options, overwrite=overwrite, progress=progress,
+        data, output, model=model, validation=validation, hyperparameters=hp, read_options=read_options,
+        overwrite=overwrite, options=run_options, progress=progress,
     )
+    if not _reports():
+        return
     best = result.best
     if best.get("val_accuracy") is not None:
         click.echo(f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)")

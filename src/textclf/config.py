@@ -1,10 +1,14 @@
-"""Training hyperparameters: one typed, documented definition.
+"""Training settings: one typed, documented definition of each.
 
-:class:`Hyperparameters` is the single source of truth. The CLI builds one flag
-per field from it (``--learning-rate``), SageMaker-style ``hyperparameters.json``
-files are read into it (all values may be strings), and the Python API takes it
-directly. Precedence: CLI flags > file > defaults. Names follow SageMaker
-JumpStart's text-classification hyperparameters.
+:class:`Hyperparameters` is the single source of truth for what a run learns. The CLI
+builds one flag per field from it (``--learning-rate``), SageMaker-style
+``hyperparameters.json`` files are read into it (all values may be strings), and the
+Python API takes it directly. Precedence: CLI flags > file > defaults. Names follow
+SageMaker JumpStart's text-classification hyperparameters.
+
+:class:`RunOptions` says how a run executes (checkpoints, resume, device): flags and
+keyword arguments like the hyperparameters, but not part of the recorded hyperparameters,
+since none of them changes what is learned beyond rounding.
 
     >>> from textclf.config import Hyperparameters
     >>> Hyperparameters(epochs=1).batch_size
@@ -25,7 +29,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["Hyperparameters"]
+__all__ = ["Hyperparameters", "RunOptions"]
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
@@ -41,7 +45,10 @@ class Hyperparameters:
 
     epochs: int = _hp(3, "Passes over the training data.")
     learning_rate: float = _hp(2e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).")
-    batch_size: int = _hp(32, "Samples per optimizer step (per micro-batch with gradient accumulation).")
+    batch_size: int = _hp(
+        32, "Samples per micro-batch in each process; an optimizer step takes batch_size x "
+            "gradient_accumulation_steps x processes."
+    )
     max_seq_length: int = _hp(128, "Tokens kept per text; longer texts are truncated.")
     train_only_top_layer: bool = _hp(False, "Freeze the pretrained network and train only the classification head.")
     reinitialize_top_layer: str = _hp(
@@ -146,8 +153,46 @@ class Hyperparameters:
         return [(f.name, f.type, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)]
 
 
-def _at_least(hp: Hyperparameters, name: str, low: int) -> None:
-    value = getattr(hp, name)
+@dataclass(frozen=True)
+class RunOptions:
+    """How a training run executes and survives interruption; not what it learns."""
+
+    checkpoint_dir: str | None = _hp(
+        None, "Folder for checkpoints [default: inside the output's hidden staging folder]; "
+              "with several machines, one they all can read. Removed when the run completes."
+    )
+    checkpoint_every_steps: int = _hp(500, "Write a checkpoint every N optimizer steps (0: only at the end of each epoch).")
+    keep_checkpoints: int = _hp(2, "Newest checkpoints kept; 0 writes none (SIGINT/SIGTERM then stop without one).")
+    resume: bool | None = _hp(
+        None, "Continue from the newest checkpoint of this job: true requires one, false discards any "
+              "[default: resume when there is one]."
+    )
+    device: str = _hp("auto", "cpu, cuda, or auto (cuda when PyTorch sees a GPU). GPUs that support "
+                              "bfloat16 compute under bfloat16 autocast; the CPU in float32.", choices=("auto", "cpu", "cuda"))
+    gradient_checkpointing: bool = _hp(
+        False, "Recompute activations in the backward pass: less memory for long sequences, slower steps."
+    )
+
+    def __post_init__(self) -> None:
+        _at_least(self, "checkpoint_every_steps", 0)
+        _at_least(self, "keep_checkpoints", 0)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', but got device={self.device!r}.")
+        if self.resume and self.keep_checkpoints == 0:
+            raise ConfigError("resume needs checkpoints, but keep_checkpoints=0; leave keep_checkpoints at 1 or more.")
+
+    def updated(self, values: Mapping[str, Any]) -> "RunOptions":
+        """Return a copy with ``values`` (already typed) applied over this one."""
+        return dataclasses.replace(self, **values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str, tuple[str, ...] | None]]:
+        """(name, type, default, help, choices) for every option, for docs and the CLI."""
+        return [(f.name, f.type, f.default, f.metadata["help"], f.metadata["choices"]) for f in dataclasses.fields(cls)]
+
+
+def _at_least(settings: Hyperparameters | RunOptions, name: str, low: int) -> None:
+    value = getattr(settings, name)
     if value < low:
         raise ConfigError(f"{name} must be at least {low}, but got {name}={value}.")
 

@@ -10,11 +10,15 @@ and how to fix it. The CLI prints it on one line and exits with code 2.
      ├── ModelError     a model cannot be resolved or loaded
      ├── ArtifactError  a model folder cannot be written or read
      └── RequestError   an HTTP request the endpoint cannot answer (carries a 4xx status)
+
+    KeyboardInterrupt
+     └── TrainingInterrupted   SIGINT/SIGTERM stopped training after a checkpoint (not an error:
+                               the CLI exits 130 with its message, which says how to resume)
 """
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "ConfigError", "DataError", "ModelError", "RequestError", "TextclfError"]
+__all__ = ["ArtifactError", "ConfigError", "DataError", "ModelError", "RequestError", "TextclfError", "TrainingInterrupted"]
 
 
 class TextclfError(Exception):
@@ -43,3 +47,10 @@ class RequestError(TextclfError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM once a checkpoint was written; the message says how to resume.
+
+    A ``KeyboardInterrupt``, so code that already handles Ctrl-C (``textclf tune``) handles it too.
+    """

@@ -266,8 +266,8 @@ def pads_left(model_config, tokenizer) -> bool:
 
 
 def forward_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Logits of a batch; decoders get position ids that ignore (left) padding."""
+    """Logits of a batch; decoders get position ids that ignore (left) padding. ``model`` may be wrapped in DDP."""
     kwargs = {}
-    if is_decoder(model.config):
+    if is_decoder(getattr(model, "module", model).config):
         kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     return model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits

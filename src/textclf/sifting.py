@@ -37,6 +37,7 @@ The first ``delay`` batches (counted over all passes) are yielded unsifted.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -138,15 +139,20 @@ class SiftingDataLoader:
         self.sifter = RelativeProbabilisticSifter(config)
         self.batches_yielded = 0  # across passes: the delay counts from the start of training
         self.stats = SiftingStats()
+        self._pending: list[tuple[Any, np.ndarray]] = []  # (batch, kept row indices), in arrival order
+        self._in_pass = False  # between the first and last batch of a pass
+        self._continue = False  # the next iter() goes on with a pass restored by load_state_dict
 
     def __iter__(self) -> Iterator:
-        self.stats = SiftingStats()
-        pending: list[tuple[Any, np.ndarray]] = []  # (batch, kept row indices), in arrival order
-        waiting = 0
+        if not self._continue:  # a new pass, not the rest of one restored by load_state_dict
+            self.stats = SiftingStats()
+            self._pending = []
+        self._continue, self._in_pass = False, True
+        waiting = sum(len(keep) for _, keep in self._pending)
         for batch in self.dataloader:
             rows = _num_rows(batch)
             self.stats.seen += rows
-            if self.batches_yielded < self.config.delay and not pending:
+            if self.batches_yielded < self.config.delay and not self._pending:
                 self.stats.kept += rows
                 self.batches_yielded += 1
                 yield batch
@@ -154,18 +160,47 @@ class SiftingDataLoader:
             keep = np.flatnonzero(self.sifter.keep(self._losses(batch)))
             self.stats.kept += len(keep)
             if len(keep):
-                pending.append((batch, keep))
+                self._pending.append((batch, keep))
                 waiting += len(keep)
             while waiting >= self.batch_size:
-                full, pending = _take(pending, self.batch_size)
+                full, self._pending = _take(self._pending, self.batch_size)
                 waiting -= self.batch_size
                 self.batches_yielded += 1
                 yield self._join(full)
+        rest, self._pending = self._pending, []
         if waiting and self.drop_last:
             self.stats.kept -= waiting
         elif waiting:
             self.batches_yielded += 1
-            yield self._join(pending)
+            yield self._join(rest)
+        self._in_pass = False
+
+    def state_dict(self) -> dict:
+        """What it takes to go on exactly from here: the sifter's loss history and RNG, the batches
+        yielded, and the pass in progress (its counts and the kept rows not yet yielded).
+
+        Saved between two batches of a pass, the next ``iter()`` after :meth:`load_state_dict`
+        continues that pass (from wherever the wrapped loader then starts: position it where it
+        was); saved between passes, the next pass starts afresh. Tensors are kept as they are.
+        """
+        return {
+            "history": list(self.sifter.history),
+            "rng": self.sifter.rng.bit_generator.state,
+            "batches_yielded": self.batches_yielded,
+            "stats": dataclasses.asdict(self.stats),
+            "in_pass": self._in_pass,
+            "pending": [(batch, torch.from_numpy(keep)) for batch, keep in self._pending],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (of a loader with the same config)."""
+        self.sifter.history.clear()
+        self.sifter.history.extend(state["history"])
+        self.sifter.rng.bit_generator.state = state["rng"]
+        self.batches_yielded = state["batches_yielded"]
+        self.stats = SiftingStats(**state["stats"])
+        self._pending = [(batch, keep.numpy()) for batch, keep in state["pending"]]
+        self._continue = state["in_pass"]
 
     def _losses(self, batch: Any) -> np.ndarray:
         start = time.perf_counter()

@@ -1,17 +1,24 @@
 """The fine-tuning loop: one function, read top to bottom.
 
-setup (data, model, optimizer, schedule) -> for each epoch: length-grouped
-batches, forward, backward, step; evaluate; log a line and a JSON line; keep
-the best epoch's weights -> write the model folder atomically.
+setup (data, model, optimizer, schedule; their state from a checkpoint when resuming) -> for
+each epoch: this process's length-grouped batches, forward, backward, step (a checkpoint every
+N steps, or on SIGINT/SIGTERM); evaluate; log a line and a JSON line; keep the best epoch's
+weights; checkpoint -> write the model folder atomically.
+
+Under torchrun every process runs this function on its share of each batch, the model in
+DistributedDataParallel (:mod:`.distributed`); only rank 0 logs and writes. Checkpoints
+(:mod:`.checkpoint`) hold everything the loop depends on, so a resumed run ends with the
+weights and metrics of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -20,16 +27,20 @@ import numpy as np
 import torch
 
 from .. import artifact
-from ..config import Hyperparameters
+from ..backends import TorchBackend
+from ..batching import collate, encode, length_grouped_batches
+from ..config import Hyperparameters, RunOptions
 from ..data import LabelSet, ReadOptions, load_training_data
+from ..errors import ConfigError, TrainingInterrupted
+from ..inference import Classifier, TextEncoder
 from ..metrics import classification_metrics, cross_entropy
 from ..models import ModelSource, check_max_length, forward_logits, head_parameter_names, load_for_training, pads_left, quiet_transformers, resolve_model
 from ..plots import plot_curves
 from ..progress import ProgressBar
 from ..sifting import SiftingConfig, SiftingDataLoader, SiftingStats
-from ..batching import collate, encode, length_grouped_batches
-from ..backends import TorchBackend
-from ..inference import Classifier, TextEncoder
+from . import checkpoint
+from .checkpoint import Checkpoints, StopSignals
+from .distributed import World
 
 __all__ = ["TrainResult", "train"]
 
@@ -45,7 +56,7 @@ class TrainResult:
     best_epoch: int
     best: dict
     training_seconds: float  # the epochs' training passes (with sifting, scoring included); no validation
-    total_seconds: float  # everything from loading the model to writing the folder
+    total_seconds: float  # everything from loading the model to writing the folder (over resumed sessions)
 
 
 def _stderr(message: str) -> None:
@@ -61,6 +72,7 @@ def train(
     hyperparameters: Hyperparameters | None = None,
     read_options: ReadOptions | None = None,
     overwrite: bool = False,
+    options: RunOptions | None = None,
     log: Callable[[str], None] = _stderr,
     progress: bool | None = None,
     on_epoch: Callable[[dict], None] | None = None,
@@ -68,152 +80,337 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``model`` on ``data`` and write a model folder to ``output``.
 
-    Hyperparameters come from ``hyperparameters`` with ``overrides`` applied,
-    exactly as CLI flags apply over ``--hyperparameters FILE``. ``on_epoch`` is called with
-    each epoch's record (as written to ``metrics.jsonl``) once it is logged; an exception it
-    raises stops training and leaves no output folder (``textclf tune`` prunes trials this way).
+    Hyperparameters come from ``hyperparameters`` with ``overrides`` applied, exactly as CLI
+    flags apply over ``--hyperparameters FILE``; overrides named like a
+    :class:`~textclf.config.RunOptions` field (``checkpoint_every_steps=100``, ``device="cuda"``)
+    apply over ``options``. A rerun after an interruption continues from the newest checkpoint
+    of the same job (see ``RunOptions.resume``); SIGINT or SIGTERM writes one and raises
+    :class:`~textclf.errors.TrainingInterrupted`. ``on_epoch`` is called with each epoch's record
+    (as written to ``metrics.jsonl``) once it is logged; an exception it raises stops training
+    and leaves no output folder and no checkpoint (``textclf tune`` prunes trials this way).
+    Under torchrun every process calls ``train`` with the same arguments and gets the same
+    records; rank 0 logs and writes.
 
         >>> import textclf
         >>> result = textclf.train("reviews.csv", "out/reviews", epochs=2)  # doctest: +SKIP
         >>> result.best["val_accuracy"]  # doctest: +SKIP
         0.91
     """
+    run_names = {f.name for f in dataclasses.fields(RunOptions)}
+    options = (options or RunOptions()).updated({k: overrides.pop(k) for k in list(overrides) if k in run_names})
     hp = (hyperparameters or Hyperparameters()).updated(overrides, source="train()")
-    read_options = read_options or ReadOptions()
-    output = Path(output)
-    artifact.check_output(output, overwrite)
+    world = World.start(options.device)
+    try:
+        result = _train(world, data, Path(output), model, validation, hp, options, read_options or ReadOptions(),
+                        overwrite, log if world.is_main else _quiet, progress if world.is_main else False, on_epoch)
+    except BaseException:
+        world.close(finished=False)
+        raise
+    world.close()
+    return result
+
+
+def _train(world: World, data, output: Path, model, validation, hp: Hyperparameters, options: RunOptions,
+           read_options: ReadOptions, overwrite: bool, log, progress, on_epoch) -> TrainResult:
+    if world.is_main:
+        artifact.check_output(output, overwrite)
     source = resolve_model(model)
     fixed_labels = _artifact_labels(source) if hp.reinitialize_top_layer != "true" else None
     hint = " Pass --reinitialize-top-layer true to train a new head for these labels." if fixed_labels else ""
     td = load_training_data(data, validation, read_options, hp.validation_split_ratio, hp.seed, fixed_labels, hint)
     for note in td.summary["notes"]:
         log(note)
+    job = checkpoint.job_identity(data, validation, read_options, source, hp, world.size)
+    store, state = _open_checkpoints(output, options, job, world, log)
 
-    started = time.perf_counter()
+    started = time.perf_counter() - (state["elapsed_seconds"] if state else 0.0)
     _seed_everything(hp.seed)
     net, tokenizer, head_reused = load_for_training(source, td.labels, hp.reinitialize_top_layer)
-    net.to("cpu")
+    net.to(world.device)
     check_max_length(net.config, tokenizer, hp.max_seq_length)
     if hp.train_only_top_layer:
         head = set(head_parameter_names(net))
         for name, param in net.named_parameters():
             param.requires_grad_(name in head)
+    if options.gradient_checkpointing:
+        _enable_gradient_checkpointing(net)
+    if world.rank:
+        torch.manual_seed(hp.seed + world.rank)  # dropout of its own; the weights are rank 0's (DDP copies them)
     train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
     val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
     pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
 
     epoch_batches = _EpochBatches(
-        train_ids, td.train_labels, hp.batch_size, (pad_id, left), np.random.default_rng(hp.seed),
+        train_ids, td.train_labels, hp.batch_size, (pad_id, left), hp.seed,
         shuffle_batches=not hp.sifting,  # sifting joins neighbouring batches: keep neighbours alike in length
+        shard=(world.rank, world.size), device=world.device,
     )
     batches: Iterable[dict] = epoch_batches
-    if hp.sifting:
-        sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed)
+    if hp.sifting:  # each process sifts its own shard
+        sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed + world.rank)
         batches = SiftingDataLoader(
             epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
-            pad_values={"input_ids": pad_id}, padding_side="left" if left else "right", forward=_logits_of,
+            pad_values={"input_ids": pad_id}, padding_side="left" if left else "right",
+            forward=lambda m, b: _logits_of(m, b, world),
         )
     optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
     total_rows = len(train_ids) * hp.epochs
     schedule = _LinearSchedule(optimizer, hp.learning_rate, hp.warmup_ratio)
+    history: list[dict] = []
+    tracker = _BestEpoch(hp.early_stopping_min_delta)
+    step, first_epoch, position, tally = 0, 1, 0, None
+    if state:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+        tracker.load_state_dict(state["tracker"], history)
+        mine = state["processes"][world.rank]
+        if hp.sifting:
+            batches.load_state_dict(checkpoint.to_device(mine["sifting"], world.device))
+        step, first_epoch, position = state["step"], state["epoch"], mine["position"]
+        tally = _Tally(**mine["tally"]) if mine["tally"] else None
+    model = world.wrap(net)
+    idle = {"input_ids": torch.full((1, 1), pad_id, device=world.device), "attention_mask": torch.ones(1, 1, dtype=torch.long, device=world.device)}
 
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    effective = hp.batch_size * hp.gradient_accumulation_steps * world.size
     log(
         f"training {source.display_name} on {td.summary['train_rows']} rows, validating on "
         f"{td.summary['validation_rows']}; {len(td.labels)} classes; {trainable:,} trainable parameters"
         + ("; continuing from the model's head" if head_reused else "")
+        + (f"; {world.size} processes, {effective} samples per step" if world.size > 1 else "")
+        + f"; {world.device.type} {world.precision}"
     )
-    history: list[dict] = []
-    tracker = _BestEpoch(hp.early_stopping_min_delta)
-    with artifact.staging(output, overwrite) as stage:
-        for epoch in range(1, hp.epochs + 1):
-            epoch_start = time.perf_counter()
-            done_before = (epoch - 1) * len(train_ids)
-            with ProgressBar(progress, f"epoch {epoch}/{hp.epochs}", len(train_ids),
-                             extra=("loss {task.fields[loss]:.4f}",), fields={"loss": float("nan")}) as advance:
-                train_loss = _train_epoch(
-                    net, batches, optimizer, hp.gradient_accumulation_steps,
-                    lambda: schedule.set((done_before + epoch_batches.produced) / total_rows),
-                    lambda loss: advance(epoch_batches.produced, loss=loss),
-                )
-            train_seconds = time.perf_counter() - epoch_start
-            stats = batches.stats if hp.sifting else SiftingStats(len(train_ids), len(train_ids))
-            record = {"epoch": epoch, "train_loss": train_loss}
-            record.update(_validate(Classifier(TorchBackend(net), TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left), td.labels), val_ids, td.val_labels))
-            record.update({
-                "samples_per_second": stats.seen / train_seconds,
-                "samples_seen": stats.seen,
-                "samples_kept": stats.kept,
-                "fraction_sifted": stats.fraction_sifted,
-                "scoring_seconds": stats.scoring_seconds,
-                "train_seconds": train_seconds,
-                "elapsed_seconds": time.perf_counter() - started,
-            })
-            history.append(record)
-            with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            log(_epoch_line(record, hp.epochs))
-            if on_epoch is not None:
-                on_epoch(record)
-            tracker.update(record, net)
-            if hp.early_stopping and td.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
-                log(f"early stopping: val_accuracy has not improved for {tracker.stale_epochs} epoch(s)")
-                break
+
+    def save(next_epoch: int, tally: _Tally | None, epoch_started: float) -> str:
+        """A checkpoint from every process's state, written by rank 0; its path, in every process."""
+        mine = {
+            "rng": checkpoint.rng_state(world.device),
+            "position": epoch_batches.position if tally else 0,
+            "tally": dataclasses.replace(tally, seconds=tally.seconds + time.perf_counter() - epoch_started).__dict__ if tally else None,
+            "sifting": batches.state_dict() if hp.sifting else None,
+        }
+        everyone = world.gather_to_main(checkpoint.to_device(mine, "cpu"))
+        path = None
+        if world.is_main:
+            path = store.save({
+                "format_version": checkpoint.FORMAT_VERSION, "job": job, "step": step, "epoch": next_epoch,
+                "elapsed_seconds": time.perf_counter() - started, "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(), "history": history, "tracker": tracker.state_dict(),
+                "processes": everyone,
+            }, step)
+        return str(world.broadcast(path))  # the others wait for the file
+
+    def stopped(stop: StopSignals, epoch: int, path: str) -> TrainingInterrupted:
+        return TrainingInterrupted(f"stopped by {stop.requested or 'a signal to another process'} in epoch {epoch}/{hp.epochs} "
+                                   f"at step {step}; checkpoint saved to {path}. Run the same command again to resume.")
+
+    stage_folder = store.folder.parent if store is not None and options.checkpoint_dir is None else None
+    keep = lambda exc: store is not None and store.latest() is not None  # noqa: E731 - resumable work in the staging folder
+    with (artifact.staging(output, overwrite, stage_folder, keep) if world.is_main else nullcontext()) as stage:
+        if world.is_main and store is None and options.keep_checkpoints:
+            store = Checkpoints(stage / checkpoint.FOLDER, options.keep_checkpoints)
+        if stage is not None:  # a resumed run's epochs so far
+            (stage / artifact.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
+        with StopSignals(options.keep_checkpoints > 0, log) as stop:
+            for epoch in range(first_epoch, hp.epochs + 1):
+                if hp.early_stopping and td.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
+                    log(f"early stopping: val_accuracy has not improved for {tracker.stale_epochs} epoch(s)")
+                    break
+                tally = tally or _Tally()
+                epoch_batches.set_epoch(epoch, position)
+                position, epoch_started, done_before = 0, time.perf_counter(), (epoch - 1) * len(train_ids)
+
+                def after_step() -> None:
+                    nonlocal step
+                    step += 1
+                    stopping = stop.enabled and world.any(stop.requested is not None)
+                    if stopping or (options.keep_checkpoints and options.checkpoint_every_steps
+                                    and step % options.checkpoint_every_steps == 0):
+                        path = save(epoch, tally, epoch_started)
+                        if stopping:
+                            raise stopped(stop, epoch, path)
+
+                with ProgressBar(progress, f"epoch {epoch}/{hp.epochs}", epoch_batches.total, completed=epoch_batches.produced,
+                                 extra=("loss {task.fields[loss]:.4f}",), fields={"loss": float("nan")}) as advance:
+                    _train_epoch(
+                        model, batches, optimizer, hp.gradient_accumulation_steps,
+                        lambda consumed: schedule.set((done_before + consumed) / total_rows),
+                        lambda loss: advance(epoch_batches.produced, loss=loss),
+                        world=world, tally=tally, consumed=lambda: epoch_batches.produced, after_step=after_step, idle_batch=idle,
+                    )
+                train_seconds = tally.seconds + time.perf_counter() - epoch_started
+                mine = batches.stats if hp.sifting else SiftingStats(tally.rows, tally.rows)
+                loss_sum, rows, seen, kept, scoring = world.agree(tally.loss, tally.rows, mine.seen, mine.kept, mine.scoring_seconds)
+                stats = SiftingStats(int(seen), int(kept), scoring / world.size)
+                record = {"epoch": epoch, "train_loss": loss_sum / max(rows, 1)}
+                backend = TorchBackend(net, torch.bfloat16 if world.bf16 else None)
+                record.update(_validate(Classifier(backend, TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left), td.labels),
+                                        val_ids, td.val_labels, world))
+                record.update({
+                    "samples_per_second": stats.seen / train_seconds,
+                    "samples_seen": stats.seen,
+                    "samples_kept": stats.kept,
+                    "fraction_sifted": stats.fraction_sifted,
+                    "scoring_seconds": stats.scoring_seconds,
+                    "train_seconds": train_seconds,
+                    "elapsed_seconds": time.perf_counter() - started,
+                })
+                history.append(record)
+                if stage is not None:
+                    with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
+                log(_epoch_line(record, hp.epochs))
+                if on_epoch is not None:
+                    try:
+                        on_epoch(record)
+                    except BaseException:
+                        if store is not None:
+                            store.clear()  # stopped on purpose: nothing to resume
+                            store = None
+                        raise
+                tracker.update(record, net if world.is_main else None)
+                tally = None
+                if epoch < hp.epochs and options.keep_checkpoints:
+                    path = save(epoch + 1, None, epoch_started)
+                    if stop.enabled and world.any(stop.requested is not None):
+                        raise stopped(stop, epoch, path)
 
         best = tracker.best
-        if best is not history[-1]:
+        if best is not history[-1] and world.is_main:
             net.load_state_dict(tracker.state)
             log(f"keeping epoch {best['epoch']} (best val_accuracy {best['val_accuracy']:.4f})")
         training_seconds = sum(h["train_seconds"] for h in history)
-        with quiet_transformers():
-            net.save_pretrained(stage)
-            tokenizer.save_pretrained(stage)
-        plot_curves(history, stage / artifact.CURVES_FILE, f"{output.name}: {source.display_name}")
-        artifact.write_metadata(
-            stage,
-            {
-                "task": "text-classification",
-                "base_model": {"spec": source.spec, "kind": source.kind},
-                "labels": list(td.labels.names),
-                "label_type": "int" if td.labels.integer else "str",
-                "max_seq_length": hp.max_seq_length,
-                "hyperparameters": hp.to_dict(),
-                "data": td.summary,
-                "metrics": {"best_epoch": best["epoch"], "best": best, "final": history[-1]},
-                "training_seconds": training_seconds,
-            },
-        )
+        if world.is_main:
+            with quiet_transformers():
+                net.save_pretrained(stage)
+                tokenizer.save_pretrained(stage)
+            plot_curves(history, stage / artifact.CURVES_FILE, f"{output.name}: {source.display_name}")
+            artifact.write_metadata(
+                stage,
+                {
+                    "task": "text-classification",
+                    "base_model": {"spec": source.spec, "kind": source.kind},
+                    "labels": list(td.labels.names),
+                    "label_type": "int" if td.labels.integer else "str",
+                    "max_seq_length": hp.max_seq_length,
+                    "hyperparameters": hp.to_dict(),
+                    "data": td.summary,
+                    "metrics": {"best_epoch": best["epoch"], "best": best, "final": history[-1]},
+                    "training_seconds": training_seconds,
+                    "run": {"processes": world.size, "effective_batch_size": effective, "device": world.device.type,
+                            "precision": world.precision, "gradient_checkpointing": options.gradient_checkpointing},
+                },
+            )
+            if store is not None:
+                store.clear()
     log(f"saved model folder to {output}")
     return TrainResult(output, history, best["epoch"], best, training_seconds, time.perf_counter() - started)
 
 
-def _train_epoch(net, batches: Iterable[dict], optimizer, accumulation: int, before_step, advance) -> float:
-    """One pass over ``batches``; returns the mean training loss per sample trained on.
+def _quiet(message: str) -> None:
+    """The log of every process but rank 0."""
 
-    Every sample of an optimizer step weighs the same: losses are summed over the
-    ``accumulation`` micro-batches of a group and divided by its row count at the
-    step, so short batches and a short last group are weighted correctly.
+
+def _open_checkpoints(output: Path, options: RunOptions, job: dict, world: World, log) -> tuple[Checkpoints | None, dict | None]:
+    """Rank 0's checkpoint folder (None: not made yet, or no checkpoints) and, in every process,
+    the checkpoint to resume from (None: start afresh)."""
+    store, path = None, None
+    if world.is_main and options.keep_checkpoints:
+        if options.checkpoint_dir is not None:
+            store = Checkpoints(Path(options.checkpoint_dir), options.keep_checkpoints)
+            if options.resume is False:
+                store.discard()
+        elif options.resume is False:
+            Checkpoints.discard_left_by(output)
+        else:
+            store = Checkpoints.left_by(output, options.keep_checkpoints)
+        path = store.latest() if store is not None else None
+        if path is None and options.resume:
+            where = options.checkpoint_dir or f"the staging folders of {output}"
+            raise ConfigError(f"resume: no checkpoint of an unfinished run in {where}; leave out --resume to start afresh.")
+    path = world.broadcast(None if path is None else str(path))
+    if path is None:
+        return store, None
+    if world.is_main:
+        state = checkpoint.load(Path(path))
+        why = checkpoint.difference(state["job"], job)
+        if why:
+            raise ConfigError(f"{path}: this checkpoint belongs to another training job: {why}. Run that job's command "
+                              "to resume it, or pass --no-resume to discard it and start afresh.")
+        log(f"resuming from {path}: epoch {state['epoch']}, step {state['step']}")
+    world.broadcast(None)  # the others read it once rank 0 has found it is this job's
+    return store, (state if world.is_main else checkpoint.load(Path(path)))
+
+
+def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, before_step, advance, *,
+                 world: World | None = None, tally: _Tally | None = None, consumed: Callable[[], int] = lambda: 0,
+                 after_step: Callable[[], None] = lambda: None, idle_batch: dict | None = None) -> _Tally:
+    """One pass over this process's ``batches``; returns its running sums (``tally``, continued when given).
+
+    Every sample of an optimizer step weighs the same, in every process: losses are summed over
+    the ``accumulation`` micro-batches of a group, and at the step the gradients (averaged over
+    the processes by DDP) are divided by the group's rows per process, so short batches, a
+    short last group and uneven shards are weighted correctly. ``before_step`` gets the rows
+    all processes have consumed from the data so far (the schedule's progress).
+
+    Processes go in lockstep: before each micro-batch they agree (one all-reduce) whether any
+    still has one; one whose batches ran out (sifting keeps different shares) joins each
+    gradient synchronisation with a zero-gradient pass of ``idle_batch``, so all take the same
+    optimizer steps. ``after_step`` runs after each.
     """
-    net.train()
-    total_loss, seen, in_group, group_rows = 0.0, 0, 0, 0
-    for batch in batches:
-        losses = _per_sample_loss(_logits_of(net, batch), batch["labels"])
-        losses.sum().backward()
-        rows = len(batch["labels"])
-        in_group, group_rows = in_group + 1, group_rows + rows
-        if in_group == accumulation:
-            _step(net, optimizer, group_rows, before_step)
+    world = world or World()
+    tally = tally or _Tally()
+    model.train()
+    batches = iter(batches)
+    in_group, group_rows, total_consumed = 0, 0, 0.0
+    while True:
+        batch = None if tally.exhausted else next(batches, None)
+        tally.exhausted = batch is None
+        rows = 0 if batch is None else len(batch["labels"])
+        active, total_rows, total_consumed = world.agree(float(rows > 0), rows, consumed())
+        if not active:
+            break
+        in_group, group_rows = in_group + 1, group_rows + total_rows
+        sync = in_group == accumulation
+        with world.no_sync(model, skip=not sync):
+            if rows:
+                losses = _per_sample_loss(_logits_of(model, batch, world), batch["labels"])
+                losses.sum().backward()
+            elif sync:
+                _zero_pass(model, idle_batch, world)
+        if rows:
+            value = losses.detach().sum().item()
+            tally.loss, tally.rows = tally.loss + value, tally.rows + rows
+            advance(value / rows)
+        if sync:
+            _step(model, optimizer, group_rows / world.size, lambda: before_step(total_consumed))
             in_group, group_rows = 0, 0
-        value = losses.detach().sum().item()
-        total_loss += value
-        seen += rows
-        advance(value / rows)
+            after_step()
     if in_group:
-        _step(net, optimizer, group_rows, before_step)
-    return total_loss / max(seen, 1)
+        if world.size > 1:  # the group's last backward pass did not synchronise: one that does
+            _zero_pass(model, idle_batch, world)
+        _step(model, optimizer, group_rows / world.size, lambda: before_step(total_consumed))
+        after_step()
+    return tally
 
 
-def _step(net, optimizer, rows: int, before_step) -> None:
+def _zero_pass(model, idle_batch: dict, world: World) -> None:
+    """A forward and backward pass that adds nothing to the gradients but takes part in DDP's synchronisation."""
+    (_logits_of(model, idle_batch, world).sum() * 0.0).backward()
+
+
+@dataclass
+class _Tally:
+    """This process's running sums over an epoch, as checkpointed."""
+
+    loss: float = 0.0  # summed over the samples trained on
+    rows: int = 0
+    seconds: float = 0.0  # training time in earlier (interrupted) sessions of this epoch
+    exhausted: bool = False  # this process's batches ran out (others may still have some)
+
+
+def _step(net, optimizer, rows: float, before_step) -> None:
     for param in net.parameters():
         if param.grad is not None:
             param.grad.div_(rows)
@@ -243,31 +440,57 @@ class _LinearSchedule:
             group["lr"] = self.peak * self.factor(progress)
 
 
-def _logits_of(net: torch.nn.Module, batch: dict) -> torch.Tensor:
-    return forward_logits(net, batch["input_ids"], batch["attention_mask"])
+def _logits_of(model: torch.nn.Module, batch: dict, world: World | None = None) -> torch.Tensor:
+    """The model's logits for a batch, under bfloat16 autocast where ``world``'s device has it."""
+    with world.autocast() if world is not None else nullcontext():
+        return forward_logits(model, batch["input_ids"], batch["attention_mask"])
 
 
 def _per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    return torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
 
 
 class _EpochBatches:
-    """Length-grouped, padded training batches; each pass reshuffles. ``produced`` counts rows this pass."""
+    """This process's share of the length-grouped, padded training batches, pass by pass.
 
-    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], rng,
-                 shuffle_batches: bool = True):
+    Every process draws the same batches of ``batch_size`` x processes rows (pass ``e``'s order
+    is the ``e``-th drawn from ``default_rng(seed)``) and keeps every processes-th row of each,
+    so together they train on what one process with the whole batch would. ``set_epoch(e,
+    position)`` starts pass ``e`` at any batch: (epoch, position) is all it takes to resume the
+    data order. ``produced`` counts this process's rows so far in the pass, ``total`` all of them.
+    """
+
+    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], seed: int,
+                 shuffle_batches: bool = True, shard: tuple[int, int] = (0, 1), device: torch.device | str = "cpu"):
         self.ids, self.labels = ids, np.asarray(labels)
         self.lengths = [len(x) for x in ids]
-        self.batch_size, self.padding, self.rng, self.shuffle_batches = batch_size, padding, rng, shuffle_batches
-        self.produced = 0
+        self.batch_size, self.padding, self.seed, self.shuffle_batches = batch_size, padding, seed, shuffle_batches
+        self.rank, self.processes = shard
+        self.device = device
+        self._rng, self._drawn, self._plan = np.random.default_rng(seed), 0, []
+        self.position = self.produced = self.total = 0
+
+    def set_epoch(self, epoch: int, position: int = 0) -> None:
+        if self._drawn > epoch:  # an earlier pass: draw again from the start
+            self._rng, self._drawn = np.random.default_rng(self.seed), 0
+        while self._drawn < epoch:
+            batches = length_grouped_batches(self.lengths, self.batch_size * self.processes, self._rng, self.shuffle_batches)
+            self._plan = [rows[self.rank :: self.processes] for rows in batches]
+            self._drawn += 1
+        self.position = position
+        self.produced = sum(len(rows) for rows in self._plan[:position])
+        self.total = sum(len(rows) for rows in self._plan)
 
     def __iter__(self) -> Iterator[dict]:
-        self.produced = 0
-        for rows in length_grouped_batches(self.lengths, self.batch_size, self.rng, self.shuffle_batches):
-            batch = collate(self.ids, rows, *self.padding)
+        while self.position < len(self._plan):
+            rows = self._plan[self.position]
+            self.position += 1
+            if not len(rows):  # a last batch with fewer rows than processes
+                continue
             self.produced += len(rows)
-            yield {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
-                   "labels": torch.from_numpy(self.labels[rows])}
+            batch = collate(self.ids, rows, *self.padding)
+            yield {"input_ids": batch.input_ids.to(self.device), "attention_mask": batch.attention_mask.to(self.device),
+                   "labels": torch.from_numpy(self.labels[rows]).to(self.device)}
 
 
 class _BestEpoch:
@@ -282,7 +505,8 @@ class _BestEpoch:
         self.state: dict | None = None
         self.stale_epochs = 0
 
-    def update(self, record: dict, net: torch.nn.Module) -> None:
+    def update(self, record: dict, net: torch.nn.Module | None) -> None:
+        """Take ``record`` into account; ``net``'s weights are kept if it is the best (None: keep no weights)."""
         score = record["val_accuracy"]
         if score is None:
             self.best = record
@@ -291,7 +515,16 @@ class _BestEpoch:
         self.stale_epochs = 0 if bar is None or score > bar + self.min_delta else self.stale_epochs + 1
         if bar is None or score > bar:
             self.best = record
-            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            self.state = None if net is None else {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {"best_epoch": None if self.best is None else self.best["epoch"], "stale_epochs": self.stale_epochs,
+                "state": self.state}
+
+    def load_state_dict(self, state: dict, history: list[dict]) -> None:
+        """Restore a :meth:`state_dict`; the best record becomes ``history``'s entry of that epoch."""
+        self.best = next((r for r in history if r["epoch"] == state["best_epoch"]), None)
+        self.stale_epochs, self.state = state["stale_epochs"], state["state"]
 
 
 def _artifact_labels(source: ModelSource) -> LabelSet | None:
@@ -304,11 +537,14 @@ def _artifact_labels(source: ModelSource) -> LabelSet | None:
     return LabelSet.from_config(config.id2label, integer=meta.get("label_type") == "int")
 
 
-def _validate(clf: Classifier, ids: list[list[int]], labels: list[int]) -> dict:
+def _validate(clf: Classifier, ids: list[list[int]], labels: list[int], world: World) -> dict:
+    """Validation metrics; each process computes the logits of every processes-th text."""
     if not ids:
         return {"val_loss": None, "val_accuracy": None, "val_f1": None, "val_mcc": None}
     clf.backend.model.eval()
-    logits = clf.forward(ids)
+    logits = np.empty((len(ids), len(clf.labels)), dtype=np.float32)
+    for rank, part in enumerate(world.gather(clf.forward(ids[world.rank :: world.size]))):
+        logits[rank :: world.size] = part
     m = classification_metrics(labels, logits.argmax(axis=1), len(clf.labels))
     return {
         "val_loss": cross_entropy(logits, labels),
@@ -331,6 +567,17 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"scoring {r['scoring_seconds']:.1f}s of {r['train_seconds']:.1f}s)"
         )
     return line + f"  {r['samples_per_second']:.1f} samples/s  {r['elapsed_seconds']:.1f}s"
+
+
+def _enable_gradient_checkpointing(net: torch.nn.Module) -> None:
+    """Recompute each layer's activations in the backward pass (non-reentrant: fine with DDP and frozen layers)."""
+    try:
+        if hasattr(net, "activation_checkpointing_enable"):  # transformers >= 5.23's name
+            net.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    except ValueError as exc:
+        raise ConfigError(f"gradient_checkpointing: {exc}") from None
 
 
 def _seed_everything(seed: int) -> None:

@@ -19,6 +19,7 @@ from typing import Callable
 import optuna
 
 from ..backends import cores
+from ..config import RunOptions
 from .config import TuneConfig
 from .study import counted, open_study, retry, worker_id
 
@@ -72,6 +73,7 @@ class _Objective:
         result = train(
             config.data, trial_dir(config.output, trial.number), model=config.model, validation=config.validation,
             hyperparameters=hp, read_options=config.read_options, overwrite=True, progress=False,
+            options=RunOptions(keep_checkpoints=0),  # a killed trial is retried from its start, as a new trial
             log=lambda line: self.log(f"trial {trial.number}: {line}"), on_epoch=report,
         )
         value = result.best[config.objective]

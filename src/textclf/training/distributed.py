@@ -1,0 +1,179 @@
+"""Training in several processes with torch.distributed, or in one.
+
+``torchrun --nproc-per-node N -m textclf train ...`` starts N copies of the command with
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous in their environment (``--nnodes``
+and ``--rdzv-endpoint`` spread them over machines); ``textclf train --nproc N`` runs the same
+launcher in-process (:func:`launch`). :meth:`World.start` joins the copies into one process
+group: gloo on CPU, nccl on GPU. Everything in the training loop that crosses processes goes
+through :class:`World`:
+
+* :meth:`World.wrap` puts the model in DistributedDataParallel, which averages gradients
+  during the backward pass (:meth:`World.no_sync` skips that between accumulated micro-batches);
+* :meth:`World.agree` sums a few numbers over the processes in one all-reduce, which is how
+  processes holding different numbers of batches (sifting keeps different shares of each
+  shard) stay in lockstep instead of deadlocking DDP;
+* :meth:`World.gather`, :meth:`World.gather_to_main` and :meth:`World.broadcast` move Python
+  objects (validation logits, checkpoint state, a checkpoint's path).
+
+With one process every call is local.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from typing import Any, ContextManager
+
+import torch
+
+from ..backends import cores
+from ..errors import ConfigError
+
+__all__ = ["World", "launch", "launched", "resolve_device"]
+
+
+def launched() -> bool:
+    """True in a process started by torchrun (or ``textclf train --nproc``)."""
+    return "LOCAL_WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def resolve_device(option: str, local_rank: int = 0) -> torch.device:
+    """``cpu``, ``cuda`` (this process's GPU: its local rank's), or ``auto`` (cuda when PyTorch sees a GPU)."""
+    if option == "cpu" or (option == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device is 'cuda', but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
+                          "pass --device cpu (or auto).")
+    index = local_rank % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+class World:
+    """This process's place among the training processes: rank, size, device and precision."""
+
+    def __init__(self, rank: int = 0, size: int = 1, device: torch.device = torch.device("cpu"), owns_group: bool = False):
+        self.rank, self.size, self.device, self._owns_group = rank, size, device, owns_group
+        self.bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    @classmethod
+    def start(cls, device: str = "auto") -> "World":
+        """One process, or this one's place in the group torchrun started (joined here if not yet)."""
+        if not launched() or int(os.environ["WORLD_SIZE"]) == 1:
+            return cls(device=resolve_device(device))
+        import torch.distributed as dist
+
+        where = resolve_device(device, int(os.environ["LOCAL_RANK"]))
+        owns = not dist.is_initialized()
+        if owns:
+            dist.init_process_group("nccl" if where.type == "cuda" else "gloo", device_id=where if where.type == "cuda" else None)
+        return cls(dist.get_rank(), dist.get_world_size(), where, owns)
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes."""
+        return self.rank == 0
+
+    @property
+    def precision(self) -> str:
+        return "bfloat16" if self.bf16 else "float32"
+
+    def autocast(self) -> ContextManager:
+        """bfloat16 autocast on GPUs that support it; nothing on the CPU."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in DistributedDataParallel with several processes (rank 0's weights copied to all), else itself.
+
+        Buffers are not broadcast on each forward (transformers' buffers are constants), so a
+        process may run a forward pass the others do not (sifting scores, uneven shards).
+        """
+        if self.size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    def no_sync(self, model: torch.nn.Module, skip: bool) -> ContextManager:
+        """With ``skip``, a backward pass that only accumulates gradients locally (DDP's ``no_sync``)."""
+        return model.no_sync() if skip and self.size > 1 else nullcontext()
+
+    def agree(self, *values: float) -> list[float]:
+        """Each value summed over the processes (one all-reduce)."""
+        if self.size == 1:
+            return list(values)
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def any(self, flag: bool) -> bool:
+        """True in every process when ``flag`` is true in any."""
+        return self.agree(float(flag))[0] > 0
+
+    def gather(self, obj: Any) -> list:
+        """Every process's ``obj``, by rank, in every process."""
+        if self.size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def gather_to_main(self, obj: Any) -> list | None:
+        """Every process's ``obj``, by rank, in rank 0; None elsewhere."""
+        if self.size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list | None = [None] * self.size if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj``, in every process."""
+        if self.size == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def close(self, finished: bool = True) -> None:
+        """Leave the process group, if :meth:`start` joined it: once all processes got here when
+        ``finished``, at once after an error (another process may never get here)."""
+        if self._owns_group:
+            import torch.distributed as dist
+
+            if finished:
+                dist.barrier()
+            dist.destroy_process_group()
+            self._owns_group = False
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``python -m textclf ARGV`` in ``nproc`` processes on this machine; the exit code for them all.
+
+    This is torchrun's launcher (``--standalone``: a free local port for the rendezvous), run in
+    this process, which stays as the agent that watches the workers and passes signals on. Each
+    worker gets ``OMP_NUM_THREADS`` = this machine's cores / ``nproc`` unless it is set.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "textclf", *argv])
+    try:
+        run(args)
+    except ChildFailedError as exc:
+        failures = sorted(exc.failures.items())  # rank 0's first: it is the one that reports
+        code = failures[0][1].exitcode
+        return code if code > 0 else 128 - code  # killed by signal N: 128 + N, as a shell reports it
+    except SignalException:
+        return 130
+    return 0
