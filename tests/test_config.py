@@ -1,4 +1,4 @@
-"""Hyperparameters: SageMaker-style string values, validation, files and precedence."""
+"""Hyperparameters: SageMaker-style string values, validation, files and precedence; run options."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import dataclasses
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
+import textclf
 import textclf.training
 from textclf.cli import main
-from textclf.config import Hyperparameters
+from textclf.config import Hyperparameters, RunOptions
 from textclf.errors import ConfigError
 
 README_DEFAULTS = {
@@ -226,3 +228,41 @@ def test_cli_bad_hyperparameters_file_is_one_line_exit_2(tmp_path, captured_trai
     assert result.exit_code == 2
     assert result.stderr == f"error: {hp_file}: learning_rate has value 'quick'; expected a number.\n"
     assert captured_training == []
+
+
+# -- run options: how a run executes, not what it learns ---------------------
+
+
+def test_run_options_defaults_and_cli_flags(tmp_path, captured_training):
+    assert RunOptions() == RunOptions(checkpoint_dir=None, checkpoint_every_steps=500, keep_checkpoints=2, resume=None,
+                                      device="auto", gradient_checkpointing=False)
+    result = CliRunner().invoke(main, ["train", "--data", "d.csv", "--output", str(tmp_path / "out"), "--no-resume",
+                                       "--checkpoint-dir", "ck", "--checkpoint-every-steps", "50", "--device", "cpu",
+                                       "--gradient-checkpointing"])
+    assert result.exit_code == 0, result.output
+    (call,) = captured_training
+    assert call["options"] == RunOptions(checkpoint_dir="ck", checkpoint_every_steps=50, resume=False, device="cpu",
+                                         gradient_checkpointing=True)
+    assert "checkpoint_dir" not in call["hyperparameters"].to_dict()  # not recorded as what was learned
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"checkpoint_every_steps": -1}, "checkpoint_every_steps must be at least 0, but got checkpoint_every_steps=-1."),
+    ({"keep_checkpoints": -2}, "keep_checkpoints must be at least 0, but got keep_checkpoints=-2."),
+    ({"device": "tpu"}, "device must be 'auto', 'cpu' or 'cuda', but got device='tpu'."),
+    ({"resume": True, "keep_checkpoints": 0}, "resume needs checkpoints, but keep_checkpoints=0;"),
+])
+def test_run_options_refuse_bad_values(values, message):
+    with pytest.raises(ConfigError) as refused:
+        RunOptions(**values)
+    assert str(refused.value).startswith(message)
+
+
+def test_train_takes_run_options_as_keywords_and_refuses_cuda_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match=r"device is 'cuda', but this PyTorch \(.*\) sees no CUDA GPU; pass --device cpu"):
+        textclf.train(tmp_path / "d.csv", tmp_path / "out", device="cuda")
+    with pytest.raises(ConfigError, match="keep_checkpoints must be at least 0"):
+        textclf.train(tmp_path / "d.csv", tmp_path / "out", keep_checkpoints=-1)
+    assert list(tmp_path.iterdir()) == []

@@ -86,7 +86,7 @@ def test_predict_command_arguments_and_input_file(bert_artifact, tmp_path):
 def test_public_api_is_pinned():
     assert sorted(textclf.__all__) == sorted([
         "ArtifactError", "Classifier", "ConfigError", "DataError", "EvaluationReport", "Hyperparameters", "ModelError",
-        "Prediction", "ReadOptions", "TextclfError", "TrainResult", "TuneResult", "__version__", "evaluate", "train",
+        "Prediction", "ReadOptions", "RunOptions", "TextclfError", "TrainResult", "TuneResult", "__version__", "evaluate", "train",
         "tune",
     ])
 

@@ -176,3 +176,43 @@ def test_sifting_is_deterministic(tiny_bert, sentiment_files, tmp_path):
                           **{**FAST, "epochs": 3, "sifting": True, "sifting_delay": 2}) for i in range(2)]
     keep = lambda r: [(h["samples_kept"], h["train_loss"], h["val_accuracy"]) for h in r.history]  # noqa: E731
     assert keep(runs[0]) == keep(runs[1])
+
+
+class Positioned:
+    """A list of batches iterated from ``position`` on, counting what it yields (as training's EpochBatches)."""
+
+    def __init__(self, batches: list, position: int = 0):
+        self.batches, self.position = batches, position
+
+    def __iter__(self):
+        while self.position < len(self.batches):
+            self.position += 1
+            yield self.batches[self.position - 1]
+
+
+def test_state_dict_mid_pass_and_between_passes_continues_exactly():
+    loader, config = toy_loader(), SiftingConfig(delay=3, seed=5)
+    reference = SiftingDataLoader(Positioned(loader), LossIsTheInput(), identity_loss, config, batch_size=32)
+    expected, stats = [], []
+    for _ in range(2):
+        reference.dataloader.position = 0
+        expected.append([b[1].tolist() for b in reference])
+        stats.append((reference.stats.seen, reference.stats.kept))
+
+    first = SiftingDataLoader(Positioned(loader), LossIsTheInput(), identity_loss, config, batch_size=32)
+    passing = iter(first)
+    got = [next(passing)[1].tolist() for _ in range(6)]
+    mid = first.state_dict()
+    assert mid["in_pass"] and mid["pending"]  # kept rows not yet yielded travel with the state
+
+    second = SiftingDataLoader(Positioned(loader, first.dataloader.position), LossIsTheInput(), identity_loss, config, batch_size=32)
+    second.load_state_dict(mid)
+    got += [b[1].tolist() for b in second]
+    assert got == expected[0] and (second.stats.seen, second.stats.kept) == stats[0]
+    between = second.state_dict()
+    assert not between["in_pass"] and not between["pending"]
+
+    third = SiftingDataLoader(Positioned(loader), LossIsTheInput(), identity_loss, config, batch_size=32)
+    third.load_state_dict(between)
+    assert [b[1].tolist() for b in third] == expected[1]
+    assert (third.stats.seen, third.stats.kept) == stats[1] and third.batches_yielded == reference.batches_yielded

@@ -219,3 +219,18 @@ def test_existing_output_needs_overwrite(bert_artifact, tiny_bert, sentiment_fil
     textclf.train(sentiment_files[0], out, model=tiny_bert, overwrite=True, **QUIET, **{**FAST, "epochs": 1, "seed": 5})
     assert json.loads((out / "textclf.json").read_text())["hyperparameters"]["seed"] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_files, tmp_path, monkeypatch):
+    from textclf.training import loop
+
+    nets = []
+    real = loop._enable_gradient_checkpointing
+    monkeypatch.setattr(loop, "_enable_gradient_checkpointing", lambda net: (nets.append(net), real(net)))
+    train, val = sentiment_files
+    runs = [textclf.train(train, tmp_path / f"run{flag}", model=tiny_bert, validation=val, gradient_checkpointing=flag,
+                          **QUIET, **{**FAST, "epochs": 2}) for flag in (False, True)]
+    assert len(nets) == 1 and nets[0].is_gradient_checkpointing  # layers recomputed in the backward pass
+    plain, recomputed = (load_file(r.output / "model.safetensors") for r in runs)
+    assert all(torch.allclose(plain[k], recomputed[k], atol=1e-5) for k in plain)  # same dropout masks, same result
+    assert [h["train_loss"] for h in runs[1].history] == pytest.approx([h["train_loss"] for h in runs[0].history], abs=1e-5)

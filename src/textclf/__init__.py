@@ -19,13 +19,13 @@ from .errors import ArtifactError, ConfigError, DataError, ModelError, TextclfEr
 # Imported on first use, so ``from textclf import Classifier`` with an ONNX backend never
 # loads PyTorch or transformers (the training stack).
 _LAZY = {
-    "Hyperparameters": "config", "ReadOptions": "data", "EvaluationReport": "evaluation", "evaluate": "evaluation",
+    "Hyperparameters": "config", "RunOptions": "config", "ReadOptions": "data", "EvaluationReport": "evaluation", "evaluate": "evaluation",
     "Classifier": "inference", "Prediction": "inference", "TrainResult": "training", "train": "training",
     "TuneResult": "tuning", "tune": "tuning",
 }
 
 if TYPE_CHECKING:
-    from .config import Hyperparameters
+    from .config import Hyperparameters, RunOptions
     from .data import ReadOptions
     from .evaluation import EvaluationReport, evaluate
     from .inference import Classifier, Prediction
@@ -51,6 +51,7 @@ __all__ = [
     "ModelError",
     "Prediction",
     "ReadOptions",
+    "RunOptions",
     "TextclfError",
     "TrainResult",
     "TuneResult",

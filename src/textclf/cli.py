@@ -31,7 +31,7 @@ def _fail(message: str, code: int) -> None:
 
 def _reports() -> bool:
     """False in the training processes torchrun started, but rank 0: the same error once, not once per process."""
-    return os.environ.get("RANK", "0") == "0"
+    return "LOCAL_WORLD_SIZE" not in os.environ or os.environ.get("RANK", "0") == "0"
 
 
 class _Group(click.Group):

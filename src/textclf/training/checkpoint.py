@@ -68,12 +68,16 @@ class Checkpoints:
                     continue
         return None
 
-    @staticmethod
-    def discard_left_by(output: Path) -> None:
+    @classmethod
+    def discard_left_by(cls, output: Path) -> None:
         """Remove the staging folders of unfinished runs into ``output`` that hold checkpoints (not live runs')."""
-        while (found := Checkpoints.left_by(output, 1)) is not None:
-            found.close()
-            shutil.rmtree(found.folder.parent, ignore_errors=True)
+        for stage in artifact.staging_folders(output):
+            if _files(stage / FOLDER):
+                try:
+                    cls(stage / FOLDER, 1).close()
+                except ConfigError:  # a live run's
+                    continue
+                shutil.rmtree(stage, ignore_errors=True)
 
     def latest(self) -> Path | None:
         files = _files(self.folder)
@@ -115,6 +119,12 @@ class Checkpoints:
 
     def close(self) -> None:
         self._lock.close()
+
+    def __enter__(self) -> "Checkpoints":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def load(path: Path) -> dict:

@@ -18,17 +18,17 @@ import json
 import random
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
 from .. import artifact
 from ..backends import TorchBackend
-from ..batching import collate, encode, length_grouped_batches
+from ..batching import encode
 from ..config import Hyperparameters, RunOptions
 from ..data import LabelSet, ReadOptions, load_training_data
 from ..errors import ConfigError, TrainingInterrupted
@@ -41,6 +41,7 @@ from ..sifting import SiftingConfig, SiftingDataLoader, SiftingStats
 from . import checkpoint
 from .checkpoint import Checkpoints, StopSignals
 from .distributed import World
+from .state import BestEpoch, EpochBatches, Tally, TrainingState
 
 __all__ = ["TrainResult", "train"]
 
@@ -121,167 +122,136 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
     for note in td.summary["notes"]:
         log(note)
     job = checkpoint.job_identity(data, validation, read_options, source, hp, world.size)
-    store, state = _open_checkpoints(output, options, job, world, log)
 
-    started = time.perf_counter() - (state["elapsed_seconds"] if state else 0.0)
-    _seed_everything(hp.seed)
-    net, tokenizer, head_reused = load_for_training(source, td.labels, hp.reinitialize_top_layer)
-    net.to(world.device)
-    check_max_length(net.config, tokenizer, hp.max_seq_length)
-    if hp.train_only_top_layer:
-        head = set(head_parameter_names(net))
-        for name, param in net.named_parameters():
-            param.requires_grad_(name in head)
-    if options.gradient_checkpointing:
-        _enable_gradient_checkpointing(net)
-    if world.rank:
-        torch.manual_seed(hp.seed + world.rank)  # dropout of its own; the weights are rank 0's (DDP copies them)
-    train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
-    val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
-    pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
+    with ExitStack() as cleanup:
+        store, resume_from = _open_checkpoints(output, options, job, world, log, cleanup)
+        _seed_everything(hp.seed)
+        net, tokenizer, head_reused = load_for_training(source, td.labels, hp.reinitialize_top_layer)
+        net.to(world.device)
+        check_max_length(net.config, tokenizer, hp.max_seq_length)
+        if hp.train_only_top_layer:
+            head = set(head_parameter_names(net))
+            for name, param in net.named_parameters():
+                param.requires_grad_(name in head)
+        if options.gradient_checkpointing:
+            _enable_gradient_checkpointing(net)
+        if world.rank:
+            torch.manual_seed(hp.seed + world.rank)  # dropout of its own; the weights are rank 0's (DDP copies them)
+        train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
+        val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
+        pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
 
-    epoch_batches = _EpochBatches(
-        train_ids, td.train_labels, hp.batch_size, (pad_id, left), hp.seed,
-        shuffle_batches=not hp.sifting,  # sifting joins neighbouring batches: keep neighbours alike in length
-        shard=(world.rank, world.size), device=world.device,
-    )
-    batches: Iterable[dict] = epoch_batches
-    if hp.sifting:  # each process sifts its own shard
-        sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed + world.rank)
-        batches = SiftingDataLoader(
-            epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
-            pad_values={"input_ids": pad_id}, padding_side="left" if left else "right",
-            forward=lambda m, b: _logits_of(m, b, world),
+        epoch_batches = EpochBatches(
+            train_ids, td.train_labels, hp.batch_size, (pad_id, left), hp.seed,
+            shuffle_batches=not hp.sifting,  # sifting joins neighbouring batches: keep neighbours alike in length
+            shard=(world.rank, world.size), device=world.device,
         )
-    optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
-    total_rows = len(train_ids) * hp.epochs
-    schedule = _LinearSchedule(optimizer, hp.learning_rate, hp.warmup_ratio)
-    history: list[dict] = []
-    tracker = _BestEpoch(hp.early_stopping_min_delta)
-    step, first_epoch, position, tally = 0, 1, 0, None
-    if state:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
-        tracker.load_state_dict(state["tracker"], history)
-        mine = state["processes"][world.rank]
-        if hp.sifting:
-            batches.load_state_dict(checkpoint.to_device(mine["sifting"], world.device))
-        step, first_epoch, position = state["step"], state["epoch"], mine["position"]
-        tally = _Tally(**mine["tally"]) if mine["tally"] else None
-    model = world.wrap(net)
-    idle = {"input_ids": torch.full((1, 1), pad_id, device=world.device), "attention_mask": torch.ones(1, 1, dtype=torch.long, device=world.device)}
+        batches: Iterable[dict] = epoch_batches
+        if hp.sifting:  # each process sifts its own shard
+            sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed + world.rank)
+            batches = SiftingDataLoader(
+                epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
+                pad_values={"input_ids": pad_id}, padding_side="left" if left else "right",
+                forward=lambda m, b: _logits_of(m, b, world),
+            )
+        optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
+        total_rows = len(train_ids) * hp.epochs
+        schedule = _LinearSchedule(optimizer, hp.learning_rate, hp.warmup_ratio)
+        tracker = BestEpoch(hp.early_stopping_min_delta)
+        run = TrainingState(world, job, net, optimizer, epoch_batches, batches if hp.sifting else None, tracker)
+        if resume_from is not None:
+            run.load(resume_from)
+        model = world.wrap(net)
+        idle = {"input_ids": torch.full((1, 1), pad_id, device=world.device),
+                "attention_mask": torch.ones(1, 1, dtype=torch.long, device=world.device)}
+        validator = Classifier(TorchBackend(net, torch.bfloat16 if world.bf16 else None),
+                               TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left), td.labels)
 
-    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    effective = hp.batch_size * hp.gradient_accumulation_steps * world.size
-    log(
-        f"training {source.display_name} on {td.summary['train_rows']} rows, validating on "
-        f"{td.summary['validation_rows']}; {len(td.labels)} classes; {trainable:,} trainable parameters"
-        + ("; continuing from the model's head" if head_reused else "")
-        + (f"; {world.size} processes, {effective} samples per step" if world.size > 1 else "")
-        + f"; {world.device.type} {world.precision}"
-    )
-
-    def save(next_epoch: int, tally: _Tally | None, epoch_started: float) -> str:
-        """A checkpoint from every process's state, written by rank 0; its path, in every process."""
-        mine = {
-            "rng": checkpoint.rng_state(world.device),
-            "position": epoch_batches.position if tally else 0,
-            "tally": dataclasses.replace(tally, seconds=tally.seconds + time.perf_counter() - epoch_started).__dict__ if tally else None,
-            "sifting": batches.state_dict() if hp.sifting else None,
-        }
-        everyone = world.gather_to_main(checkpoint.to_device(mine, "cpu"))
-        path = None
+        trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        effective = hp.batch_size * hp.gradient_accumulation_steps * world.size
+        log(
+            f"training {source.display_name} on {td.summary['train_rows']} rows, validating on "
+            f"{td.summary['validation_rows']}; {len(td.labels)} classes; {trainable:,} trainable parameters"
+            + ("; continuing from the model's head" if head_reused else "")
+            + (f"; {world.size} processes, {effective} samples per step" if world.size > 1 else "")
+            + (f"; {world.device} {world.precision}" if world.device.type != "cpu" else "")
+        )
+        history = run.history
+        checkpoints = options.keep_checkpoints > 0
+        in_stage = options.checkpoint_dir is None  # the default: checkpoints live in the staging folder
+        keep = lambda exc: in_stage and store is not None and store.latest() is not None  # noqa: E731 - resumable work
+        stage = None
         if world.is_main:
-            path = store.save({
-                "format_version": checkpoint.FORMAT_VERSION, "job": job, "step": step, "epoch": next_epoch,
-                "elapsed_seconds": time.perf_counter() - started, "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(), "history": history, "tracker": tracker.state_dict(),
-                "processes": everyone,
-            }, step)
-        return str(world.broadcast(path))  # the others wait for the file
-
-    def stopped(stop: StopSignals, epoch: int, path: str) -> TrainingInterrupted:
-        return TrainingInterrupted(f"stopped by {stop.requested or 'a signal to another process'} in epoch {epoch}/{hp.epochs} "
-                                   f"at step {step}; checkpoint saved to {path}. Run the same command again to resume.")
-
-    stage_folder = store.folder.parent if store is not None and options.checkpoint_dir is None else None
-    keep = lambda exc: store is not None and store.latest() is not None  # noqa: E731 - resumable work in the staging folder
-    with (artifact.staging(output, overwrite, stage_folder, keep) if world.is_main else nullcontext()) as stage:
-        if world.is_main and store is None and options.keep_checkpoints:
-            store = Checkpoints(stage / checkpoint.FOLDER, options.keep_checkpoints)
-        if stage is not None:  # a resumed run's epochs so far
+            stage = cleanup.enter_context(artifact.staging(output, overwrite, store.folder.parent if store and in_stage else None, keep))
+            if store is None and checkpoints:
+                store = cleanup.enter_context(Checkpoints(stage / checkpoint.FOLDER, options.keep_checkpoints))
             (stage / artifact.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
-        with StopSignals(options.keep_checkpoints > 0, log) as stop:
-            for epoch in range(first_epoch, hp.epochs + 1):
-                if hp.early_stopping and td.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
-                    log(f"early stopping: val_accuracy has not improved for {tracker.stale_epochs} epoch(s)")
-                    break
-                tally = tally or _Tally()
-                epoch_batches.set_epoch(epoch, position)
-                position, epoch_started, done_before = 0, time.perf_counter(), (epoch - 1) * len(train_ids)
+        stop = cleanup.enter_context(StopSignals(checkpoints, log))
+        run.resume_rng()
+        for epoch in range(run.epoch, hp.epochs + 1):
+            if hp.early_stopping and td.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
+                log(f"early stopping: val_accuracy has not improved for {tracker.stale_epochs} epoch(s)")
+                break
+            run.epoch, run.tally = epoch, run.tally or Tally()
+            epoch_batches.set_epoch(epoch, run.position)
+            run.position, epoch_started, done_before = 0, time.perf_counter(), (epoch - 1) * len(train_ids)
 
-                def after_step() -> None:
-                    nonlocal step
-                    step += 1
-                    stopping = stop.enabled and world.any(stop.requested is not None)
-                    if stopping or (options.keep_checkpoints and options.checkpoint_every_steps
-                                    and step % options.checkpoint_every_steps == 0):
-                        path = save(epoch, tally, epoch_started)
-                        if stopping:
-                            raise stopped(stop, epoch, path)
+            def after_step() -> None:
+                run.step += 1
+                stopping = stop.enabled and world.any(stop.requested is not None)
+                if stopping or (checkpoints and options.checkpoint_every_steps and run.step % options.checkpoint_every_steps == 0):
+                    path = run.save(store, epoch_started)
+                    if stopping:
+                        raise _stopped(stop, run, hp.epochs, path)
 
-                with ProgressBar(progress, f"epoch {epoch}/{hp.epochs}", epoch_batches.total, completed=epoch_batches.produced,
-                                 extra=("loss {task.fields[loss]:.4f}",), fields={"loss": float("nan")}) as advance:
-                    _train_epoch(
-                        model, batches, optimizer, hp.gradient_accumulation_steps,
-                        lambda consumed: schedule.set((done_before + consumed) / total_rows),
-                        lambda loss: advance(epoch_batches.produced, loss=loss),
-                        world=world, tally=tally, consumed=lambda: epoch_batches.produced, after_step=after_step, idle_batch=idle,
-                    )
-                train_seconds = tally.seconds + time.perf_counter() - epoch_started
-                mine = batches.stats if hp.sifting else SiftingStats(tally.rows, tally.rows)
-                loss_sum, rows, seen, kept, scoring = world.agree(tally.loss, tally.rows, mine.seen, mine.kept, mine.scoring_seconds)
-                stats = SiftingStats(int(seen), int(kept), scoring / world.size)
-                record = {"epoch": epoch, "train_loss": loss_sum / max(rows, 1)}
-                backend = TorchBackend(net, torch.bfloat16 if world.bf16 else None)
-                record.update(_validate(Classifier(backend, TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left), td.labels),
-                                        val_ids, td.val_labels, world))
-                record.update({
-                    "samples_per_second": stats.seen / train_seconds,
-                    "samples_seen": stats.seen,
-                    "samples_kept": stats.kept,
-                    "fraction_sifted": stats.fraction_sifted,
-                    "scoring_seconds": stats.scoring_seconds,
-                    "train_seconds": train_seconds,
-                    "elapsed_seconds": time.perf_counter() - started,
-                })
-                history.append(record)
-                if stage is not None:
-                    with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
-                        f.write(json.dumps(record) + "\n")
-                log(_epoch_line(record, hp.epochs))
-                if on_epoch is not None:
-                    try:
-                        on_epoch(record)
-                    except BaseException:
-                        if store is not None:
-                            store.clear()  # stopped on purpose: nothing to resume
-                            store = None
-                        raise
-                tracker.update(record, net if world.is_main else None)
-                tally = None
-                if epoch < hp.epochs and options.keep_checkpoints:
-                    path = save(epoch + 1, None, epoch_started)
-                    if stop.enabled and world.any(stop.requested is not None):
-                        raise stopped(stop, epoch, path)
+            with ProgressBar(progress, f"epoch {epoch}/{hp.epochs}", epoch_batches.total, completed=epoch_batches.produced,
+                             extra=("loss {task.fields[loss]:.4f}",), fields={"loss": float("nan")}) as advance:
+                tally = _train_epoch(
+                    model, batches, optimizer, hp.gradient_accumulation_steps,
+                    lambda consumed: schedule.set((done_before + consumed) / total_rows),
+                    lambda loss: advance(epoch_batches.produced, loss=loss),
+                    world=world, tally=run.tally, consumed=lambda: epoch_batches.produced, after_step=after_step, idle_batch=idle,
+                )
+            train_seconds = tally.seconds + time.perf_counter() - epoch_started
+            mine = batches.stats if hp.sifting else SiftingStats(tally.rows, tally.rows)
+            loss_sum, rows, seen, kept, scoring = world.agree(tally.loss, tally.rows, mine.seen, mine.kept, mine.scoring_seconds)
+            stats = SiftingStats(int(seen), int(kept), scoring / world.size)  # scoring: seconds per process
+            record = {"epoch": epoch, "train_loss": loss_sum / max(rows, 1)}
+            record.update(_validate(validator, val_ids, td.val_labels, world))
+            record.update({
+                "samples_per_second": stats.seen / train_seconds,
+                "samples_seen": stats.seen,
+                "samples_kept": stats.kept,
+                "fraction_sifted": stats.fraction_sifted,
+                "scoring_seconds": stats.scoring_seconds,
+                "train_seconds": train_seconds,
+                "elapsed_seconds": time.perf_counter() - run.started,
+            })
+            history.append(record)
+            if stage is not None:
+                with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+            log(_epoch_line(record, hp.epochs))
+            if on_epoch is not None:
+                try:
+                    on_epoch(record)
+                except BaseException:
+                    if store is not None:
+                        store.discard()  # stopped on purpose: nothing to resume
+                    raise
+            tracker.update(record, net if world.is_main else None)
+            run.tally = None
+            if epoch < hp.epochs and checkpoints:
+                path = run.save(store, epoch_started)
+                if stop.enabled and world.any(stop.requested is not None):
+                    raise _stopped(stop, run, hp.epochs, path)
 
         best = tracker.best
-        if best is not history[-1] and world.is_main:
-            net.load_state_dict(tracker.state)
-            log(f"keeping epoch {best['epoch']} (best val_accuracy {best['val_accuracy']:.4f})")
         training_seconds = sum(h["train_seconds"] for h in history)
         if world.is_main:
+            if best is not history[-1]:
+                net.load_state_dict(tracker.state)
+                log(f"keeping epoch {best['epoch']} (best val_accuracy {best['val_accuracy']:.4f})")
             with quiet_transformers():
                 net.save_pretrained(stage)
                 tokenizer.save_pretrained(stage)
@@ -303,49 +273,60 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
                 },
             )
             if store is not None:
-                store.clear()
+                store.clear()  # before the staging folder becomes the output
     log(f"saved model folder to {output}")
-    return TrainResult(output, history, best["epoch"], best, training_seconds, time.perf_counter() - started)
+    return TrainResult(output, history, best["epoch"], best, training_seconds, time.perf_counter() - run.started)
+
+
+def _stopped(stop: StopSignals, run: TrainingState, epochs: int, path: str) -> TrainingInterrupted:
+    return TrainingInterrupted(f"stopped by {stop.requested or 'a signal to another process'} in epoch {run.epoch}/{epochs} "
+                               f"at step {run.step}; checkpoint saved to {path}. Run the same command again to resume.")
 
 
 def _quiet(message: str) -> None:
     """The log of every process but rank 0."""
 
 
-def _open_checkpoints(output: Path, options: RunOptions, job: dict, world: World, log) -> tuple[Checkpoints | None, dict | None]:
-    """Rank 0's checkpoint folder (None: not made yet, or no checkpoints) and, in every process,
-    the checkpoint to resume from (None: start afresh)."""
-    store, path = None, None
+def _open_checkpoints(output: Path, options: RunOptions, job: dict, world: World, log,
+                      cleanup: ExitStack) -> tuple[Checkpoints | None, dict | None]:
+    """Rank 0's checkpoint folder, held until ``cleanup`` (None: none yet, or no checkpoints) and,
+    in every process, the checkpoint to resume from (None: start afresh)."""
+    store, path, state = None, None, None
     if world.is_main and options.keep_checkpoints:
         if options.checkpoint_dir is not None:
-            store = Checkpoints(Path(options.checkpoint_dir), options.keep_checkpoints)
+            store = cleanup.enter_context(Checkpoints(Path(options.checkpoint_dir), options.keep_checkpoints))
             if options.resume is False:
                 store.discard()
         elif options.resume is False:
             Checkpoints.discard_left_by(output)
         else:
-            store = Checkpoints.left_by(output, options.keep_checkpoints)
+            found = Checkpoints.left_by(output, options.keep_checkpoints)
+            store = found and cleanup.enter_context(found)
         path = store.latest() if store is not None else None
         if path is None and options.resume:
             where = options.checkpoint_dir or f"the staging folders of {output}"
             raise ConfigError(f"resume: no checkpoint of an unfinished run in {where}; leave out --resume to start afresh.")
-    path = world.broadcast(None if path is None else str(path))
-    if path is None:
-        return store, None
-    if world.is_main:
-        state = checkpoint.load(Path(path))
-        why = checkpoint.difference(state["job"], job)
-        if why:
-            raise ConfigError(f"{path}: this checkpoint belongs to another training job: {why}. Run that job's command "
-                              "to resume it, or pass --no-resume to discard it and start afresh.")
-        log(f"resuming from {path}: epoch {state['epoch']}, step {state['step']}")
-    world.broadcast(None)  # the others read it once rank 0 has found it is this job's
-    return store, (state if world.is_main else checkpoint.load(Path(path)))
+        if path is not None:
+            state = checkpoint.load(path)
+            why = checkpoint.difference(state["job"], job)
+            if why:
+                raise ConfigError(f"{path}: this checkpoint belongs to another training job: {why}. Run that job's "
+                                  "command to resume it, or pass --no-resume to discard it and start afresh.")
+            log(f"resuming from {path}: epoch {state['epoch']}, step {state['step']}")
+    path = world.broadcast(None if path is None else str(path))  # the others read it once rank 0 found it is this job's
+    if path is not None and world.size > 1:
+        unseen = int(world.agree(float(not Path(path).is_file()))[0])
+        if unseen:
+            raise ConfigError(f"{path}: {unseen} of the {world.size} training processes cannot read this checkpoint; "
+                              "with several machines, pass a --checkpoint-dir that all of them can read.")
+        if not world.is_main:
+            state = checkpoint.load(Path(path))
+    return store, state
 
 
 def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, before_step, advance, *,
-                 world: World | None = None, tally: _Tally | None = None, consumed: Callable[[], int] = lambda: 0,
-                 after_step: Callable[[], None] = lambda: None, idle_batch: dict | None = None) -> _Tally:
+                 world: World | None = None, tally: Tally | None = None, consumed: Callable[[], int] = lambda: 0,
+                 after_step: Callable[[], None] = lambda: None, idle_batch: dict | None = None) -> Tally:
     """One pass over this process's ``batches``; returns its running sums (``tally``, continued when given).
 
     Every sample of an optimizer step weighs the same, in every process: losses are summed over
@@ -360,7 +341,7 @@ def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, b
     optimizer steps. ``after_step`` runs after each.
     """
     world = world or World()
-    tally = tally or _Tally()
+    tally = tally or Tally()
     model.train()
     batches = iter(batches)
     in_group, group_rows, total_consumed = 0, 0, 0.0
@@ -398,16 +379,6 @@ def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, b
 def _zero_pass(model, idle_batch: dict, world: World) -> None:
     """A forward and backward pass that adds nothing to the gradients but takes part in DDP's synchronisation."""
     (_logits_of(model, idle_batch, world).sum() * 0.0).backward()
-
-
-@dataclass
-class _Tally:
-    """This process's running sums over an epoch, as checkpointed."""
-
-    loss: float = 0.0  # summed over the samples trained on
-    rows: int = 0
-    seconds: float = 0.0  # training time in earlier (interrupted) sessions of this epoch
-    exhausted: bool = False  # this process's batches ran out (others may still have some)
 
 
 def _step(net, optimizer, rows: float, before_step) -> None:
@@ -448,83 +419,6 @@ def _logits_of(model: torch.nn.Module, batch: dict, world: World | None = None) 
 
 def _per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
-
-
-class _EpochBatches:
-    """This process's share of the length-grouped, padded training batches, pass by pass.
-
-    Every process draws the same batches of ``batch_size`` x processes rows (pass ``e``'s order
-    is the ``e``-th drawn from ``default_rng(seed)``) and keeps every processes-th row of each,
-    so together they train on what one process with the whole batch would. ``set_epoch(e,
-    position)`` starts pass ``e`` at any batch: (epoch, position) is all it takes to resume the
-    data order. ``produced`` counts this process's rows so far in the pass, ``total`` all of them.
-    """
-
-    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], seed: int,
-                 shuffle_batches: bool = True, shard: tuple[int, int] = (0, 1), device: torch.device | str = "cpu"):
-        self.ids, self.labels = ids, np.asarray(labels)
-        self.lengths = [len(x) for x in ids]
-        self.batch_size, self.padding, self.seed, self.shuffle_batches = batch_size, padding, seed, shuffle_batches
-        self.rank, self.processes = shard
-        self.device = device
-        self._rng, self._drawn, self._plan = np.random.default_rng(seed), 0, []
-        self.position = self.produced = self.total = 0
-
-    def set_epoch(self, epoch: int, position: int = 0) -> None:
-        if self._drawn > epoch:  # an earlier pass: draw again from the start
-            self._rng, self._drawn = np.random.default_rng(self.seed), 0
-        while self._drawn < epoch:
-            batches = length_grouped_batches(self.lengths, self.batch_size * self.processes, self._rng, self.shuffle_batches)
-            self._plan = [rows[self.rank :: self.processes] for rows in batches]
-            self._drawn += 1
-        self.position = position
-        self.produced = sum(len(rows) for rows in self._plan[:position])
-        self.total = sum(len(rows) for rows in self._plan)
-
-    def __iter__(self) -> Iterator[dict]:
-        while self.position < len(self._plan):
-            rows = self._plan[self.position]
-            self.position += 1
-            if not len(rows):  # a last batch with fewer rows than processes
-                continue
-            self.produced += len(rows)
-            batch = collate(self.ids, rows, *self.padding)
-            yield {"input_ids": batch.input_ids.to(self.device), "attention_mask": batch.attention_mask.to(self.device),
-                   "labels": torch.from_numpy(self.labels[rows]).to(self.device)}
-
-
-class _BestEpoch:
-    """The best epoch by val_accuracy and its weights, and epochs since a gain above ``min_delta``.
-
-    Without validation data the last epoch counts as the best.
-    """
-
-    def __init__(self, min_delta: float):
-        self.min_delta = min_delta
-        self.best: dict | None = None
-        self.state: dict | None = None
-        self.stale_epochs = 0
-
-    def update(self, record: dict, net: torch.nn.Module | None) -> None:
-        """Take ``record`` into account; ``net``'s weights are kept if it is the best (None: keep no weights)."""
-        score = record["val_accuracy"]
-        if score is None:
-            self.best = record
-            return
-        bar = None if self.best is None else self.best["val_accuracy"]
-        self.stale_epochs = 0 if bar is None or score > bar + self.min_delta else self.stale_epochs + 1
-        if bar is None or score > bar:
-            self.best = record
-            self.state = None if net is None else {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-    def state_dict(self) -> dict:
-        return {"best_epoch": None if self.best is None else self.best["epoch"], "stale_epochs": self.stale_epochs,
-                "state": self.state}
-
-    def load_state_dict(self, state: dict, history: list[dict]) -> None:
-        """Restore a :meth:`state_dict`; the best record becomes ``history``'s entry of that epoch."""
-        self.best = next((r for r in history if r["epoch"] == state["best_epoch"]), None)
-        self.stale_epochs, self.state = state["stale_epochs"], state["state"]
 
 
 def _artifact_labels(source: ModelSource) -> LabelSet | None:

@@ -1,0 +1,224 @@
+"""Checkpoints: exact resume after SIGKILL and SIGTERM, refusal of another job's checkpoint, where they live."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import FAST, REPO
+from safetensors.torch import load_file
+
+import textclf
+from textclf.errors import ConfigError, TrainingInterrupted
+from textclf.training import checkpoint, loop
+
+QUIET = {"progress": False, "log": lambda _: None}
+TIMING = ("samples_per_second", "scoring_seconds", "train_seconds", "elapsed_seconds")
+
+# Runs `textclf train ARGS` and signals itself at a point fixed by the training's own progress, not by time:
+# SIGNAL right after an optimizer step that follows a checkpoint taken inside an epoch (no end-of-epoch one
+# between them), once AFTER_SAVE such checkpoints were written; or (AFTER_SAVE 0) right after step AT_STEP.
+SELF_SIGNALLING_TRAIN = """
+import os, signal, sys
+from textclf.training import checkpoint, loop
+from textclf.cli import main
+
+saves, steps = [], [0]
+real_save, real_step = checkpoint.Checkpoints.save, loop._step
+
+def save(self, state, step):
+    path = real_save(self, state, step)
+    saves.append(state["processes"][0]["tally"] is not None)  # a checkpoint inside an epoch
+    return path
+
+def step(*args):
+    real_step(*args)
+    steps[0] += 1
+    if (AFTER_SAVE and saves.count(True) >= AFTER_SAVE and saves[-1]) or steps[0] == AT_STEP:
+        os.kill(os.getpid(), SIGNAL)
+
+checkpoint.Checkpoints.save, loop._step = save, step
+main(sys.argv[1:], prog_name="textclf")
+"""
+
+
+def train_cli(args: list[str], signal_name: str, after_save: int = 0, at_step: int = 0) -> subprocess.CompletedProcess:
+    code = (SELF_SIGNALLING_TRAIN.replace("AFTER_SAVE", str(after_save)).replace("AT_STEP", str(at_step))
+            .replace("SIGNAL", f"signal.{signal_name}"))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", code, "train", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def cli_args(settings: dict) -> list[str]:
+    return [f"--{k.replace('_', '-')}={str(v).lower() if isinstance(v, bool) else v}" for k, v in settings.items()]
+
+
+def metrics(folder) -> list[dict]:
+    lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in lines]
+
+
+def assert_same_run(a, b) -> None:
+    assert metrics(a) == metrics(b)
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def staged(output) -> list:
+    return sorted(output.parent.glob(f".{output.name}.tmp-*"))
+
+
+@pytest.mark.parametrize("sifting", [False, True], ids=["plain", "sifting"])
+def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights_and_metrics(sifting, tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    settings = {**FAST, "epochs": 3, "gradient_accumulation_steps": 2, "checkpoint_every_steps": 2}
+    if sifting:  # sifting from the 3rd batch, so checkpoints hold the sifter mid-way
+        settings.update(sifting=True, sifting_delay=2, batch_size=8)
+    reference = textclf.train(train, tmp_path / "reference", model=tiny_bert, validation=val, **QUIET, **settings).output
+
+    output = tmp_path / "out"
+    args = ["--data", str(train), "--validation", str(val), "--model", str(tiny_bert), "--output", str(output),
+            "--no-progress", *cli_args(settings)]
+    killed = train_cli(args, "SIGKILL", after_save=3)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not output.exists()
+    (stage,) = staged(output)
+    folder = checkpoint.Checkpoints(stage / "checkpoints", 2)
+    newest = folder.latest()
+    folder.close()
+    state = checkpoint.load(newest)
+    assert state["processes"][0]["tally"] is not None and state["processes"][0]["position"] > 0  # inside an epoch
+    assert len(list((stage / "checkpoints").glob("step-*.pt"))) == 2  # rotated
+
+    resumed = subprocess.run([sys.executable, "-m", "textclf", "train", *args], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {newest}: epoch {state['epoch']}, step {state['step']}" in resumed.stderr
+    assert_same_run(reference, output)
+    assert staged(output) == [] and not (output / "checkpoints").exists()
+
+
+def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    settings = {**FAST, "epochs": 2}  # 13 steps an epoch: step 5 is inside the first
+    output = tmp_path / "out"
+    args = ["--data", str(train), "--validation", str(val), "--model", str(tiny_bert), "--output", str(output),
+            "--no-progress", *cli_args(settings)]
+    stopped = train_cli(args, "SIGTERM", at_step=5)
+    assert stopped.returncode == 130, stopped.stderr
+    (stage,) = staged(output)
+    saved = stage / "checkpoints" / "step-00000005.pt"
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last == (f"error: stopped by SIGTERM in epoch 1/2 at step 5; checkpoint saved to {saved}. "
+                    "Run the same command again to resume.")
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["lock", saved.name]  # 500 steps apart: only this one
+
+    result = textclf.train(train, output, model=tiny_bert, validation=val, **QUIET, **settings)
+    reference = textclf.train(train, tmp_path / "reference", model=tiny_bert, validation=val, **QUIET, **settings)
+    assert_same_run(reference.output, result.output)
+    assert [r["epoch"] for r in result.history] == [1, 2] and staged(output) == []
+
+
+def interrupt_after_steps(monkeypatch, steps: int) -> None:
+    """Raise KeyboardInterrupt (as a crash would) from the optimizer step number ``steps``."""
+    real, count = loop._step, [0]
+
+    def step(*args):
+        real(*args)
+        count[0] += 1
+        if count[0] == steps:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_step", step)
+
+
+def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sentiment_files, tmp_path, monkeypatch):
+    train, val = tmp_path / "train.csv", sentiment_files[1]
+    train.write_bytes(sentiment_files[0].read_bytes())
+    settings = {**FAST, "epochs": 2, "checkpoint_every_steps": 3}
+    with monkeypatch.context() as patch:
+        interrupt_after_steps(patch, 4)
+        with pytest.raises(KeyboardInterrupt):
+            textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **settings)
+    (stage,) = staged(tmp_path / "out")
+    kept = stage / "checkpoints" / "step-00000003.pt"
+    assert kept.is_file()
+
+    with pytest.raises(ConfigError) as refused:
+        textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **{**settings, "learning_rate": 1e-3})
+    assert str(refused.value) == (f"{kept}: this checkpoint belongs to another training job: it was run with "
+                                  "learning_rate=0.003, not 0.001. Run that job's command to resume it, or pass "
+                                  "--no-resume to discard it and start afresh.")
+    mtime = train.stat().st_mtime_ns + 10**9
+    os.utime(train, ns=(mtime, mtime))  # the data file touched
+    with pytest.raises(ConfigError, match=f"the training data {train} changed since"):
+        textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **settings)
+    assert kept.is_file() and not (tmp_path / "out").exists()  # nothing was touched
+
+    textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, resume=False, **QUIET, **settings)
+    assert staged(tmp_path / "out") == [] and (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_resume_needs_a_checkpoint_and_keep_zero_writes_none(tiny_bert, sentiment_files, tmp_path, monkeypatch):
+    train, val = sentiment_files
+    with pytest.raises(ConfigError, match="resume: no checkpoint of an unfinished run in the staging folders of"):
+        textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, resume=True, **QUIET, **FAST)
+    interrupt_after_steps(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):  # no checkpoint: the interrupted run leaves nothing behind
+        textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, keep_checkpoints=0,
+                      checkpoint_every_steps=1, **QUIET, **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_dir_is_used_rotated_and_emptied_at_the_end(tiny_bert, sentiment_files, tmp_path, monkeypatch):
+    train, val = sentiment_files
+    folder = tmp_path / "ckpt"
+    settings = {**FAST, "epochs": 2, "checkpoint_dir": str(folder), "checkpoint_every_steps": 2, "keep_checkpoints": 3}
+    with monkeypatch.context() as patch:
+        interrupt_after_steps(patch, 17)  # epoch 2 (13 steps an epoch)
+        with pytest.raises(KeyboardInterrupt):
+            textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **settings)
+    assert sorted(p.name for p in folder.iterdir()) == ["lock", "step-00000013.pt", "step-00000014.pt", "step-00000016.pt"]
+    assert staged(tmp_path / "out") == []  # the staging folder held no checkpoint: removed
+    logs: list[str] = []
+    textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, progress=False, log=logs.append, **settings)
+    assert f"resuming from {folder / 'step-00000016.pt'}: epoch 2, step 16" in logs
+    assert not folder.exists()
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tiny_bert, sentiment_files, tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "step-00000004.pt").write_bytes(b"half a file")
+    with pytest.raises(textclf.ArtifactError, match="step-00000004.pt: cannot read this checkpoint .*; delete it"):
+        textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, checkpoint_dir=str(folder), **QUIET, **FAST)
+
+
+def test_on_epoch_stopping_the_run_leaves_no_checkpoint(tiny_bert, sentiment_files, tmp_path):
+    def prune(record: dict) -> None:
+        if record["epoch"] == 2:
+            raise RuntimeError("pruned")
+
+    with pytest.raises(RuntimeError, match="pruned"):
+        textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, on_epoch=prune, **QUIET, **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stop_signals_turn_sigterm_into_a_request():
+    logs: list[str] = []
+    before = signal.getsignal(signal.SIGTERM)
+    with checkpoint.StopSignals(True, logs.append) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)  # a second signal while stopping is ignored
+    assert stop.requested == "SIGTERM" and len(logs) == 1
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
+    with checkpoint.StopSignals(False, logs.append) as off:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert off.requested is None
+    assert issubclass(TrainingInterrupted, KeyboardInterrupt)

@@ -1,0 +1,127 @@
+"""Training in several processes: the sharded data order, 2-process gloo runs against 1 process, sifting, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import FAST, REPO, make_sentences, write_csv
+from safetensors.torch import load_file
+
+import textclf
+from textclf.training.state import EpochBatches
+
+QUIET = {"progress": False, "log": lambda _: None}
+TIMING = ("samples_per_second", "scoring_seconds", "train_seconds", "elapsed_seconds")
+# 2 processes of batch 8 against 1 process of batch 16, with dropout off: the same rows make each step, so
+# the runs differ only by float rounding (gradients summed in another order, batches padded otherwise).
+LOSS_TOLERANCE = 1e-3
+ACCURACY_TOLERANCE = 1 / 60  # one of the 60 validation texts
+
+
+def textclf_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "textclf", "train", "--no-progress", *args]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
+
+
+def metrics(folder) -> list[dict]:
+    return [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_processes_split_every_batch_of_the_one_process_order_and_resume_at_a_position():
+    ids = [[1] * (1 + i % 7) for i in range(97)]
+    rows = list(range(97))  # the "labels" are the row numbers: batches show which rows they hold
+    one = EpochBatches(ids, rows, 8, (0, False), seed=3)
+    two = [EpochBatches(ids, rows, 4, (0, False), seed=3, shard=(rank, 2)) for rank in range(2)]
+    for epoch in (1, 2):
+        for batches in (one, *two):
+            batches.set_epoch(epoch)
+        whole = [b["labels"].tolist() for b in one]
+        first, second = ([b["labels"].tolist() for b in batches] for batches in two)
+        assert len(whole) == len(first) == len(second) + 1 == 13  # 97 = 12 x 8 + 1: rank 1 has no share of the last
+        assert [sorted(a + b) for a, b in zip(first, second)] == [sorted(w) for w in whole[:12]]
+        assert first[12] == whole[12] and len(whole[12]) == 1
+        assert one.produced == 97 and two[0].produced + two[1].produced == 97
+    assert whole != [b["labels"].tolist() for b in (one.set_epoch(1) or one)]  # each epoch its own order
+    resumed = EpochBatches(ids, rows, 8, (0, False), seed=3)
+    resumed.set_epoch(2, position=5)
+    assert resumed.produced == sum(len(w) for w in whole[:5])
+    assert [b["labels"].tolist() for b in resumed] == whole[5:]
+
+
+@pytest.fixture(scope="module")
+def bert_without_dropout(tiny_bert, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("no-dropout") / "bert"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(bert_without_dropout, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    settings = {**FAST, "epochs": 3}
+    one = textclf.train(train, tmp_path / "one", model=bert_without_dropout, validation=val, **QUIET, **{**settings, "batch_size": 16})
+    two = subprocess.run(
+        textclf_cli("--nproc", "2", "--data", str(train), "--validation", str(val), "--model", str(bert_without_dropout),
+                    "--output", str(tmp_path / "two"), "--epochs", "3", "--learning-rate", str(FAST["learning_rate"]),
+                    "--batch-size", "8", "--max-seq-length", str(FAST["max_seq_length"]), "--warmup-ratio", "0"),
+        capture_output=True, text=True, env=env(), timeout=300,
+    )
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count("epoch 1/3") == 1 and "2 processes, 16 samples per step" in two.stderr  # rank 0 alone logs
+    run = json.loads((tmp_path / "two" / "textclf.json").read_text())["run"]
+    assert run["processes"] == 2 and run["effective_batch_size"] == 16 and run["precision"] == "float32"
+    for a, b in zip(one.history, metrics(tmp_path / "two"), strict=True):
+        assert b["samples_seen"] == a["samples_seen"] == 200
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=LOSS_TOLERANCE)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], abs=LOSS_TOLERANCE)
+        assert b["val_accuracy"] == pytest.approx(a["val_accuracy"], abs=ACCURACY_TOLERANCE)
+    assert one.history[-1]["train_loss"] < one.history[0]["train_loss"] - 0.1  # it learned something to compare
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # written once, staging gone
+
+
+def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupted_result(tiny_bert, sentiment_files, tmp_path):
+    # 193 rows in global batches of 16: the last has 1 row, so rank 1 has a batch fewer, and sifting
+    # keeps different numbers of rows in each process: the processes take different numbers of micro-batches.
+    train = write_csv(tmp_path / "train.csv", make_sentences(193, 5))
+    args = ["--nproc", "2", "--data", str(train), "--validation", str(sentiment_files[1]), "--model", str(tiny_bert),
+            "--epochs", "4", "--learning-rate", "3e-3", "--batch-size", "8", "--max-seq-length", "32", "--sifting", "true",
+            "--sifting-delay", "4", "--gradient-accumulation-steps", "2", "--checkpoint-every-steps", "3"]
+    reference = subprocess.run(textclf_cli(*args, "--output", str(tmp_path / "reference")), capture_output=True, text=True,
+                               env=env(), timeout=300)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "out"
+    first = subprocess.Popen(textclf_cli(*args, "--output", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, env=env())
+    seen = []
+    for line in first.stderr:  # SIGTERM to the launcher once epoch 1 is logged: it passes it on to both processes
+        seen.append(line)
+        if line.startswith("epoch 1/4"):
+            first.send_signal(signal.SIGTERM)
+            break
+    seen += first.stderr.readlines()
+    assert first.wait(timeout=120) == 130, "".join(seen)
+    stopped = [line for line in seen if line.startswith("error: stopped by SIGTERM")]
+    assert len(stopped) == 1 and "Run the same command again to resume." in stopped[0], "".join(seen)
+    assert not out.exists()
+
+    resumed = subprocess.run(textclf_cli(*args, "--output", str(out)), capture_output=True, text=True, env=env(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("resuming from") == 1
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(metrics(out)) == strip(metrics(tmp_path / "reference"))
+    assert all(r["fraction_sifted"] > 0 for r in metrics(out)[1:])
+    a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
