@@ -20,8 +20,9 @@ from textclf.training.state import EpochBatches
 QUIET = {"progress": False, "log": lambda _: None}
 TIMING = ("samples_per_second", "scoring_seconds", "train_seconds", "elapsed_seconds")
 # 2 processes of batch 8 against 1 process of batch 16, with dropout off: the same rows make each step, so
-# the runs differ only by float rounding (gradients summed in another order, batches padded otherwise).
-LOSS_TOLERANCE = 1e-3
+# the runs differ only by float rounding (gradients summed in another order, batches padded otherwise):
+# about 1e-8 in the losses after 4 epochs on this machine.
+LOSS_TOLERANCE = 1e-5
 ACCURACY_TOLERANCE = 1 / 60  # one of the 60 validation texts
 
 
@@ -47,9 +48,9 @@ def test_processes_split_every_batch_of_the_one_process_order_and_resume_at_a_po
             batches.set_epoch(epoch)
         whole = [b["labels"].tolist() for b in one]
         first, second = ([b["labels"].tolist() for b in batches] for batches in two)
-        assert len(whole) == len(first) == len(second) + 1 == 13  # 97 = 12 x 8 + 1: rank 1 has no share of the last
-        assert [sorted(a + b) for a, b in zip(first, second)] == [sorted(w) for w in whole[:12]]
-        assert first[12] == whole[12] and len(whole[12]) == 1
+        assert first == [w[0::2] for w in whole]  # every batch's even rows, in the one-process order
+        assert second == [w[1::2] for w in whole if len(w) > 1]  # 97 = 12 x 8 + 1: rank 1 has no share of the 1-row one
+        assert len(first) == len(second) + 1 == 13
         assert one.produced == 97 and two[0].produced + two[1].produced == 97
     assert whole != [b["labels"].tolist() for b in (one.set_epoch(1) or one)]  # each epoch its own order
     resumed = EpochBatches(ids, rows, 8, (0, False), seed=3)
@@ -70,16 +71,16 @@ def bert_without_dropout(tiny_bert, tmp_path_factory):
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(bert_without_dropout, sentiment_files, tmp_path):
     train, val = sentiment_files
-    settings = {**FAST, "epochs": 3}
+    settings = {**FAST, "epochs": 4}
     one = textclf.train(train, tmp_path / "one", model=bert_without_dropout, validation=val, **QUIET, **{**settings, "batch_size": 16})
     two = subprocess.run(
         textclf_cli("--nproc", "2", "--data", str(train), "--validation", str(val), "--model", str(bert_without_dropout),
-                    "--output", str(tmp_path / "two"), "--epochs", "3", "--learning-rate", str(FAST["learning_rate"]),
+                    "--output", str(tmp_path / "two"), "--epochs", "4", "--learning-rate", str(FAST["learning_rate"]),
                     "--batch-size", "8", "--max-seq-length", str(FAST["max_seq_length"]), "--warmup-ratio", "0"),
         capture_output=True, text=True, env=env(), timeout=300,
     )
     assert two.returncode == 0, two.stderr
-    assert two.stderr.count("epoch 1/3") == 1 and "2 processes, 16 samples per step" in two.stderr  # rank 0 alone logs
+    assert two.stderr.count("epoch 1/4") == 1 and "2 processes, 16 samples per step" in two.stderr  # rank 0 alone logs
     run = json.loads((tmp_path / "two" / "textclf.json").read_text())["run"]
     assert run["processes"] == 2 and run["effective_batch_size"] == 16 and run["precision"] == "float32"
     for a, b in zip(one.history, metrics(tmp_path / "two"), strict=True):
@@ -96,7 +97,7 @@ def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupt
     # keeps different numbers of rows in each process: the processes take different numbers of micro-batches.
     train = write_csv(tmp_path / "train.csv", make_sentences(193, 5))
     args = ["--nproc", "2", "--data", str(train), "--validation", str(sentiment_files[1]), "--model", str(tiny_bert),
-            "--epochs", "4", "--learning-rate", "3e-3", "--batch-size", "8", "--max-seq-length", "32", "--sifting", "true",
+            "--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "8", "--max-seq-length", "32", "--sifting", "true",
             "--sifting-delay", "4", "--gradient-accumulation-steps", "2", "--checkpoint-every-steps", "3"]
     reference = subprocess.run(textclf_cli(*args, "--output", str(tmp_path / "reference")), capture_output=True, text=True,
                                env=env(), timeout=300)
@@ -108,7 +109,7 @@ def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupt
     seen = []
     for line in first.stderr:  # SIGTERM to the launcher once epoch 1 is logged: it passes it on to both processes
         seen.append(line)
-        if line.startswith("epoch 1/4"):
+        if line.startswith("epoch 1/3"):
             first.send_signal(signal.SIGTERM)
             break
     seen += first.stderr.readlines()

@@ -167,7 +167,8 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.run import get_args_parser, run
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))
-    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "textclf", *argv])
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "textclf"])
+    args.training_script_args = list(argv)  # set, not parsed: torchrun's parser would read `--nproc` as its own
     try:
         run(args)
     except ChildFailedError as exc:
