@@ -33,6 +33,8 @@ widths are padded on ``padding_side`` with ``pad_values[key]`` (default 0), and
 columns that are padding in every row (per ``attention_mask``) are dropped. The
 same seed and the same sequence of batches and losses give the same selection.
 The first ``delay`` batches (counted over all passes) are yielded unsifted.
+``state_dict()`` and ``load_state_dict()`` save and restore all of it, between passes or in
+the middle of one (kept rows not yet yielded included), for checkpoints.
 """
 
 from __future__ import annotations

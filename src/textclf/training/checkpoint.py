@@ -12,7 +12,8 @@ resume of another job is refused with what differs (:func:`difference`). It is w
 temporary file, flushed to disk and renamed into place, so each file is whole or absent. The
 folder is removed when the run completes.
 
-:class:`StopSignals` turns SIGINT and SIGTERM into a request the loop answers at the next
+:func:`open_for` finds a run's checkpoint folder and the checkpoint to resume from (rank 0
+finds and checks it, every process reads it). :class:`StopSignals` turns SIGINT and SIGTERM into a request the loop answers at the next
 optimizer step: a checkpoint, then :class:`~textclf.errors.TrainingInterrupted`.
 """
 
@@ -25,8 +26,9 @@ import random
 import shutil
 import signal
 import threading
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -34,7 +36,11 @@ import torch
 from .. import __version__, artifact
 from ..errors import ArtifactError, ConfigError
 
-__all__ = ["Checkpoints", "StopSignals", "difference", "job_identity", "restore_rng", "rng_state", "to_device"]
+if TYPE_CHECKING:
+    from ..config import RunOptions
+    from .distributed import World
+
+__all__ = ["Checkpoints", "StopSignals", "difference", "job_identity", "load", "open_for", "restore_rng", "rng_state", "to_device"]
 
 FORMAT_VERSION = 1
 FOLDER = "checkpoints"
@@ -125,6 +131,43 @@ class Checkpoints:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def open_for(output: Path, options: RunOptions, job: dict, world: World, log: Callable[[str], None],
+             cleanup: ExitStack) -> tuple[Checkpoints | None, dict | None]:
+    """Rank 0's checkpoint folder, held until ``cleanup`` (None: none yet, or no checkpoints) and,
+    in every process, the checkpoint to resume from (None: start afresh)."""
+    store, path, state = None, None, None
+    if world.is_main and options.keep_checkpoints:
+        if options.checkpoint_dir is not None:
+            store = cleanup.enter_context(Checkpoints(Path(options.checkpoint_dir), options.keep_checkpoints))
+            if options.resume is False:
+                store.discard()
+        elif options.resume is False:
+            Checkpoints.discard_left_by(output)
+        else:
+            found = Checkpoints.left_by(output, options.keep_checkpoints)
+            store = found and cleanup.enter_context(found)
+        path = store.latest() if store is not None else None
+        if path is None and options.resume:
+            where = options.checkpoint_dir or f"the staging folders of {output}"
+            raise ConfigError(f"resume: no checkpoint of an unfinished run in {where}; leave out --resume to start afresh.")
+        if path is not None:
+            state = load(path)
+            why = difference(state["job"], job)
+            if why:
+                raise ConfigError(f"{path}: this checkpoint belongs to another training job: {why}. Run that job's "
+                                  "command to resume it, or pass --no-resume to discard it and start afresh.")
+            log(f"resuming from {path}: epoch {state['epoch']}, step {state['step']}")
+    path = world.broadcast(None if path is None else str(path))  # the others read it once rank 0 found it is this job's
+    if path is not None and world.size > 1:
+        unseen = int(world.agree(float(not Path(path).is_file()))[0])
+        if unseen:
+            raise ConfigError(f"{path}: {unseen} of the {world.size} training processes cannot read this checkpoint; "
+                              "with several machines, pass a --checkpoint-dir that all of them can read.")
+        if not world.is_main:
+            state = load(Path(path))
+    return store, state
 
 
 def load(path: Path) -> dict:

@@ -7,8 +7,10 @@ weights; checkpoint -> write the model folder atomically.
 
 Under torchrun every process runs this function on its share of each batch, the model in
 DistributedDataParallel (:mod:`.distributed`); only rank 0 logs and writes. Checkpoints
-(:mod:`.checkpoint`) hold everything the loop depends on, so a resumed run ends with the
-weights and metrics of an uninterrupted one.
+(:mod:`.checkpoint`, :mod:`.state`) hold everything the loop depends on, so a resumed run ends
+with the weights and metrics of an uninterrupted one. The module also holds one epoch's pass
+(:func:`_train_epoch`), the optimizer step and the learning-rate schedule, which is why it runs
+a little over 400 lines.
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ from ..config import Hyperparameters, RunOptions
 from ..data import LabelSet, ReadOptions, load_training_data
 from ..errors import ConfigError, TrainingInterrupted
 from ..inference import Classifier, TextEncoder
-from ..metrics import classification_metrics, cross_entropy
 from ..models import ModelSource, check_max_length, forward_logits, head_parameter_names, load_for_training, pads_left, quiet_transformers, resolve_model
 from ..plots import plot_curves
 from ..progress import ProgressBar
-from ..sifting import SiftingConfig, SiftingDataLoader, SiftingStats
+from ..sifting import SiftingConfig, SiftingDataLoader
 from . import checkpoint
 from .checkpoint import Checkpoints, StopSignals
 from .distributed import World
+from .records import epoch_line, training_figures, validation_metrics
 from .state import BestEpoch, EpochBatches, Tally, TrainingState
 
 __all__ = ["TrainResult", "train"]
@@ -124,23 +126,11 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
     job = checkpoint.job_identity(data, validation, read_options, source, hp, world.size)
 
     with ExitStack() as cleanup:
-        store, resume_from = _open_checkpoints(output, options, job, world, log, cleanup)
-        _seed_everything(hp.seed)
-        net, tokenizer, head_reused = load_for_training(source, td.labels, hp.reinitialize_top_layer)
-        net.to(world.device)
-        check_max_length(net.config, tokenizer, hp.max_seq_length)
-        if hp.train_only_top_layer:
-            head = set(head_parameter_names(net))
-            for name, param in net.named_parameters():
-                param.requires_grad_(name in head)
-        if options.gradient_checkpointing:
-            _enable_gradient_checkpointing(net)
-        if world.rank:
-            torch.manual_seed(hp.seed + world.rank)  # dropout of its own; the weights are rank 0's (DDP copies them)
+        store, resume_from = checkpoint.open_for(output, options, job, world, log, cleanup)
+        net, tokenizer, head_reused = _load_model(source, td.labels, hp, options, world)
         train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
         val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
         pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
-
         epoch_batches = EpochBatches(
             train_ids, td.train_labels, hp.batch_size, (pad_id, left), hp.seed,
             shuffle_batches=not hp.sifting,  # sifting joins neighbouring batches: keep neighbours alike in length
@@ -168,12 +158,11 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
                                TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left), td.labels)
 
         trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-        effective = hp.batch_size * hp.gradient_accumulation_steps * world.size
         log(
             f"training {source.display_name} on {td.summary['train_rows']} rows, validating on "
             f"{td.summary['validation_rows']}; {len(td.labels)} classes; {trainable:,} trainable parameters"
             + ("; continuing from the model's head" if head_reused else "")
-            + (f"; {world.size} processes, {effective} samples per step" if world.size > 1 else "")
+            + (f"; {world.size} processes, {_effective_batch(hp, world)} samples per step" if world.size > 1 else "")
             + (f"; {world.device} {world.precision}" if world.device.type != "cpu" else "")
         )
         history = run.history
@@ -212,26 +201,15 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
                     lambda loss: advance(epoch_batches.produced, loss=loss),
                     world=world, tally=run.tally, consumed=lambda: epoch_batches.produced, after_step=after_step, idle_batch=idle,
                 )
-            train_seconds = tally.seconds + time.perf_counter() - epoch_started
-            mine = batches.stats if hp.sifting else SiftingStats(tally.rows, tally.rows)
-            loss_sum, rows, seen, kept, scoring = world.agree(tally.loss, tally.rows, mine.seen, mine.kept, mine.scoring_seconds)
-            stats = SiftingStats(int(seen), int(kept), scoring / world.size)  # scoring: seconds per process
-            record = {"epoch": epoch, "train_loss": loss_sum / max(rows, 1)}
-            record.update(_validate(validator, val_ids, td.val_labels, world))
-            record.update({
-                "samples_per_second": stats.seen / train_seconds,
-                "samples_seen": stats.seen,
-                "samples_kept": stats.kept,
-                "fraction_sifted": stats.fraction_sifted,
-                "scoring_seconds": stats.scoring_seconds,
-                "train_seconds": train_seconds,
-                "elapsed_seconds": time.perf_counter() - run.started,
-            })
+            trained = training_figures(world, tally, batches.stats if hp.sifting else None,
+                                     tally.seconds + time.perf_counter() - epoch_started)
+            record = {"epoch": epoch, "train_loss": trained.pop("train_loss"), **validation_metrics(validator, val_ids, td.val_labels, world),
+                      **trained, "elapsed_seconds": time.perf_counter() - run.started}
             history.append(record)
             if stage is not None:
                 with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record) + "\n")
-            log(_epoch_line(record, hp.epochs))
+            log(epoch_line(record, hp.epochs))
             if on_epoch is not None:
                 try:
                     on_epoch(record)
@@ -247,35 +225,63 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
                     raise _stopped(stop, run, hp.epochs, path)
 
         best = tracker.best
-        training_seconds = sum(h["train_seconds"] for h in history)
         if world.is_main:
             if best is not history[-1]:
                 net.load_state_dict(tracker.state)
                 log(f"keeping epoch {best['epoch']} (best val_accuracy {best['val_accuracy']:.4f})")
-            with quiet_transformers():
-                net.save_pretrained(stage)
-                tokenizer.save_pretrained(stage)
-            plot_curves(history, stage / artifact.CURVES_FILE, f"{output.name}: {source.display_name}")
-            artifact.write_metadata(
-                stage,
-                {
-                    "task": "text-classification",
-                    "base_model": {"spec": source.spec, "kind": source.kind},
-                    "labels": list(td.labels.names),
-                    "label_type": "int" if td.labels.integer else "str",
-                    "max_seq_length": hp.max_seq_length,
-                    "hyperparameters": hp.to_dict(),
-                    "data": td.summary,
-                    "metrics": {"best_epoch": best["epoch"], "best": best, "final": history[-1]},
-                    "training_seconds": training_seconds,
-                    "run": {"processes": world.size, "effective_batch_size": effective, "device": world.device.type,
-                            "precision": world.precision, "gradient_checkpointing": options.gradient_checkpointing},
-                },
-            )
+            _write_folder(stage, net, tokenizer, history, best, source, td, hp, options, world, output.name)
             if store is not None:
                 store.clear()  # before the staging folder becomes the output
     log(f"saved model folder to {output}")
+    training_seconds = sum(h["train_seconds"] for h in history)
     return TrainResult(output, history, best["epoch"], best, training_seconds, time.perf_counter() - run.started)
+
+
+def _load_model(source: ModelSource, labels: LabelSet, hp: Hyperparameters, options: RunOptions, world: World):
+    """(model on this process's device, tokenizer, head_reused); seeded alike in every process, then each
+    process's random number generator is its own (dropout; the weights are rank 0's, which DDP copies)."""
+    _seed_everything(hp.seed)
+    net, tokenizer, head_reused = load_for_training(source, labels, hp.reinitialize_top_layer)
+    net.to(world.device)
+    check_max_length(net.config, tokenizer, hp.max_seq_length)
+    if hp.train_only_top_layer:
+        head = set(head_parameter_names(net))
+        for name, param in net.named_parameters():
+            param.requires_grad_(name in head)
+    if options.gradient_checkpointing:
+        _enable_gradient_checkpointing(net)
+    if world.rank:
+        torch.manual_seed(hp.seed + world.rank)
+    return net, tokenizer, head_reused
+
+
+def _effective_batch(hp: Hyperparameters, world: World) -> int:
+    return hp.batch_size * hp.gradient_accumulation_steps * world.size
+
+
+def _write_folder(stage: Path, net, tokenizer, history: list[dict], best: dict, source: ModelSource, td,
+                  hp: Hyperparameters, options: RunOptions, world: World, name: str) -> None:
+    """The model folder's files, ``textclf.json`` last."""
+    with quiet_transformers():
+        net.save_pretrained(stage)
+        tokenizer.save_pretrained(stage)
+    plot_curves(history, stage / artifact.CURVES_FILE, f"{name}: {source.display_name}")
+    artifact.write_metadata(
+        stage,
+        {
+            "task": "text-classification",
+            "base_model": {"spec": source.spec, "kind": source.kind},
+            "labels": list(td.labels.names),
+            "label_type": "int" if td.labels.integer else "str",
+            "max_seq_length": hp.max_seq_length,
+            "hyperparameters": hp.to_dict(),
+            "data": td.summary,
+            "metrics": {"best_epoch": best["epoch"], "best": best, "final": history[-1]},
+            "training_seconds": sum(h["train_seconds"] for h in history),
+            "run": {"processes": world.size, "effective_batch_size": _effective_batch(hp, world), "device": world.device.type,
+                    "precision": world.precision, "gradient_checkpointing": options.gradient_checkpointing},
+        },
+    )
 
 
 def _stopped(stop: StopSignals, run: TrainingState, epochs: int, path: str) -> TrainingInterrupted:
@@ -285,43 +291,6 @@ def _stopped(stop: StopSignals, run: TrainingState, epochs: int, path: str) -> T
 
 def _quiet(message: str) -> None:
     """The log of every process but rank 0."""
-
-
-def _open_checkpoints(output: Path, options: RunOptions, job: dict, world: World, log,
-                      cleanup: ExitStack) -> tuple[Checkpoints | None, dict | None]:
-    """Rank 0's checkpoint folder, held until ``cleanup`` (None: none yet, or no checkpoints) and,
-    in every process, the checkpoint to resume from (None: start afresh)."""
-    store, path, state = None, None, None
-    if world.is_main and options.keep_checkpoints:
-        if options.checkpoint_dir is not None:
-            store = cleanup.enter_context(Checkpoints(Path(options.checkpoint_dir), options.keep_checkpoints))
-            if options.resume is False:
-                store.discard()
-        elif options.resume is False:
-            Checkpoints.discard_left_by(output)
-        else:
-            found = Checkpoints.left_by(output, options.keep_checkpoints)
-            store = found and cleanup.enter_context(found)
-        path = store.latest() if store is not None else None
-        if path is None and options.resume:
-            where = options.checkpoint_dir or f"the staging folders of {output}"
-            raise ConfigError(f"resume: no checkpoint of an unfinished run in {where}; leave out --resume to start afresh.")
-        if path is not None:
-            state = checkpoint.load(path)
-            why = checkpoint.difference(state["job"], job)
-            if why:
-                raise ConfigError(f"{path}: this checkpoint belongs to another training job: {why}. Run that job's "
-                                  "command to resume it, or pass --no-resume to discard it and start afresh.")
-            log(f"resuming from {path}: epoch {state['epoch']}, step {state['step']}")
-    path = world.broadcast(None if path is None else str(path))  # the others read it once rank 0 found it is this job's
-    if path is not None and world.size > 1:
-        unseen = int(world.agree(float(not Path(path).is_file()))[0])
-        if unseen:
-            raise ConfigError(f"{path}: {unseen} of the {world.size} training processes cannot read this checkpoint; "
-                              "with several machines, pass a --checkpoint-dir that all of them can read.")
-        if not world.is_main:
-            state = checkpoint.load(Path(path))
-    return store, state
 
 
 def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, before_step, advance, *,
@@ -429,38 +398,6 @@ def _artifact_labels(source: ModelSource) -> LabelSet | None:
     meta = artifact.read_metadata(source.location) or {}
     config = AutoConfig.from_pretrained(source.location)
     return LabelSet.from_config(config.id2label, integer=meta.get("label_type") == "int")
-
-
-def _validate(clf: Classifier, ids: list[list[int]], labels: list[int], world: World) -> dict:
-    """Validation metrics; each process computes the logits of every processes-th text."""
-    if not ids:
-        return {"val_loss": None, "val_accuracy": None, "val_f1": None, "val_mcc": None}
-    clf.backend.model.eval()
-    logits = np.empty((len(ids), len(clf.labels)), dtype=np.float32)
-    for rank, part in enumerate(world.gather(clf.forward(ids[world.rank :: world.size]))):
-        logits[rank :: world.size] = part
-    m = classification_metrics(labels, logits.argmax(axis=1), len(clf.labels))
-    return {
-        "val_loss": cross_entropy(logits, labels),
-        "val_accuracy": m["accuracy"],
-        "val_f1": m["f1_macro"],
-        "val_mcc": m["mcc"],
-    }
-
-
-def _epoch_line(r: dict, epochs: int) -> str:
-    line = f"epoch {r['epoch']}/{epochs}  train_loss {r['train_loss']:.4f}"
-    if r["val_loss"] is not None:
-        line += (
-            f"  val_loss {r['val_loss']:.4f}  val_accuracy {r['val_accuracy']:.4f}"
-            f"  val_f1 {r['val_f1']:.4f}  val_mcc {r['val_mcc']:.4f}"
-        )
-    if r["scoring_seconds"]:
-        line += (
-            f"  kept {r['samples_kept']}/{r['samples_seen']} (sifted {r['fraction_sifted']:.0%}, "
-            f"scoring {r['scoring_seconds']:.1f}s of {r['train_seconds']:.1f}s)"
-        )
-    return line + f"  {r['samples_per_second']:.1f} samples/s  {r['elapsed_seconds']:.1f}s"
 
 
 def _enable_gradient_checkpointing(net: torch.nn.Module) -> None:

@@ -1,0 +1,65 @@
+"""An epoch's record: training figures summed over the processes, validation metrics, its log line.
+
+The record is what ``metrics.jsonl`` holds a line of, what ``on_epoch`` gets, and what the
+best epoch is chosen from; every process computes the same one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..inference import Classifier
+from ..metrics import classification_metrics, cross_entropy
+from ..sifting import SiftingStats
+from .distributed import World
+from .state import Tally
+
+__all__ = ["epoch_line", "training_figures", "validation_metrics"]
+
+
+def training_figures(world: World, tally: Tally, sifting: SiftingStats | None, train_seconds: float) -> dict:
+    """The epoch's training figures, summed over the processes (scoring time: seconds per process)."""
+    mine = sifting or SiftingStats(tally.rows, tally.rows)
+    loss_sum, rows, seen, kept, scoring = world.agree(tally.loss, tally.rows, mine.seen, mine.kept, mine.scoring_seconds)
+    stats = SiftingStats(int(seen), int(kept), scoring / world.size)
+    return {
+        "train_loss": loss_sum / max(rows, 1),
+        "samples_per_second": stats.seen / train_seconds,
+        "samples_seen": stats.seen,
+        "samples_kept": stats.kept,
+        "fraction_sifted": stats.fraction_sifted,
+        "scoring_seconds": stats.scoring_seconds,
+        "train_seconds": train_seconds,
+    }
+
+
+def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list[int], world: World) -> dict:
+    """Validation metrics; each process computes the logits of every processes-th text."""
+    if not ids:
+        return {"val_loss": None, "val_accuracy": None, "val_f1": None, "val_mcc": None}
+    clf.backend.model.eval()
+    logits = np.empty((len(ids), len(clf.labels)), dtype=np.float32)
+    for rank, part in enumerate(world.gather(clf.forward(ids[world.rank :: world.size]))):
+        logits[rank :: world.size] = part
+    m = classification_metrics(labels, logits.argmax(axis=1), len(clf.labels))
+    return {
+        "val_loss": cross_entropy(logits, labels),
+        "val_accuracy": m["accuracy"],
+        "val_f1": m["f1_macro"],
+        "val_mcc": m["mcc"],
+    }
+
+
+def epoch_line(r: dict, epochs: int) -> str:
+    line = f"epoch {r['epoch']}/{epochs}  train_loss {r['train_loss']:.4f}"
+    if r["val_loss"] is not None:
+        line += (
+            f"  val_loss {r['val_loss']:.4f}  val_accuracy {r['val_accuracy']:.4f}"
+            f"  val_f1 {r['val_f1']:.4f}  val_mcc {r['val_mcc']:.4f}"
+        )
+    if r["scoring_seconds"]:
+        line += (
+            f"  kept {r['samples_kept']}/{r['samples_seen']} (sifted {r['fraction_sifted']:.0%}, "
+            f"scoring {r['scoring_seconds']:.1f}s of {r['train_seconds']:.1f}s)"
+        )
+    return line + f"  {r['samples_per_second']:.1f} samples/s  {r['elapsed_seconds']:.1f}s"
