@@ -164,8 +164,8 @@ class RunOptions:
     checkpoint_every_steps: int = _hp(500, "Write a checkpoint every N optimizer steps (0: only at the end of each epoch).")
     keep_checkpoints: int = _hp(2, "Newest checkpoints kept; 0 writes none (SIGINT/SIGTERM then stop without one).")
     resume: bool | None = _hp(
-        None, "Continue from the newest checkpoint of this job: true requires one, false discards any "
-              "[default: resume when there is one]."
+        None, "Continue from the newest checkpoint of this job: --resume (True) requires one, --no-resume "
+              "(False) discards any [default: resume when there is one]."
     )
     device: str = _hp("auto", "cpu, cuda, or auto (cuda when PyTorch sees a GPU). GPUs that support "
                               "bfloat16 compute under bfloat16 autocast; the CPU in float32.", choices=("auto", "cpu", "cuda"))
