@@ -152,6 +152,14 @@ def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_bert, sentiment_files, t
     assert [r["state"] for r in result.trials] == ["COMPLETE"] * 3, result.trials
 
 
+
+def test_timeout_starts_no_trial_after_the_time_is_up(tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    lines: list[str] = []
+    result = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=4,
+                          timeout=1e-3, early_stopping_trials="off", seed=0, epochs=1, max_seq_length=32, log=lines.append)
+    assert len(result.trials) <= 1 and any("time is up" in line for line in lines), lines
+
 def _finished(study: optuna.Study, epochs: int, curve: list[float]) -> None:
     study.add_trial(optuna.trial.create_trial(
         params={}, distributions={}, value=max(curve), intermediate_values=dict(enumerate(curve, start=1)),

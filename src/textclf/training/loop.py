@@ -34,6 +34,13 @@ from ..inference import Classifier, TextEncoder
 __all__ = ["TrainResult", "train"]
 
 MAX_GRAD_NORM = 1.0
+SIFTING_CANDIDATES = 4
+"""With sifting, candidates are scored in batches of this many training batches (rows of similar
+length): one forward pass over 128 rows costs about 0.6x of four over 32 on CPU, and each yields
+about 128 / (1 + beta) kept rows, cut into full training batches of ``batch_size``. Candidates
+come in random order like unsifted batches, so a batch that joins the kept rows of two
+candidates is padded to the longer; measured, that costs less than keeping neighbours alike in
+length by leaving them in length order, which cost 1.6 points of accuracy (SST-2, 8,000 rows)."""
 
 
 @dataclass
@@ -103,12 +110,13 @@ def train(
     pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
 
     epoch_batches = _EpochBatches(
-        train_ids, td.train_labels, hp.batch_size, (pad_id, left), np.random.default_rng(hp.seed),
-        shuffle_batches=not hp.sifting,  # sifting joins neighbouring batches: keep neighbours alike in length
+        train_ids, td.train_labels, hp.batch_size * (SIFTING_CANDIDATES if hp.sifting else 1), (pad_id, left),
+        np.random.default_rng(hp.seed),
     )
     batches: Iterable[dict] = epoch_batches
     if hp.sifting:
-        sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed)
+        sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed,
+                                hp.sifting_scoring_dtype)
         batches = SiftingDataLoader(
             epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
             pad_values={"input_ids": pad_id}, padding_side="left" if left else "right", forward=_logits_of,
@@ -254,16 +262,15 @@ def _per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 class _EpochBatches:
     """Length-grouped, padded training batches; each pass reshuffles. ``produced`` counts rows this pass."""
 
-    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], rng,
-                 shuffle_batches: bool = True):
+    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], rng):
         self.ids, self.labels = ids, np.asarray(labels)
         self.lengths = [len(x) for x in ids]
-        self.batch_size, self.padding, self.rng, self.shuffle_batches = batch_size, padding, rng, shuffle_batches
+        self.batch_size, self.padding, self.rng = batch_size, padding, rng
         self.produced = 0
 
     def __iter__(self) -> Iterator[dict]:
         self.produced = 0
-        for rows in length_grouped_batches(self.lengths, self.batch_size, self.rng, self.shuffle_batches):
+        for rows in length_grouped_batches(self.lengths, self.batch_size, self.rng):
             batch = collate(self.ids, rows, *self.padding)
             self.produced += len(rows)
             yield {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
