@@ -49,11 +49,6 @@ def test_bad_config_is_refused(bad):
         SiftingConfig(**bad)
 
 
-class FirstToken(torch.nn.Module):
-    def forward(self, input_ids, attention_mask):
-        return input_ids[:, :1].float()
-
-
 class LossIsTheInput(torch.nn.Module):
     """A 'model' whose per-sample loss is the sample's first feature: sifting decisions are known."""
 
@@ -115,43 +110,6 @@ def test_wrapper_yields_full_batches_in_order_without_duplicates():
     assert all(len(b[1]) == 32 for b in dropped)
 
 
-
-def varied_length_loader(n: int, batch: int, seed: int = 0) -> tuple[list[dict], np.ndarray]:
-    """Dict batches of rows alike in length, the batches in random order of length, as training's candidates
-    come; row i has label i."""
-    lengths = np.sort(np.random.default_rng(seed).integers(1, 40, size=n))
-    batches = [lengths[i : i + batch][::-1] for i in range(0, n, batch)]
-    np.random.default_rng(seed + 1).shuffle(batches)
-    lengths = np.concatenate(batches)
-    out = []
-    for start in range(0, n, batch):
-        part = torch.from_numpy(lengths[start : start + batch].copy())
-        mask = (torch.arange(int(part.max()))[None, :] < part[:, None]).long()
-        out.append({"input_ids": mask * 7, "attention_mask": mask, "labels": torch.arange(start, start + len(part))})
-    return out, lengths
-
-
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_length_pool_yields_every_kept_row_once_in_tightly_padded_full_batches(drop_last):
-    loader, lengths = varied_length_loader(4000, batch=128)
-    losses = torch.from_numpy(np.random.default_rng(5).exponential(size=4000))  # row i's loss, whatever the batch
-
-    def sift(**kw):
-        sifted = SiftingDataLoader(loader, FirstToken(), lambda out, rows: losses[rows], SiftingConfig(beta=1.0, delay=0),
-                                   batch_size=32, drop_last=drop_last, **kw)
-        return list(sifted), sifted.stats.kept
-
-    (fifo, _), (pooled, kept) = sift(), sift(length_pool=8)
-    ids = torch.cat([b["labels"] for b in pooled]).tolist()
-    assert len(ids) == len(set(ids)) == kept and 1500 < kept < 2500
-    assert all(len(b["labels"]) == 32 for b in pooled[:-1]) and len(pooled) == len(fifo)
-    assert sorted(ids) == sorted(torch.cat([b["labels"] for b in fifo]).tolist()) or drop_last  # the same rows kept
-    for b in pooled:  # every row keeps its own tokens; no batch is wider than its longest row
-        assert b["attention_mask"].sum(dim=1).tolist() == lengths[b["labels"].numpy()].tolist()
-        assert b["attention_mask"].shape[1] == lengths[b["labels"].numpy()].max()
-    padded = [sum(b["attention_mask"].numel() for b in run) for run in (pooled, fifo)]
-    assert padded[0] < 0.95 * padded[1], padded  # fewer padded tokens than joining leftovers in arrival order
-
 def test_wrapper_keeps_high_loss_samples_and_counts_delay_across_passes():
     loader = toy_loader()
     sifted = SiftingDataLoader(loader, LossIsTheInput(), identity_loss, SiftingConfig(delay=5), batch_size=32)
@@ -165,6 +123,10 @@ def test_wrapper_keeps_high_loss_samples_and_counts_delay_across_passes():
 
 
 def test_wrapper_joins_dict_batches_of_different_widths_with_padding():
+    class FirstToken(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return input_ids[:, :1].float()
+
     short = {"input_ids": torch.tensor([[5, 1], [6, 1]]), "attention_mask": torch.ones(2, 2, dtype=torch.long), "labels": torch.tensor([0, 1])}
     wide = {"input_ids": torch.tensor([[7, 1, 1], [8, 1, 1]]), "attention_mask": torch.ones(2, 3, dtype=torch.long), "labels": torch.tensor([1, 0])}
     always = SiftingConfig(beta=0.0, delay=0)  # p ** 0 == 1: keep everything

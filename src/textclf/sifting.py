@@ -31,14 +31,10 @@ The loader's batches are the candidates scored together; they may be larger than
 ``batch_size`` (the training batch), which makes scoring cheaper per sample: textclf's own
 loop scores candidates of ``4 * batch_size`` rows of similar length.
 
-Guarantees: a sample appears in at most one yielded batch; every yielded batch has
-``batch_size`` rows except the last of a pass, which holds the leftover kept samples
-(dropped with ``drop_last=True``). By default kept samples are yielded in the order the
-underlying loader produced them. With ``length_pool=N``, each loader batch's kept rows
-first fill as many full batches as they can on their own (so a batch of rows alike in
-length stays alike); the few left over wait in a pool, which is cut into batches longest
-first (by ``attention_mask``) once it holds ``N`` batches' worth, so joined batches carry
-little padding; those rows are trained on a few batches later than their arrival. Rows joined from batches of different
+Guarantees: a sample appears in at most one yielded batch; kept samples are yielded
+in the order the underlying loader produced them; every yielded batch has the
+loader's batch size except the last of a pass, which holds the leftover kept
+samples (dropped with ``drop_last=True``). Rows joined from batches of different
 widths are padded on ``padding_side`` with ``pad_values[key]`` (default 0), and
 columns that are padding in every row (per ``attention_mask``) are dropped. The
 same seed and the same sequence of batches and losses give the same selection.
@@ -136,7 +132,6 @@ class SiftingDataLoader:
         padding_side: str = "right",
         drop_last: bool = False,
         forward: Callable[[torch.nn.Module, Any], Any] | None = None,
-        length_pool: int = 0,
     ):
         self.dataloader = dataloader
         self.model = model
@@ -150,9 +145,6 @@ class SiftingDataLoader:
             raise ConfigError(f"padding_side must be 'right' or 'left', but got padding_side={padding_side!r}.")
         self.pad_left = padding_side == "left"
         self.drop_last = drop_last
-        if length_pool < 0:
-            raise ConfigError(f"length_pool must be at least 0, but got length_pool={length_pool}.")
-        self.length_pool = length_pool
         self.forward = forward or _default_forward
         self.sifter = RelativeProbabilisticSifter(config)
         self.batches_yielded = 0  # across passes: the delay counts from the start of training
@@ -175,41 +167,19 @@ class SiftingDataLoader:
             else:
                 keep = np.flatnonzero(self.sifter.keep(self._losses(batch)))
             self.stats.kept += len(keep)
-            if self.length_pool:  # full batches from this batch's own rows; the rest waits in the pool
-                whole = len(keep) - len(keep) % self.batch_size
-                for start in range(0, whole, self.batch_size):
-                    self.batches_yielded += 1
-                    yield self._join([(batch, keep[start : start + self.batch_size])])
-                keep = keep[whole:]
             if len(keep):
                 pending.append((batch, keep))
                 waiting += len(keep)
-            if not self.length_pool:
-                while waiting >= self.batch_size:
-                    full, pending = _take(pending, self.batch_size)
-                    waiting -= self.batch_size
-                    self.batches_yielded += 1
-                    yield self._join(full)
-            elif waiting >= self.length_pool * self.batch_size:  # the oldest whole batches' worth, by length
-                ready, pending = _take(pending, waiting - waiting % self.batch_size)
-                waiting %= self.batch_size
-                yield from self._cut(_by_length(ready))
-        if self.length_pool and waiting:
-            ready, pending = _take(_by_length(pending), waiting - waiting % self.batch_size)
-            waiting %= self.batch_size
-            yield from self._cut(ready)
+            while waiting >= self.batch_size:
+                full, pending = _take(pending, self.batch_size)
+                waiting -= self.batch_size
+                self.batches_yielded += 1
+                yield self._join(full)
         if waiting and self.drop_last:
             self.stats.kept -= waiting
         elif waiting:
             self.batches_yielded += 1
             yield self._join(pending)
-
-    def _cut(self, parts: list[tuple[Any, np.ndarray]]) -> Iterator:
-        """Full batches from ``parts``, whose row count is a multiple of ``batch_size``."""
-        while parts:
-            full, parts = _take(parts, self.batch_size)
-            self.batches_yielded += 1
-            yield self._join(full)
 
     def _losses(self, batch: Any) -> np.ndarray:
         start = time.perf_counter()
@@ -237,24 +207,6 @@ class SiftingDataLoader:
                 joined = {k: v[:, used] if v.ndim == 2 and v.shape[1] == used.shape[0] else v for k, v in joined.items()}
             return joined
         return type(first)(_cat([b[j][torch.from_numpy(i)] for b, i in parts], 0, self.pad_left) for j in range(len(first)))
-
-
-def _by_length(pending: list[tuple[Any, np.ndarray]]) -> list[tuple[Any, np.ndarray]]:
-    """The rows of ``pending`` regrouped longest first (by ``attention_mask``; in order without one)."""
-    rows = [(batch, int(i), _row_length(batch, int(i))) for batch, idx in pending for i in idx]
-    rows.sort(key=lambda row: -row[2])  # stable: ties keep arrival order
-    grouped: list[tuple[Any, list[int]]] = []
-    for batch, i, _ in rows:
-        if grouped and grouped[-1][0] is batch:
-            grouped[-1][1].append(i)
-        else:
-            grouped.append((batch, [i]))
-    return [(batch, np.asarray(idx)) for batch, idx in grouped]
-
-
-def _row_length(batch: Any, i: int) -> int:
-    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
-    return int(mask[i].sum()) if mask is not None and mask.ndim == 2 else 0
 
 
 def _take(pending: list[tuple[Any, np.ndarray]], n: int) -> tuple[list, list]:
