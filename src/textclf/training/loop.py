@@ -39,8 +39,9 @@ SIFTING_CANDIDATES = 4
 length): one forward pass over 128 rows costs about 0.6x of four over 32 on CPU, and each yields
 about 128 / (1 + beta) kept rows, cut into full training batches of ``batch_size``. Candidates
 come in random order like unsifted batches, so a batch that joins the kept rows of two
-candidates is padded to the longer; measured, that costs less than keeping neighbours alike in
-length by leaving them in length order, which cost 1.6 points of accuracy (SST-2, 8,000 rows)."""
+candidates is padded to the longer (16.2 padded tokens per kept SST-2 row at beta 1, against 13.95
+unsifted). Leaving candidates in length order keeps batches tight but cost 1.6 points of accuracy
+(SST-2, 8,000 rows); see bench/RESULTS.md for a length pool that was tried and reverted."""
 
 
 @dataclass
