@@ -21,6 +21,7 @@ README_DEFAULTS = {
     "early_stopping_patience": 5, "early_stopping_min_delta": 0.0, "warmup_ratio": 0.1, "weight_decay": 0.01,
     "seed": 0, "gradient_accumulation_steps": 1,
     "sifting": False, "sifting_beta": 1.0, "sifting_loss_history_length": 500, "sifting_delay": 100,
+    "sifting_scoring_dtype": "auto",
 }
 
 
@@ -97,7 +98,8 @@ def test_invalid_value_names_the_source_field_and_value(name, raw, expected):
         ("warmup_ratio", "1.5", "must be at most 1"),
         ("validation_split_ratio", "1", "must be in [0, 1)"),
         ("validation_split_ratio", "-0.2", "must be in [0, 1)"),
-        ("reinitialize_top_layer", "sometimes", "must be 'auto', 'true' or 'false'"),
+        ("reinitialize_top_layer", "sometimes", "must be one of 'auto', 'true', 'false'"),
+        ("sifting_scoring_dtype", "float16", "must be one of 'auto', 'float32', 'bfloat16'"),
         ("warmup_ratio", "nan", "must be a finite number"),
         ("learning_rate", "inf", "must be a finite number"),
     ],
@@ -249,7 +251,7 @@ def test_run_options_defaults_and_cli_flags(tmp_path, captured_training):
 @pytest.mark.parametrize(("values", "message"), [
     ({"checkpoint_every_steps": -1}, "checkpoint_every_steps must be at least 0, but got checkpoint_every_steps=-1."),
     ({"keep_checkpoints": -2}, "keep_checkpoints must be at least 0, but got keep_checkpoints=-2."),
-    ({"device": "tpu"}, "device must be 'auto', 'cpu' or 'cuda', but got device='tpu'."),
+    ({"device": "tpu"}, "device must be one of 'auto', 'cpu', 'cuda', but got device='tpu'."),
     ({"resume": True, "keep_checkpoints": 0}, "resume needs checkpoints, but keep_checkpoints=0;"),
 ])
 def test_run_options_refuse_bad_values(values, message):

@@ -93,8 +93,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(bert_wi
 
 
 def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupted_result(tiny_bert, sentiment_files, tmp_path):
-    # 193 rows in global batches of 16: the last has 1 row, so rank 1 has a batch fewer, and sifting
-    # keeps different numbers of rows in each process: the processes take different numbers of micro-batches.
+    # 193 rows in global sifting candidates of 64 (4 batches of 8, 2 processes): the last has 1 row, so rank 1
+    # has a candidate fewer, and sifting keeps different numbers of rows in each process: the processes take
+    # different numbers of micro-batches.
     train = write_csv(tmp_path / "train.csv", make_sentences(193, 5))
     args = ["--nproc", "2", "--data", str(train), "--validation", str(sentiment_files[1]), "--model", str(tiny_bert),
             "--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "8", "--max-seq-length", "32", "--sifting", "true",

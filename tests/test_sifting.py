@@ -42,7 +42,8 @@ def test_same_seed_same_selection_other_seed_differs():
     assert not np.array_equal(a, keep_masks(SiftingConfig(seed=8), losses))
 
 
-@pytest.mark.parametrize("bad", [{"beta": -1}, {"beta": float("nan")}, {"loss_history_length": 0}, {"delay": -1}])
+@pytest.mark.parametrize("bad", [{"beta": -1}, {"beta": float("nan")}, {"loss_history_length": 0}, {"delay": -1},
+                                 {"scoring_dtype": "float16"}])
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError):
         SiftingConfig(**bad)
@@ -58,6 +59,35 @@ class LossIsTheInput(torch.nn.Module):
 def identity_loss(outputs, labels):
     return outputs[:, 0]
 
+
+class RecordsAutocast(torch.nn.Linear):
+    """A linear 'model' that notes, per forward pass, whether it was scoring (eval mode) and under bfloat16 autocast."""
+
+    def __init__(self):
+        super().__init__(1, 1)
+        self.calls: list[tuple[bool, bool]] = []
+
+    def forward(self, x):
+        bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        self.calls.append((not self.training, bf16))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(("dtype", "expected"), [("float32", False), ("bfloat16", True), ("auto", None)])
+def test_scoring_pass_runs_in_the_asked_precision_and_training_in_float32(dtype, expected, monkeypatch):
+    from textclf import sifting
+
+    monkeypatch.setattr(sifting, "native_bf16", lambda: True)  # auto follows the hardware check
+    model = RecordsAutocast()
+    batches = [(torch.randn(8, 1), torch.zeros(8)) for _ in range(4)]
+    sifted = SiftingDataLoader(batches, model, lambda out, _: out[:, 0].float(), SiftingConfig(delay=0, scoring_dtype=dtype),
+                               batch_size=8)
+    for batch in sifted:
+        model(batch[0])  # the caller's training forward, outside the scoring pass
+    scoring = [bf16 for is_scoring, bf16 in model.calls if is_scoring]
+    training = [bf16 for is_scoring, bf16 in model.calls if not is_scoring]
+    assert scoring == [True if expected is None else expected] * 4
+    assert training and not any(training)
 
 def toy_loader(n: int = 640, batch: int = 32, seed: int = 0):
     rng = np.random.default_rng(seed)

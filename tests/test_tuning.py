@@ -20,6 +20,7 @@ from test_cli_errors import assert_one_line_error
 import textclf
 from textclf.cli import main
 from textclf.errors import ConfigError
+from textclf.tuning.study import EPOCHS_ATTR, PeerMedianPruner
 
 QUIET = {"log": lambda _: None}
 FIXED = {"max_seq_length": 32, "warmup_ratio": 0.0, "learning_rate": 3e-3, "batch_size": 16}
@@ -138,6 +139,51 @@ def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_fi
     assert pruned["epochs_run"] < 3 and not (result.output / "trials" / f"{pruned['number']:04d}").exists()
     assert result.best_trial == 0
 
+
+
+def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    result = textclf.tune(
+        train, tmp_path / "study", model=tiny_bert, validation=val, max_trials=3, objective="val_loss",
+        search_space={"learning_rate": {"type": "float", "low": 1e-9, "high": 1e-8, "log": True}},
+        first_trials=[{"learning_rate": 1e-2}], strategy="random", early_stopping_trials="median",
+        pruning_startup_trials=1, seed=0, epochs=1, max_seq_length=32, warmup_ratio=0.0, batch_size=16, **QUIET,
+    )
+    assert [r["state"] for r in result.trials] == ["COMPLETE"] * 3, result.trials
+
+
+
+def test_timeout_starts_no_trial_after_the_time_is_up(tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    lines: list[str] = []
+    result = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=4,
+                          timeout=1e-3, early_stopping_trials="off", seed=0, epochs=1, max_seq_length=32, log=lines.append)
+    assert len(result.trials) <= 1 and any("time is up" in line for line in lines), lines
+
+def _finished(study: optuna.Study, epochs: int, curve: list[float]) -> None:
+    study.add_trial(optuna.trial.create_trial(
+        params={}, distributions={}, value=max(curve), intermediate_values=dict(enumerate(curve, start=1)),
+        user_attrs={EPOCHS_ATTR: epochs},
+    ))
+
+
+def test_median_pruning_compares_only_trials_planned_for_as_many_epochs():
+    study = optuna.create_study(direction="maximize", pruner=PeerMedianPruner(n_startup_trials=1))
+    for _ in range(3):
+        _finished(study, 1, [0.90])  # short trials end their schedule at epoch 1
+
+    def at_epoch_1(epochs: int, value: float) -> bool:
+        trial = study.ask()
+        trial.set_user_attr(EPOCHS_ATTR, epochs)
+        trial.report(value, 1)
+        pruned = trial.should_prune()
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return pruned
+
+    assert not at_epoch_1(3, 0.70), "a 3-epoch trial was judged against 1-epoch trials"
+    assert at_epoch_1(1, 0.70)
+    _finished(study, 3, [0.80, 0.88, 0.93])
+    assert at_epoch_1(3, 0.70) and not at_epoch_1(3, 0.85)
 
 @pytest.mark.parametrize(("name", "content", "fragments"), [
     ("space.json", '{"learning_rat": {"type": "float", "low": 1e-5, "high": 1e-4}}', ["unknown hyperparameter 'learning_rat'", "Did you mean 'learning_rate'"]),

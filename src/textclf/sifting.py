@@ -6,7 +6,9 @@ dropout, the batch already tokenised and padded); its percentile ``p`` among the
 last ``loss_history_length`` losses gives it a keep probability ``p ** beta``. With
 losses drawn from one distribution ``p`` is uniform, so about ``1 / (1 + beta)`` of
 the data is kept. Kept samples accumulate until a full batch, which then gets the
-normal forward and backward pass. The first ``delay`` batches pass unsifted.
+normal forward and backward pass. The first ``delay`` batches pass unsifted. The scoring
+pass only ranks losses, so by default (``scoring_dtype="auto"``) it runs under bfloat16
+autocast where the hardware multiplies bfloat16 natively, about twice as fast as float32.
 
 Use it in your own PyTorch loop::
 
@@ -25,6 +27,10 @@ Batches are dicts of tensors with a ``labels`` entry (scored as ``model(**rest)`
 taking ``.logits`` when the output has it), or tuples ``(*inputs, labels)`` (scored
 as ``model(*inputs)``). ``loss_fn(outputs, labels)`` must return one loss per sample.
 
+The loader's batches are the candidates scored together; they may be larger than
+``batch_size`` (the training batch), which makes scoring cheaper per sample: textclf's own
+loop scores candidates of ``4 * batch_size`` rows of similar length.
+
 Guarantees: a sample appears in at most one yielded batch; kept samples are yielded
 in the order the underlying loader produced them; every yielded batch has the
 loader's batch size except the last of a pass, which holds the leftover kept
@@ -32,7 +38,8 @@ samples (dropped with ``drop_last=True``). Rows joined from batches of different
 widths are padded on ``padding_side`` with ``pad_values[key]`` (default 0), and
 columns that are padding in every row (per ``attention_mask``) are dropped. The
 same seed and the same sequence of batches and losses give the same selection.
-The first ``delay`` batches (counted over all passes) are yielded unsifted.
+The first ``delay`` yielded batches (counted over all passes) are trained on unsifted
+and unscored; a loader batch of exactly ``batch_size`` rows then passes through untouched.
 ``state_dict()`` and ``load_state_dict()`` save and restore all of it, between passes or in
 the middle of one (kept rows not yet yielded included), for checkpoints.
 """
@@ -50,6 +57,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .models import DTYPES, native_bf16
 
 __all__ = ["RelativeProbabilisticSifter", "SiftingConfig", "SiftingDataLoader", "SiftingStats"]
 
@@ -62,8 +70,11 @@ class SiftingConfig:
     loss_history_length: int = 500
     delay: int = 100
     seed: int = 0
+    scoring_dtype: str = "auto"  # float32, bfloat16, or auto: bfloat16 autocast where the hardware has it natively
 
     def __post_init__(self) -> None:
+        if self.scoring_dtype not in DTYPES:
+            raise ConfigError(f"scoring_dtype must be one of {', '.join(DTYPES)}, but got scoring_dtype={self.scoring_dtype!r}.")
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise ConfigError(f"sifting_beta must be a number at least 0, but got sifting_beta={self.beta}.")
         if self.loss_history_length < 1:
@@ -154,12 +165,15 @@ class SiftingDataLoader:
         for batch in self.dataloader:
             rows = _num_rows(batch)
             self.stats.seen += rows
-            if self.batches_yielded < self.config.delay and not self._pending:
-                self.stats.kept += rows
-                self.batches_yielded += 1
-                yield batch
-                continue
-            keep = np.flatnonzero(self.sifter.keep(self._losses(batch)))
+            if self.batches_yielded < self.config.delay:
+                if not self._pending and rows == self.batch_size:
+                    self.stats.kept += rows
+                    self.batches_yielded += 1
+                    yield batch
+                    continue
+                keep = np.arange(rows)  # still in the delay: every row is trained on, none is scored
+            else:
+                keep = np.flatnonzero(self.sifter.keep(self._losses(batch)))
             self.stats.kept += len(keep)
             if len(keep):
                 self._pending.append((batch, keep))
@@ -209,7 +223,7 @@ class SiftingDataLoader:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), _scoring_autocast(self.model, self.config.scoring_dtype):
                 losses = self.loss_fn(self.forward(self.model, batch), _labels(batch))
         finally:
             self.model.train(was_training)
@@ -255,6 +269,16 @@ def _cat(tensors: list[torch.Tensor], pad_value: int, left: bool) -> torch.Tenso
             for t in tensors
         ]
     return torch.cat(tensors)
+
+
+def _scoring_autocast(model: torch.nn.Module, dtype: str):
+    """bfloat16 autocast for the scoring pass, where asked for or (``auto``) where it is native and fast."""
+    param = next(model.parameters(), None)
+    device = "cpu" if param is None else param.device.type
+    if dtype == "auto":
+        native = native_bf16() if device == "cpu" else device == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = "bfloat16" if native else "float32"
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
 
 def _labels(batch: Any) -> torch.Tensor:

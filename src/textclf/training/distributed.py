@@ -79,8 +79,9 @@ class World:
         return "bfloat16" if self.bf16 else "float32"
 
     def autocast(self) -> ContextManager:
-        """bfloat16 autocast on GPUs that support it; nothing on the CPU."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        """bfloat16 autocast on GPUs that support it; nothing (not even a disabled autocast, which
+        would switch off an enclosing one) on the CPU."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """``model`` in DistributedDataParallel with several processes (rank 0's weights copied to all), else itself.

@@ -48,6 +48,14 @@ from .state import BestEpoch, EpochBatches, Tally, TrainingState
 __all__ = ["TrainResult", "train"]
 
 MAX_GRAD_NORM = 1.0
+SIFTING_CANDIDATES = 4
+"""With sifting, candidates are scored in batches of this many training batches (rows of similar
+length): one forward pass over 128 rows costs about 0.6x of four over 32 on CPU, and each yields
+about 128 / (1 + beta) kept rows, cut into full training batches of ``batch_size``. Candidates
+come in random order like unsifted batches, so a batch that joins the kept rows of two
+candidates is padded to the longer (16.2 padded tokens per kept SST-2 row at beta 1, against 13.95
+unsifted). Leaving candidates in length order keeps batches tight but cost 1.6 points of accuracy
+(SST-2, 8,000 rows); see bench/RESULTS.md for a length pool that was tried and reverted."""
 
 
 @dataclass
@@ -132,17 +140,16 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
         val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
         pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
         epoch_batches = EpochBatches(
-            train_ids, td.train_labels, hp.batch_size, (pad_id, left), hp.seed,
-            shuffle_batches=not hp.sifting,  # sifting joins neighbouring batches: keep neighbours alike in length
+            train_ids, td.train_labels, hp.batch_size * (SIFTING_CANDIDATES if hp.sifting else 1), (pad_id, left), hp.seed,
             shard=(world.rank, world.size), device=world.device,
         )
         batches: Iterable[dict] = epoch_batches
-        if hp.sifting:  # each process sifts its own shard
-            sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed + world.rank)
+        if hp.sifting:  # each process sifts its own shard (scoring precision: sifting_scoring_dtype)
+            sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed + world.rank,
+                                    hp.sifting_scoring_dtype)
             batches = SiftingDataLoader(
                 epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
-                pad_values={"input_ids": pad_id}, padding_side="left" if left else "right",
-                forward=lambda m, b: _logits_of(m, b, world),
+                pad_values={"input_ids": pad_id}, padding_side="left" if left else "right", forward=_logits_of,
             )
         optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
         total_rows = len(train_ids) * hp.epochs

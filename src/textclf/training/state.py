@@ -36,10 +36,10 @@ class EpochBatches:
     """
 
     def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], seed: int,
-                 shuffle_batches: bool = True, shard: tuple[int, int] = (0, 1), device: torch.device | str = "cpu"):
+                 shard: tuple[int, int] = (0, 1), device: torch.device | str = "cpu"):
         self.ids, self.labels = ids, np.asarray(labels)
         self.lengths = [len(x) for x in ids]
-        self.batch_size, self.padding, self.seed, self.shuffle_batches = batch_size, padding, seed, shuffle_batches
+        self.batch_size, self.padding, self.seed = batch_size, padding, seed
         self.rank, self.processes = shard
         self.device = device
         self._rng, self._drawn, self._plan = np.random.default_rng(seed), 0, []
@@ -49,7 +49,7 @@ class EpochBatches:
         if self._drawn > epoch:  # an earlier pass: draw again from the start
             self._rng, self._drawn = np.random.default_rng(self.seed), 0
         while self._drawn < epoch:
-            batches = length_grouped_batches(self.lengths, self.batch_size * self.processes, self._rng, self.shuffle_batches)
+            batches = length_grouped_batches(self.lengths, self.batch_size * self.processes, self._rng)
             self._plan = [rows[self.rank :: self.processes] for rows in batches]
             self._drawn += 1
         self.position = position

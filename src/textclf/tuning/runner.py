@@ -21,7 +21,7 @@ import optuna
 from ..backends import cores
 from ..config import RunOptions
 from .config import TuneConfig
-from .study import counted, open_study, retry, worker_id
+from .study import EPOCHS_ATTR, counted, open_study, retry, worker_id
 
 __all__ = ["TRIALS_DIR", "remove_partial", "run_workers", "trial_dir", "work"]
 
@@ -63,10 +63,12 @@ class _Objective:
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         self.log(f"trial {trial.number}: {shown}")
 
+        trial.set_user_attr(EPOCHS_ATTR, hp.epochs)
+
         def report(record: dict) -> None:
             value = record[config.objective]
             trial.report(value, record["epoch"])
-            if trial.should_prune():
+            if record["epoch"] < hp.epochs and trial.should_prune():  # at the last epoch, stopping saves nothing
                 self.log(f"trial {trial.number}: pruned after epoch {record['epoch']} ({config.objective} {value:.4f})")
                 raise optuna.TrialPruned()
 

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import ConfigError
 from .config import TuneConfig
 
-__all__ = ["FINISHED", "counted", "is_retry_of", "make_pruner", "make_sampler", "open_study", "recover_lost_trials", "retry",
+__all__ = ["EPOCHS_ATTR", "FINISHED", "PeerMedianPruner", "counted", "is_retry_of", "make_pruner", "make_sampler", "open_study", "recover_lost_trials", "retry",
            "worker_id"]
 
 HEARTBEAT_SECONDS, GRACE_SECONDS, MAX_RETRIES = 30, 120, 3
@@ -51,13 +51,51 @@ def make_sampler(config: TuneConfig, offset: int = 0) -> optuna.samplers.BaseSam
 
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
-    """Stops a trial whose per-epoch objective falls behind: never, the median rule, or Hyperband."""
+    """Stops a trial whose per-epoch objective falls behind: never, the median rule, or Hyperband.
+
+    The median rule compares a trial only with finished trials planned for as many epochs
+    (``PeerMedianPruner``). The runner never asks at a trial's last epoch, where stopping saves nothing.
+    """
     if config.early_stopping_trials == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=config.pruning_startup_trials, n_warmup_steps=0)
+        return PeerMedianPruner(n_startup_trials=config.pruning_startup_trials)
     if config.early_stopping_trials == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
     return optuna.pruners.NopPruner()
 
+
+
+EPOCHS_ATTR = "epochs"
+"""The user attribute holding the epochs a trial is planned for (set before it trains)."""
+
+
+class PeerMedianPruner(optuna.pruners.BasePruner):
+    """Optuna's median rule among trials planned for the same number of epochs.
+
+    The learning rate decays linearly to 0 over a trial's planned epochs, so epoch 1 of a 3-epoch
+    trial (still at a high rate) is not comparable with the finished epoch 1 of a 1-epoch trial;
+    comparing them prunes long trials that would have come out best. A trial is therefore judged,
+    with ``optuna.pruners.MedianPruner``'s own rule and ``n_startup_trials``, against the finished
+    trials that share its planned epochs.
+    """
+
+    def __init__(self, n_startup_trials: int = 2):
+        self._median = optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0)
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return self._median.prune(_Peers(study, trial.user_attrs.get(EPOCHS_ATTR)), trial)
+
+
+class _Peers:
+    """A read-only view of ``study`` whose ``get_trials`` holds only trials planned for ``epochs`` epochs."""
+
+    def __init__(self, study: optuna.Study, epochs: int | None):
+        self._study, self._epochs = study, epochs
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
+
+    def get_trials(self, *args, **kwargs) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study.get_trials(*args, **kwargs) if t.user_attrs.get(EPOCHS_ATTR) == self._epochs]
 
 def open_study(config: TuneConfig, offset: int = 0) -> optuna.Study:
     """Create the study, or load it and check that it was made by the same command."""
