@@ -163,7 +163,9 @@ class RunOptions:
         None, "Folder for checkpoints [default: inside the output's hidden staging folder]; "
               "with several machines, one they all can read. Removed when the run completes."
     )
-    checkpoint_every_steps: int = _hp(500, "Write a checkpoint every N optimizer steps (0: only at the end of each epoch).")
+    checkpoint_every_steps: int = _hp(
+        500, "Write a checkpoint every N optimizer steps (0: never mid-epoch), and at the end of every epoch but the last."
+    )
     keep_checkpoints: int = _hp(2, "Newest checkpoints kept; 0 writes none (SIGINT/SIGTERM then stop without one).")
     resume: bool | None = _hp(
         None, "Continue from the newest checkpoint of this job: --resume (True) requires one, --no-resume "
