@@ -123,6 +123,26 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tiny_bert, sentiment
     assert [r["epoch"] for r in result.history] == [1, 2] and staged(output) == []
 
 
+def test_sigterm_while_sifted_batches_wait_resumes_exactly(tiny_bert, sentiment_files, tmp_path):
+    # Sifting candidates are 4 training batches: step 5 trains the first batch of the second candidate (kept
+    # whole in the delay), so the checkpoint holds 3 full batches waiting; the resumed run must train on them
+    # before it scores the next candidate, as the uninterrupted one does.
+    train, val = sentiment_files
+    settings = {**FAST, "epochs": 2, "batch_size": 8, "sifting": True, "sifting_delay": 10}
+    output = tmp_path / "out"
+    args = ["--data", str(train), "--validation", str(val), "--model", str(tiny_bert), "--output", str(output),
+            "--no-progress", *cli_args(settings)]
+    stopped = train_cli(args, "SIGTERM", at_step=5)
+    assert stopped.returncode == 130, stopped.stderr
+    (stage,) = staged(output)
+    pending = checkpoint.load(stage / "checkpoints" / "step-00000005.pt")["processes"][0]["sifting"]["pending"]
+    assert sum(len(keep) for _, keep in pending) == 24
+    result = textclf.train(train, output, model=tiny_bert, validation=val, **QUIET, **settings)
+    reference = textclf.train(train, tmp_path / "reference", model=tiny_bert, validation=val, **QUIET, **settings)
+    assert reference.history[-1]["fraction_sifted"] > 0
+    assert_same_run(reference.output, result.output)
+
+
 def interrupt_after_steps(monkeypatch, steps: int) -> None:
     """Raise KeyboardInterrupt (as a crash would) from the optimizer step number ``steps``."""
     real, count = loop._step, [0]

@@ -220,6 +220,46 @@ class Positioned:
             yield self.batches[self.position - 1]
 
 
+class Logged(Positioned):
+    """A :class:`Positioned` that notes each batch it hands out in ``events``."""
+
+    def __init__(self, batches: list, events: list, position: int = 0):
+        super().__init__(batches, position)
+        self.events = events
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            self.events.append(("pull", self.position))
+            yield batch
+
+
+def test_a_restored_pass_yields_waiting_full_batches_before_pulling_the_next_candidate():
+    # Candidates of 64 rows, training batches of 16: a candidate kept whole (the delay) leaves 3 full batches
+    # waiting after its first, and later ones often 1 or 2. Training runs a step on each yielded batch before
+    # the next candidate is scored, so the order of pulls and yields is part of what must resume exactly.
+    loader, config = toy_loader(batch=64), SiftingConfig(delay=6, seed=2)
+    events: list = []
+    reference = SiftingDataLoader(Logged(loader, events), LossIsTheInput(), identity_loss, config, batch_size=16)
+    for b in reference:
+        events.append(("yield", b[1].tolist()))
+    yields = [i for i, e in enumerate(events) if e[0] == "yield"]
+    cuts = [k for k in range(1, len(yields)) if events[yields[k - 1] + 1][0] == "yield"]  # a full batch was waiting
+    assert len(cuts) >= 4
+    for k in cuts:
+        first_events: list = []
+        first = SiftingDataLoader(Logged(loader, first_events), LossIsTheInput(), identity_loss, config, batch_size=16)
+        passing = iter(first)
+        for _ in range(k):
+            first_events.append(("yield", next(passing)[1].tolist()))
+        resumed_events = list(first_events)
+        second = SiftingDataLoader(Logged(loader, resumed_events, first.dataloader.position), LossIsTheInput(), identity_loss,
+                                   config, batch_size=16)
+        second.load_state_dict(first.state_dict())
+        for b in second:
+            resumed_events.append(("yield", b[1].tolist()))
+        assert resumed_events == events, f"resumed after yield {k}"
+
+
 def test_state_dict_mid_pass_and_between_passes_continues_exactly():
     loader, config = toy_loader(), SiftingConfig(delay=3, seed=5)
     reference = SiftingDataLoader(Positioned(loader), LossIsTheInput(), identity_loss, config, batch_size=32)

@@ -162,6 +162,9 @@ class SiftingDataLoader:
             self._pending = []
         self._continue, self._in_pass = False, True
         waiting = sum(len(keep) for _, keep in self._pending)
+        while waiting >= self.batch_size:  # full batches a restored pass had not yielded yet come first
+            yield self._next_full()
+            waiting -= self.batch_size
         for batch in self.dataloader:
             rows = _num_rows(batch)
             self.stats.seen += rows
@@ -179,10 +182,8 @@ class SiftingDataLoader:
                 self._pending.append((batch, keep))
                 waiting += len(keep)
             while waiting >= self.batch_size:
-                full, self._pending = _take(self._pending, self.batch_size)
+                yield self._next_full()
                 waiting -= self.batch_size
-                self.batches_yielded += 1
-                yield self._join(full)
         rest, self._pending = self._pending, []
         if waiting and self.drop_last:
             self.stats.kept -= waiting
@@ -190,6 +191,12 @@ class SiftingDataLoader:
             self.batches_yielded += 1
             yield self._join(rest)
         self._in_pass = False
+
+    def _next_full(self) -> Any:
+        """The first ``batch_size`` kept rows waiting, joined into a batch."""
+        full, self._pending = _take(self._pending, self.batch_size)
+        self.batches_yielded += 1
+        return self._join(full)
 
     def state_dict(self) -> dict:
         """What it takes to go on exactly from here: the sifter's loss history and RNG, the batches
