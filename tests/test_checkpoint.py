@@ -228,15 +228,17 @@ def test_on_epoch_stopping_the_run_leaves_no_checkpoint(tiny_bert, sentiment_fil
     assert list(tmp_path.iterdir()) == []
 
 
-def test_stop_signals_turn_sigterm_into_a_request():
-    logs: list[str] = []
+def test_stop_signals_turn_sigterm_into_a_request_and_a_third_signal_stops_at_once(capfd):
     before = signal.getsignal(signal.SIGTERM)
-    with checkpoint.StopSignals(True, logs.append) as stop:
+    with checkpoint.StopSignals(True, announce=True) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGINT)  # a second signal while stopping is ignored
-    assert stop.requested == "SIGTERM" and len(logs) == 1
+        assert stop.requested == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the third has its usual effect
+    assert capfd.readouterr().err.count("SIGTERM: stopping after this optimizer step") == 1
     assert signal.getsignal(signal.SIGTERM) is before  # restored
-    with checkpoint.StopSignals(False, logs.append) as off:
+    with checkpoint.StopSignals(False) as off:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert off.requested is None

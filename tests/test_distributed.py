@@ -127,3 +127,16 @@ def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupt
     assert all(r["fraction_sifted"] > 0 for r in metrics(out)[1:])
     a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_error_of_rank_0_alone_stops_both_processes_with_one_line(tiny_bert, sentiment_files, tmp_path):
+    # Only rank 0 checks the output folder; rank 1 must not wait for it in a collective, and the launcher
+    # must not add its own report of the failed workers.
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("not a model")
+    done = subprocess.run(textclf_cli("--nproc", "2", "--data", str(sentiment_files[0]), "--model", str(tiny_bert),
+                                      "--output", str(tmp_path / "taken")), capture_output=True, text=True, env=env(), timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--overwrite" in lines[0], done.stderr
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "not a model"

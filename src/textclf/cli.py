@@ -30,7 +30,9 @@ def _fail(message: str, code: int) -> None:
 
 
 def _reports() -> bool:
-    """False in the training processes torchrun started, but rank 0: the same error once, not once per process."""
+    """False in the training processes torchrun started, but rank 0: the same error once, not once per process.
+
+    (:func:`textclf.training.distributed.launched`'s test, without importing torch.)"""
     return "LOCAL_WORLD_SIZE" not in os.environ or os.environ.get("RANK", "0") == "0"
 
 
@@ -55,7 +57,8 @@ class _Group(click.Group):
         except Exception as exc:  # noqa: BLE001 - the edge of the program
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
+            where = "" if _reports() else f"rank {os.environ['RANK']}: "  # an error of one process, perhaps the cause
+            _fail(f"{where}unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -55,7 +55,10 @@ class Checkpoints:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"{folder}: cannot create the checkpoint folder ({exc.strerror}); pass another --checkpoint-dir.") from exc
-        self._lock = (folder / "lock").open("w")
+        try:
+            self._lock = (folder / "lock").open("w")
+        except OSError as exc:
+            raise ConfigError(f"{folder}: cannot write in the checkpoint folder ({exc.strerror}); pass another --checkpoint-dir.") from exc
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -93,16 +96,21 @@ class Checkpoints:
         """Write ``state`` as the checkpoint of ``step`` (replacing one of the same step), then drop the oldest."""
         path = self.folder / f"step-{step:08d}.pt"
         tmp = self.folder / f".{path.name}.tmp"
-        with tmp.open("wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        directory = os.open(self.folder, os.O_RDONLY)
         try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+            with tmp.open("wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            directory = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the rename itself survives a power cut
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ArtifactError(f"{path}: cannot write this checkpoint ({exc.strerror or exc}); free some space or pass "
+                                "another --checkpoint-dir (--keep-checkpoints 0 writes none).") from exc
         for old in _files(self.folder)[: -self.keep]:
             old.unlink()
         return path
@@ -137,43 +145,56 @@ def open_for(output: Path, options: RunOptions, job: dict, world: World, log: Ca
              cleanup: ExitStack) -> tuple[Checkpoints | None, dict | None]:
     """Rank 0's checkpoint folder, held until ``cleanup`` (None: none yet, or no checkpoints) and,
     in every process, the checkpoint to resume from (None: start afresh)."""
-    store, path, state = None, None, None
-    if world.is_main and options.keep_checkpoints:
-        if options.checkpoint_dir is not None:
-            store = cleanup.enter_context(Checkpoints(Path(options.checkpoint_dir), options.keep_checkpoints))
-            if options.resume is False:
-                store.discard()
-        elif options.resume is False:
-            Checkpoints.discard_left_by(output)
-        else:
-            found = Checkpoints.left_by(output, options.keep_checkpoints)
-            store = found and cleanup.enter_context(found)
-        path = store.latest() if store is not None else None
-        if path is None and options.resume:
-            where = options.checkpoint_dir or f"the staging folders of {output}"
-            raise ConfigError(f"resume: no checkpoint of an unfinished run in {where}; leave out --resume to start afresh.")
-        if path is not None:
-            state = load(path)
-            why = difference(state["job"], job)
-            if why:
-                raise ConfigError(f"{path}: this checkpoint belongs to another training job: {why}. Run that job's "
-                                  "command to resume it, or pass --no-resume to discard it and start afresh.")
-            log(f"resuming from {path}: epoch {state['epoch']}, step {state['step']}")
+    store, path, state = world.on_main(lambda: _find(output, options, job, log, cleanup)) or (None, None, None)
     path = world.broadcast(None if path is None else str(path))  # the others read it once rank 0 found it is this job's
     if path is not None and world.size > 1:
-        unseen = int(world.agree(float(not Path(path).is_file()))[0])
-        if unseen:
-            raise ConfigError(f"{path}: {unseen} of the {world.size} training processes cannot read this checkpoint; "
-                              "with several machines, pass a --checkpoint-dir that all of them can read.")
+        problem = None
         if not world.is_main:
-            state = load(Path(path))
+            try:
+                state = load(Path(path))
+            except ArtifactError as exc:
+                problem = str(exc)
+        problems = [p for p in world.gather(problem) if p]
+        if problems:
+            raise ArtifactError(f"{len(problems)} of the {world.size} training processes cannot read the checkpoint: "
+                                f"{problems[0]} With several machines, pass a --checkpoint-dir that all of them can read.")
     return store, state
+
+
+def _find(output: Path, options: RunOptions, job: dict, log: Callable[[str], None],
+          cleanup: ExitStack) -> tuple[Checkpoints | None, Path | None, dict | None]:
+    """The checkpoint folder, and the checkpoint of this job to resume from and its path (rank 0's part of :func:`open_for`)."""
+    if not options.keep_checkpoints:
+        return None, None, None
+    if options.checkpoint_dir is not None:
+        store = cleanup.enter_context(Checkpoints(Path(options.checkpoint_dir), options.keep_checkpoints))
+        if options.resume is False:
+            store.discard()
+    elif options.resume is False:
+        Checkpoints.discard_left_by(output)
+        return None, None, None
+    else:
+        found = Checkpoints.left_by(output, options.keep_checkpoints)
+        store = found and cleanup.enter_context(found)
+    path = store.latest() if store is not None else None
+    if path is None:
+        if options.resume:
+            where = options.checkpoint_dir or f"the staging folders of {output}"
+            raise ConfigError(f"resume: no checkpoint of an unfinished run in {where}; leave out --resume to start afresh.")
+        return store, None, None
+    state = load(path)
+    why = difference(state["job"], job)
+    if why:
+        raise ConfigError(f"{path}: this checkpoint belongs to another training job: {why}. Run that job's "
+                          "command to resume it, or pass --no-resume to discard it and start afresh.")
+    log(f"resuming from {path}: epoch {state['epoch']}, step {state['step']}")
+    return store, path, state
 
 
 def load(path: Path) -> dict:
     """A checkpoint file's contents, tensors on the CPU."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: pickle, zip and torch errors alike
         raise ArtifactError(f"{path}: cannot read this checkpoint ({exc}); delete it to resume from an older one, "
                             "or pass --no-resume to start over.") from exc
@@ -271,17 +292,24 @@ def to_device(obj: Any, device: torch.device | str) -> Any:
 class StopSignals:
     """While active, SIGINT and SIGTERM ask training to stop at its next optimizer step instead of killing it.
 
-    ``requested`` names the signal once one came; later ones are ignored while the run writes its
-    checkpoint (torchrun passes one signal on to each process). Inactive off the main thread, or
-    with ``enabled=False`` (no checkpoints to write: a signal then stops the run at once, as usual).
+    ``requested`` names the signal once one came; the next one is ignored while the run writes its
+    checkpoint (``--nproc`` delivers a Ctrl-C twice: from the terminal and from the launcher), and
+    a third gets the signal's usual effect (Ctrl-C: KeyboardInterrupt) for a run that does not reach
+    its next step. The handler only sets flags, and ``announce`` writes straight to file descriptor
+    2, not through Python's buffered stderr, which the interrupted code may be writing to. Inactive
+    off the main thread, or with ``enabled=False`` (no checkpoints to write: a signal then stops
+    the run at once, as usual).
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, enabled: bool, log: Callable[[str], None]):
+    FORCE_AFTER = 3
+
+    def __init__(self, enabled: bool, announce: bool = False):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.log = log
+        self.announce = announce
         self.requested: str | None = None
+        self._received = 0
         self._previous: dict = {}
 
     def __enter__(self) -> "StopSignals":
@@ -295,6 +323,13 @@ class StopSignals:
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
+        self._received += 1
+        if self._received >= self.FORCE_AFTER:
+            self.__exit__()
+            signal.raise_signal(signum)
+            return
         if self.requested is None:
             self.requested = signal.Signals(signum).name
-            self.log(f"{self.requested}: stopping after this optimizer step, once a checkpoint is written")
+            if self.announce:
+                os.write(2, f"{self.requested}: stopping after this optimizer step, once a checkpoint is written "
+                            f"(a third signal stops at once)\n".encode())

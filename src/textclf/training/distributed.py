@@ -20,16 +20,20 @@ With one process every call is local.
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import nullcontext
-from typing import Any, ContextManager
+from typing import Any, Callable, ContextManager
 
 import torch
 
 from ..backends import cores
-from ..errors import ConfigError
+from ..errors import ConfigError, TextclfError
 
 __all__ = ["World", "launch", "launched", "resolve_device"]
+
+SHUTDOWN_SECONDS = 300
+"""How long ``textclf train --nproc`` waits for workers to checkpoint and stop after a signal."""
 
 
 def launched() -> bool:
@@ -44,6 +48,10 @@ def resolve_device(option: str, local_rank: int = 0) -> torch.device:
     if not torch.cuda.is_available():
         raise ConfigError(f"device is 'cuda', but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
                           "pass --device cpu (or auto).")
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if per_machine > torch.cuda.device_count():
+        raise ConfigError(f"{per_machine} training processes on this machine, but it has {torch.cuda.device_count()} GPU(s): "
+                          "start at most one process per GPU, or pass --device cpu.")
     index = local_rank % torch.cuda.device_count()
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
@@ -114,6 +122,20 @@ class World:
         """True in every process when ``flag`` is true in any."""
         return self.agree(float(flag))[0] > 0
 
+    def on_main(self, check: Callable[[], Any]) -> Any:
+        """``check()``'s result in rank 0 (None elsewhere); its :class:`~textclf.errors.TextclfError`
+        raised in every process, since the others would otherwise wait for rank 0 in a collective."""
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = check()
+            except TextclfError as exc:
+                error = exc
+        error = self.broadcast(error)
+        if error is not None:
+            raise error
+        return result
+
     def gather(self, obj: Any) -> list:
         """Every process's ``obj``, by rank, in every process."""
         if self.size == 1:
@@ -161,14 +183,18 @@ def launch(nproc: int, argv: list[str]) -> int:
 
     This is torchrun's launcher (``--standalone``: a free local port for the rendezvous), run in
     this process, which stays as the agent that watches the workers and passes signals on. Each
-    worker gets ``OMP_NUM_THREADS`` = this machine's cores / ``nproc`` unless it is set.
+    worker gets ``OMP_NUM_THREADS`` = this machine's cores / ``nproc`` unless it is set. After a
+    signal, workers get :data:`SHUTDOWN_SECONDS` to write their checkpoint (torchrun's default is 30).
+    The workers report their own errors, so the launcher's log of them is silenced.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))
-    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "textclf"])
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_SECONDS}",
+                                         "--module", "textclf"])
     args.training_script_args = list(argv)  # set, not parsed: torchrun's parser would read `--nproc` as its own
     try:
         run(args)

@@ -123,8 +123,7 @@ def train(
 
 def _train(world: World, data, output: Path, model, validation, hp: Hyperparameters, options: RunOptions,
            read_options: ReadOptions, overwrite: bool, log, progress, on_epoch) -> TrainResult:
-    if world.is_main:
-        artifact.check_output(output, overwrite)
+    world.on_main(lambda: artifact.check_output(output, overwrite))
     source = resolve_model(model)
     fixed_labels = _artifact_labels(source) if hp.reinitialize_top_layer != "true" else None
     hint = " Pass --reinitialize-top-layer true to train a new head for these labels." if fixed_labels else ""
@@ -182,7 +181,7 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
             if store is None and checkpoints:
                 store = cleanup.enter_context(Checkpoints(stage / checkpoint.FOLDER, options.keep_checkpoints))
             (stage / artifact.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
-        stop = cleanup.enter_context(StopSignals(checkpoints, log))
+        stop = cleanup.enter_context(StopSignals(checkpoints, announce=log is _stderr))
         run.resume_rng()
         for epoch in range(run.epoch, hp.epochs + 1):
             if hp.early_stopping and td.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:

@@ -158,6 +158,8 @@ class TrainingState:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = state["history"]
+        if not self.world.is_main:  # only rank 0 keeps the best epoch's weights
+            state["tracker"] = {**state["tracker"], "state": None}
         self.tracker.load_state_dict(state["tracker"], self.history)
         self.step, self.epoch = state["step"], state["epoch"]
         self.started -= state["elapsed_seconds"]
