@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -107,6 +108,8 @@ def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupt
     out = tmp_path / "out"
     first = subprocess.Popen(textclf_cli(*args, "--output", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True, env=env())
+    watchdog = threading.Timer(300, first.kill)  # a hang in the stop path fails the test instead of blocking it
+    watchdog.start()
     seen = []
     for line in first.stderr:  # SIGTERM to the launcher once epoch 1 is logged: it passes it on to both processes
         seen.append(line)
@@ -115,6 +118,7 @@ def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupt
             break
     seen += first.stderr.readlines()
     assert first.wait(timeout=120) == 130, "".join(seen)
+    watchdog.cancel()
     stopped = [line for line in seen if line.startswith("error: stopped by SIGTERM")]
     assert len(stopped) == 1 and "Run the same command again to resume." in stopped[0], "".join(seen)
     assert not out.exists()
