@@ -94,12 +94,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(bert_wi
 
 
 def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupted_result(tiny_bert, sentiment_files, tmp_path):
-    # 193 rows in global sifting candidates of 64 (4 batches of 8, 2 processes): the last has 1 row, so rank 1
+    # 129 rows in global sifting candidates of 128 (16 batches of 4, 2 processes): the last has 1 row, so rank 1
     # has a candidate fewer, and sifting keeps different numbers of rows in each process: the processes take
     # different numbers of micro-batches.
-    train = write_csv(tmp_path / "train.csv", make_sentences(193, 5))
+    train = write_csv(tmp_path / "train.csv", make_sentences(129, 5))
     args = ["--nproc", "2", "--data", str(train), "--validation", str(sentiment_files[1]), "--model", str(tiny_bert),
-            "--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "8", "--max-seq-length", "32", "--sifting", "true",
+            "--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "4", "--max-seq-length", "32", "--sifting", "true",
             "--sifting-delay", "4", "--gradient-accumulation-steps", "2", "--checkpoint-every-steps", "3"]
     reference = subprocess.run(textclf_cli(*args, "--output", str(tmp_path / "reference")), capture_output=True, text=True,
                                env=env(), timeout=300)

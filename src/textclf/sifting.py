@@ -27,12 +27,21 @@ Batches are dicts of tensors with a ``labels`` entry (scored as ``model(**rest)`
 taking ``.logits`` when the output has it), or tuples ``(*inputs, labels)`` (scored
 as ``model(*inputs)``). ``loss_fn(outputs, labels)`` must return one loss per sample.
 
-The loader's batches are the candidates scored together; they may be larger than
-``batch_size`` (the training batch), which makes scoring cheaper per sample: textclf's own
-loop scores candidates of ``4 * batch_size`` rows of similar length.
+The loader's batches are the candidates; they may be larger than ``batch_size`` (the
+training batch). Candidates of rows of similar length, many batches each, make joined batches
+tight: few of them straddle two candidates. ``scoring_batch_size`` scores a large candidate in
+slices of that many rows (each cut to its own longest row), which bounds the scoring pass's
+memory. textclf's own loop sifts candidates of ``16 * batch_size`` rows of similar length and
+scores them ``4 * batch_size`` at a time.
+
+``shuffle_batches=True`` yields the full batches cut from the kept rows of each loader batch
+(with those still waiting) in a seeded random order rather than one after the other: with
+candidates of rows sorted by length, their batches would otherwise go from long to short.
 
 Guarantees: a sample appears in at most one yielded batch; kept samples are yielded
-in the order the underlying loader produced them; every yielded batch has the
+in the order the underlying loader produced them (with ``shuffle_batches``, the rows of each
+yielded batch are, and the batches are those of arrival order, shuffled once per loader batch);
+every yielded batch has the
 loader's batch size except the last of a pass, which holds the leftover kept
 samples (dropped with ``drop_last=True``). Rows joined from batches of different
 widths are padded on ``padding_side`` with ``pad_values[key]`` (default 0), and
@@ -96,15 +105,11 @@ class RelativeProbabilisticSifter:
     def keep(self, losses: np.ndarray) -> np.ndarray:
         """A boolean mask over ``losses``; the losses then join the history."""
         losses = np.asarray(losses, dtype=np.float64)
-        if self.history:
-            past = np.sort(np.fromiter(self.history, dtype=np.float64))
-            percentile = np.searchsorted(past, losses, side="right") / len(past)
-        else:
-            percentile = np.ones_like(losses)
+        past = np.sort(np.fromiter(self.history, dtype=np.float64) if self.history else losses)  # the first: among themselves
+        percentile = np.searchsorted(past, losses, side="right") / len(past)
         mask = self.rng.random(len(losses)) < percentile ** self.config.beta
         self.history.extend(losses.tolist())
         return mask
-
 
 
 @dataclass
@@ -135,6 +140,8 @@ class SiftingDataLoader:
         padding_side: str = "right",
         drop_last: bool = False,
         forward: Callable[[torch.nn.Module, Any], Any] | None = None,
+        scoring_batch_size: int | None = None,
+        shuffle_batches: bool = False,
     ):
         self.dataloader = dataloader
         self.model = model
@@ -149,6 +156,11 @@ class SiftingDataLoader:
         self.pad_left = padding_side == "left"
         self.drop_last = drop_last
         self.forward = forward or _default_forward
+        if scoring_batch_size is not None and scoring_batch_size < 1:
+            raise ConfigError(f"scoring_batch_size must be at least 1, but got scoring_batch_size={scoring_batch_size}.")
+        self.scoring_batch_size = scoring_batch_size
+        self.shuffle_batches = shuffle_batches
+        self._order_rng = np.random.default_rng([config.seed, 1])  # its own: the keep decisions do not depend on it
         self.sifter = RelativeProbabilisticSifter(config)
         self.batches_yielded = 0  # across passes: the delay counts from the start of training
         self.stats = SiftingStats()
@@ -181,6 +193,8 @@ class SiftingDataLoader:
             if len(keep):
                 self._pending.append((batch, keep))
                 waiting += len(keep)
+                if self.shuffle_batches:
+                    self._shuffle_full_batches(waiting)
             while waiting >= self.batch_size:
                 yield self._next_full()
                 waiting -= self.batch_size
@@ -191,6 +205,14 @@ class SiftingDataLoader:
             self.batches_yielded += 1
             yield self._join(rest)
         self._in_pass = False
+
+    def _shuffle_full_batches(self, waiting: int) -> None:
+        """Put the full batches waiting (cut in arrival order) in random order, the rest of the rows last."""
+        groups, rest = [], self._pending
+        for _ in range(waiting // self.batch_size):
+            group, rest = _take(rest, self.batch_size)
+            groups.append(group)
+        self._pending = [part for i in self._order_rng.permutation(len(groups)) for part in groups[i]] + rest
 
     def _next_full(self) -> Any:
         """The first ``batch_size`` kept rows waiting, joined into a batch."""
@@ -209,6 +231,7 @@ class SiftingDataLoader:
         return {
             "history": list(self.sifter.history),
             "rng": self.sifter.rng.bit_generator.state,
+            "order_rng": self._order_rng.bit_generator.state,
             "batches_yielded": self.batches_yielded,
             "stats": dataclasses.asdict(self.stats),
             "in_pass": self._in_pass,
@@ -220,6 +243,7 @@ class SiftingDataLoader:
         self.sifter.history.clear()
         self.sifter.history.extend(state["history"])
         self.sifter.rng.bit_generator.state = state["rng"]
+        self._order_rng.bit_generator.state = state["order_rng"]
         self.batches_yielded = state["batches_yielded"]
         self.stats = SiftingStats(**state["stats"])
         self._pending = [(batch, keep.numpy()) for batch, keep in state["pending"]]
@@ -229,28 +253,46 @@ class SiftingDataLoader:
         start = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
+        rows = _num_rows(batch)
+        step = self.scoring_batch_size or rows
+        parts = []
         try:
             with torch.inference_mode(), _scoring_autocast(self.model, self.config.scoring_dtype):
-                losses = self.loss_fn(self.forward(self.model, batch), _labels(batch))
+                for first in range(0, rows, step):
+                    part = batch if step >= rows else _rows(batch, slice(first, first + step))
+                    losses = self.loss_fn(self.forward(self.model, part), _labels(part))
+                    if losses.ndim != 1 or losses.shape[0] != _num_rows(part):
+                        raise ConfigError("loss_fn must return one loss per sample; pass e.g. CrossEntropyLoss(reduction='none').")
+                    parts.append(losses.float())
         finally:
             self.model.train(was_training)
-        if losses.ndim != 1 or losses.shape[0] != _num_rows(batch):
-            raise ConfigError("loss_fn must return one loss per sample; pass e.g. CrossEntropyLoss(reduction='none').")
-        values = losses.float().cpu().numpy()  # waits for the device, so the timing is honest
+        values = torch.cat(parts).cpu().numpy()  # waits for the device, so the timing is honest
         self.stats.scoring_seconds += time.perf_counter() - start
         return values
 
     def _join(self, parts: list[tuple[Any, np.ndarray]]) -> Any:
         first = parts[0][0]
         if isinstance(first, Mapping):
-            joined = {k: _cat([b[k][torch.from_numpy(i)] for b, i in parts], self.pad_values.get(k, 0), self.pad_left)
-                      for k in first}
-            mask = joined.get("attention_mask")
-            if mask is not None and mask.ndim == 2 and not mask.all(dim=0).all():
-                used = mask.any(dim=0)  # drop columns that are padding in every joined row
-                joined = {k: v[:, used] if v.ndim == 2 and v.shape[1] == used.shape[0] else v for k, v in joined.items()}
-            return joined
+            return _without_padding_columns(
+                {k: _cat([b[k][torch.from_numpy(i)] for b, i in parts], self.pad_values.get(k, 0), self.pad_left) for k in first}
+            )
         return type(first)(_cat([b[j][torch.from_numpy(i)] for b, i in parts], 0, self.pad_left) for j in range(len(first)))
+
+
+def _rows(batch: Any, rows: slice) -> Any:
+    """Some rows of a batch (dict batches: less the columns that are padding in all of them)."""
+    if isinstance(batch, Mapping):
+        return _without_padding_columns({k: v[rows] for k, v in batch.items()})
+    return type(batch)(t[rows] for t in batch)
+
+
+def _without_padding_columns(batch: dict) -> dict:
+    """``batch`` less the columns that are padding in every row (per its ``attention_mask``)."""
+    mask = batch.get("attention_mask")
+    if mask is None or mask.ndim != 2 or mask.all(dim=0).all():
+        return batch
+    used = mask.any(dim=0)
+    return {k: v[:, used] if v.ndim == 2 and v.shape[1] == used.shape[0] else v for k, v in batch.items()}
 
 
 def _take(pending: list[tuple[Any, np.ndarray]], n: int) -> tuple[list, list]:

@@ -199,8 +199,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         run(args)
     except ChildFailedError as exc:
-        failures = sorted(exc.failures.items())  # rank 0's first: it is the one that reports
-        code = failures[0][1].exitcode
+        # The launcher stops the other workers with SIGTERM once one fails: the code of a worker that exited
+        # on its own is the cause (rank 0's first: it is the one that reports), a signal's only when none did.
+        codes = [failure.exitcode for _, failure in sorted(exc.failures.items())]
+        code = next((c for c in codes if c > 0), codes[0])
         return code if code > 0 else 128 - code  # killed by signal N: 128 + N, as a shell reports it
     except SignalException:
         return 130
