@@ -102,15 +102,21 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights_and_metric
     assert staged(output) == [] and not (output / "checkpoints").exists()
 
 
+def sigterm_at_step(step: int, model, train, val, output, settings: dict) -> tuple[subprocess.CompletedProcess, object]:
+    """`textclf train` stopped by SIGTERM after optimizer step ``step``: the process and its staging folder."""
+    args = ["--data", str(train), "--validation", str(val), "--model", str(model), "--output", str(output),
+            "--no-progress", *cli_args(settings)]
+    stopped = train_cli(args, "SIGTERM", at_step=step)
+    assert stopped.returncode == 130, stopped.stderr
+    (stage,) = staged(output)
+    return stopped, stage
+
+
 def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     settings = {**FAST, "epochs": 2}  # 13 steps an epoch: step 5 is inside the first
     output = tmp_path / "out"
-    args = ["--data", str(train), "--validation", str(val), "--model", str(tiny_bert), "--output", str(output),
-            "--no-progress", *cli_args(settings)]
-    stopped = train_cli(args, "SIGTERM", at_step=5)
-    assert stopped.returncode == 130, stopped.stderr
-    (stage,) = staged(output)
+    stopped, stage = sigterm_at_step(5, tiny_bert, train, val, output, settings)
     saved = stage / "checkpoints" / "step-00000005.pt"
     last = stopped.stderr.strip().splitlines()[-1]
     assert last == (f"error: stopped by SIGTERM in epoch 1/2 at step 5; checkpoint saved to {saved}. "
@@ -130,11 +136,7 @@ def test_sigterm_while_sifted_batches_wait_resumes_exactly(tiny_bert, sentiment_
     train, val = sentiment_files
     settings = {**FAST, "epochs": 2, "batch_size": 8, "sifting": True, "sifting_delay": 10}
     output = tmp_path / "out"
-    args = ["--data", str(train), "--validation", str(val), "--model", str(tiny_bert), "--output", str(output),
-            "--no-progress", *cli_args(settings)]
-    stopped = train_cli(args, "SIGTERM", at_step=5)
-    assert stopped.returncode == 130, stopped.stderr
-    (stage,) = staged(output)
+    _, stage = sigterm_at_step(5, tiny_bert, train, val, output, settings)
     pending = checkpoint.load(stage / "checkpoints" / "step-00000005.pt")["processes"][0]["sifting"]["pending"]
     assert sum(len(keep) for _, keep in pending) in (4 * 8, 11 * 8) and loop.SIFTING_CANDIDATES == 16
     result = textclf.train(train, output, model=tiny_bert, validation=val, **QUIET, **settings)

@@ -243,7 +243,8 @@ class SiftingDataLoader:
         self.sifter.history.clear()
         self.sifter.history.extend(state["history"])
         self.sifter.rng.bit_generator.state = state["rng"]
-        self._order_rng.bit_generator.state = state["order_rng"]
+        if "order_rng" in state:  # absent from checkpoints of textclf before shuffle_batches
+            self._order_rng.bit_generator.state = state["order_rng"]
         self.batches_yielded = state["batches_yielded"]
         self.stats = SiftingStats(**state["stats"])
         self._pending = [(batch, keep.numpy()) for batch, keep in state["pending"]]
