@@ -205,6 +205,29 @@ def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentim
     assert result.history[-1]["fraction_sifted"] > 0.2
 
 
+@pytest.mark.parametrize(("scaling", "accumulation", "factor"), [("sqrt", 1, 2.0), ("sqrt", 2, 2.0), ("none", 1, 1.0)])
+def test_sifted_steps_scale_the_learning_rate_by_sqrt_one_plus_beta(scaling, accumulation, factor, tiny_bert,
+                                                                   sentiment_files, tmp_path, monkeypatch):
+    from textclf.training import loop
+
+    rates: list[tuple[float, float]] = []  # (learning rate set for a step, the plain schedule's rate)
+    plain_set = loop._LinearSchedule.set
+
+    def recording_set(self, progress, scale=1.0):
+        plain_set(self, progress, scale)
+        rates.append((self.optimizer.param_groups[0]["lr"], self.peak * self.factor(progress)))
+
+    monkeypatch.setattr(loop._LinearSchedule, "set", recording_set)
+    textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, **QUIET,
+                  **{**FAST, "epochs": 3, "sifting": True, "sifting_beta": 3.0, "sifting_delay": 5,
+                     "sifting_lr_scaling": scaling, "gradient_accumulation_steps": accumulation})
+    unsifted = -(-5 // accumulation)  # the delay's 5 micro-batches
+    ratios = [lr / plain for lr, plain in rates if plain > 0]
+    assert len(ratios) > unsifted + 3
+    assert ratios[:unsifted] == pytest.approx([1.0] * unsifted)
+    assert ratios[unsifted:] == pytest.approx([factor] * (len(ratios) - unsifted))
+
+
 def test_sifting_is_deterministic(tiny_bert, sentiment_files, tmp_path):
     runs = [textclf.train(sentiment_files[0], tmp_path / f"r{i}", model=tiny_bert, **QUIET,
                           **{**FAST, "epochs": 3, "sifting": True, "sifting_delay": 2}) for i in range(2)]

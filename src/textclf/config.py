@@ -71,6 +71,12 @@ class Hyperparameters:
     sifting_beta: float = _hp(1.0, "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on.")
     sifting_loss_history_length: int = _hp(500, "Recent losses a sample's loss is ranked against.")
     sifting_delay: int = _hp(100, "Training batches on all data (counted from the start of training) before sifting starts.")
+    sifting_lr_scaling: str = _hp(
+        "sqrt",
+        "Learning rate of sifted optimizer steps: each one covers about 1+beta batches of data, so 'sqrt' multiplies "
+        "it by sqrt(1+beta), Adam's square-root rule for a batch that many times larger; 'none' leaves it as it is.",
+        choices=("sqrt", "none"),
+    )
     sifting_scoring_dtype: str = _hp(
         "auto",
         "Precision of sifting's scoring pass (it only ranks losses): 'auto' is bfloat16 autocast where the "

@@ -23,6 +23,11 @@ Use it in your own PyTorch loop::
             loss.backward(); optimizer.step(); optimizer.zero_grad()
         print(sifted.stats)                # seen, kept, fraction sifted, scoring seconds
 
+Each yielded batch holds the kept rows of about ``1 + beta`` loader batches, so a pass takes
+fewer optimizer steps; with Adam, multiply the learning rate of the sifted steps by
+``sqrt(1 + beta)`` as textclf's own loop does (``sifting_lr_scaling``), or a pass moves the
+weights less far than an unsifted one.
+
 Batches are dicts of tensors with a ``labels`` entry (scored as ``model(**rest)``,
 taking ``.logits`` when the output has it), or tuples ``(*inputs, labels)`` (scored
 as ``model(*inputs)``). ``loss_fn(outputs, labels)`` must return one loss per sample.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import sys
 import time
@@ -158,6 +159,7 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
         optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
         total_rows = len(train_ids) * hp.epochs
         schedule = _LinearSchedule(optimizer, hp.learning_rate, hp.warmup_ratio)
+        sifted_steps_from, sifted_lr = _sifted_learning_rate(hp)
         tracker = BestEpoch(hp.early_stopping_min_delta)
         run = TrainingState(world, job, net, optimizer, epoch_batches, batches if hp.sifting else None, tracker)
         if resume_from is not None:
@@ -208,7 +210,8 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
                              extra=("loss {task.fields[loss]:.4f}",), fields={"loss": float("nan")}) as advance:
                 tally = _train_epoch(
                     model, batches, optimizer, hp.gradient_accumulation_steps,
-                    lambda consumed: schedule.set((done_before + consumed) / total_rows),
+                    lambda consumed: schedule.set((done_before + consumed) / total_rows,
+                                                  sifted_lr if run.step >= sifted_steps_from else 1.0),
                     lambda loss: advance(epoch_batches.produced, loss=loss),
                     world=world, tally=run.tally, consumed=lambda: epoch_batches.produced, after_step=after_step, idle_batch=idle,
                 )
@@ -386,9 +389,25 @@ class _LinearSchedule:
             return progress / self.warmup
         return max(0.0, (1.0 - progress) / max(1e-12, 1.0 - self.warmup))
 
-    def set(self, progress: float) -> None:
+    def set(self, progress: float, scale: float = 1.0) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.peak * self.factor(progress)
+            group["lr"] = self.peak * scale * self.factor(progress)
+
+
+def _sifted_learning_rate(hp: Hyperparameters) -> tuple[int, float]:
+    """(the first optimizer step that trains on sifted batches, its learning-rate factor).
+
+    A sifted batch holds the kept rows of about 1 + beta batches of data, so an epoch takes
+    1 / (1 + beta) as many optimizer steps. Adam's steps are about as long whatever the
+    gradient's size, so with the same learning rate a sifted epoch would move the weights about
+    half as far (beta 1). ``sifting_lr_scaling="sqrt"`` applies the square-root scaling rule for
+    Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta). The delay's
+    steps are unsifted and keep the plain rate. The step count, unlike the batches a process has
+    yielded, is the same in every process.
+    """
+    if not hp.sifting or hp.sifting_lr_scaling == "none":
+        return 0, 1.0
+    return math.ceil(hp.sifting_delay / hp.gradient_accumulation_steps), math.sqrt(1.0 + hp.sifting_beta)
 
 
 def _logits_of(model: torch.nn.Module, batch: dict, world: World | None = None) -> torch.Tensor:
