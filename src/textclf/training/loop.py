@@ -319,9 +319,10 @@ def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, b
     all processes have consumed from the data so far (the schedule's progress).
 
     Processes go in lockstep: before each micro-batch they agree (one all-reduce) whether any
-    still has one; one whose batches ran out (sifting keeps different shares) joins each
-    gradient synchronisation with a zero-gradient pass of ``idle_batch``, so all take the same
-    optimizer steps. ``after_step`` runs after each.
+    still has one; one whose batches ran out (sifting keeps different shares) joins each of the
+    others' micro-batches with a zero-gradient pass of ``idle_batch``, so all take the same
+    optimizer steps and DDP's forward, which can hold a collective of its own (its first bucket
+    rebuild, after a resume), runs in every process. ``after_step`` runs after each.
     """
     world = world or World()
     tally = tally or Tally()
@@ -341,7 +342,7 @@ def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, b
             if rows:
                 losses = _per_sample_loss(_logits_of(model, batch, world), batch["labels"])
                 losses.sum().backward()
-            elif sync:
+            elif world.size > 1:  # every forward of the others too: DDP's forward can hold a collective (bucket rebuild)
                 _zero_pass(model, idle_batch, world)
         if rows:
             value = losses.detach().sum().item()
