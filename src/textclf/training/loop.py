@@ -402,9 +402,11 @@ def _sifted_learning_rate(hp: Hyperparameters) -> tuple[int, float]:
     1 / (1 + beta) as many optimizer steps. Adam's steps are about as long whatever the
     gradient's size, so with the same learning rate a sifted epoch would move the weights about
     half as far (beta 1). ``sifting_lr_scaling="sqrt"`` applies the square-root scaling rule for
-    Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta). The delay's
-    steps are unsifted and keep the plain rate. The step count, unlike the batches a process has
-    yielded, is the same in every process.
+    Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta). The scaled rate
+    starts at step ceil(sifting_delay / gradient_accumulation_steps), a step count being the same
+    in every process. The loop sifts whole candidates of SIFTING_CANDIDATES batches, though, so the
+    rest of the candidate in which the delay ends (up to 15 more batches) is still unsifted and
+    already trained at the scaled rate; the benchmarks measured this behaviour.
     """
     if not hp.sifting or hp.sifting_lr_scaling == "none":
         return 0, 1.0
