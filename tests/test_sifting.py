@@ -205,9 +205,10 @@ def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentim
     assert result.history[-1]["fraction_sifted"] > 0.2
 
 
-@pytest.mark.parametrize(("scaling", "accumulation", "factor"), [("sqrt", 1, 2.0), ("sqrt", 2, 2.0), ("none", 1, 1.0)])
-def test_sifted_steps_scale_the_learning_rate_by_sqrt_one_plus_beta(scaling, accumulation, factor, tiny_bert,
-                                                                   sentiment_files, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("scaling", "accumulation", "factor"),
+                         [("sqrt", 1, 2.0), ("sqrt", 2, 2.0), ("linear", 1, 4.0), ("none", 1, 1.0)])
+def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scaling, accumulation, factor, tiny_bert,
+                                                                         sentiment_files, tmp_path, monkeypatch):
     from textclf.training import loop
 
     rates: list[tuple[float, float]] = []  # (learning rate set for a step, the plain schedule's rate)
@@ -218,10 +219,13 @@ def test_sifted_steps_scale_the_learning_rate_by_sqrt_one_plus_beta(scaling, acc
         rates.append((self.optimizer.param_groups[0]["lr"], self.peak * self.factor(progress)))
 
     monkeypatch.setattr(loop._LinearSchedule, "set", recording_set)
-    textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, **QUIET,
-                  **{**FAST, "epochs": 3, "sifting": True, "sifting_beta": 3.0, "sifting_delay": 5,
-                     "sifting_lr_scaling": scaling, "gradient_accumulation_steps": accumulation})
-    unsifted = -(-5 // accumulation)  # the delay's 5 micro-batches
+    result = textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, **QUIET,
+                           **{**FAST, "epochs": 5, "sifting": True, "sifting_beta": 3.0, "sifting_delay": 5,
+                              "sifting_lr_scaling": scaling, "gradient_accumulation_steps": accumulation})
+    # 160 training rows, batch 16: epoch 1 is one candidate of 10 batches. The delay (5 batches) ends inside it,
+    # so all of it is trained on unsifted, at the plain rate; the first sifted batch is in epoch 2.
+    assert result.history[0]["fraction_sifted"] == 0 and result.history[1]["fraction_sifted"] > 0
+    unsifted = -(-10 // accumulation)
     ratios = [lr / plain for lr, plain in rates if plain > 0]
     assert len(ratios) > unsifted + 3
     assert ratios[:unsifted] == pytest.approx([1.0] * unsifted)

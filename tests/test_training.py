@@ -169,7 +169,7 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_bert, monkeypatch, size
             padded = collate(ids, np.arange(start, end), tokenizer.pad_token_id)
             dicts.append({"input_ids": padded.input_ids, "attention_mask": padded.attention_mask,
                           "labels": torch.tensor(y[start:end])})
-        loop._train_epoch(net, dicts, torch.optim.SGD(net.parameters(), lr=0.1), accumulation, lambda _: None, lambda _: None)
+        loop._train_epoch(net, dicts, torch.optim.SGD(net.parameters(), lr=0.1), accumulation, lambda *_: None, lambda _: None)
         return net.classifier.weight.detach().clone()
 
     torch.testing.assert_close(run(sizes, accumulation=2), run(reference, accumulation=1), atol=1e-6, rtol=1e-4)

@@ -211,6 +211,12 @@ class SiftingDataLoader:
             yield self._join(rest)
         self._in_pass = False
 
+    @property
+    def sifting_started(self) -> bool:
+        """Whether sifting has begun: a loader batch has been scored, so the batches yielded from now on
+        hold sifted rows (for a learning rate of sifted steps: see the module's docstring)."""
+        return bool(self.sifter.history)
+
     def _shuffle_full_batches(self, waiting: int) -> None:
         """Put the full batches waiting (cut in arrival order) in random order, the rest of the rows last."""
         groups, rest = [], self._pending

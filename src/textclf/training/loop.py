@@ -159,7 +159,7 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
         optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
         total_rows = len(train_ids) * hp.epochs
         schedule = _LinearSchedule(optimizer, hp.learning_rate, hp.warmup_ratio)
-        sifted_steps_from, sifted_lr = _sifted_learning_rate(hp)
+        sifted_lr = _sifted_learning_rate(hp)
         tracker = BestEpoch(hp.early_stopping_min_delta)
         run = TrainingState(world, job, net, optimizer, epoch_batches, batches if hp.sifting else None, tracker)
         if resume_from is not None:
@@ -210,10 +210,10 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
                              extra=("loss {task.fields[loss]:.4f}",), fields={"loss": float("nan")}) as advance:
                 tally = _train_epoch(
                     model, batches, optimizer, hp.gradient_accumulation_steps,
-                    lambda consumed: schedule.set((done_before + consumed) / total_rows,
-                                                  sifted_lr if run.step >= sifted_steps_from else 1.0),
+                    lambda consumed, sifted: schedule.set((done_before + consumed) / total_rows, sifted_lr if sifted else 1.0),
                     lambda loss: advance(epoch_batches.produced, loss=loss),
                     world=world, tally=run.tally, consumed=lambda: epoch_batches.produced, after_step=after_step, idle_batch=idle,
+                    sifted=(lambda: batches.sifting_started) if hp.sifting else (lambda: False),
                 )
             trained = training_figures(world, tally, batches.stats if hp.sifting else None,
                                      tally.seconds + time.perf_counter() - epoch_started)
@@ -309,14 +309,16 @@ def _quiet(message: str) -> None:
 
 def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, before_step, advance, *,
                  world: World | None = None, tally: Tally | None = None, consumed: Callable[[], int] = lambda: 0,
-                 after_step: Callable[[], None] = lambda: None, idle_batch: dict | None = None) -> Tally:
+                 after_step: Callable[[], None] = lambda: None, idle_batch: dict | None = None,
+                 sifted: Callable[[], bool] = lambda: False) -> Tally:
     """One pass over this process's ``batches``; returns its running sums (``tally``, continued when given).
 
     Every sample of an optimizer step weighs the same, in every process: losses are summed over
     the ``accumulation`` micro-batches of a group, and at the step the gradients (averaged over
     the processes by DDP) are divided by the group's rows per process, so short batches, a
     short last group and uneven shards are weighted correctly. ``before_step`` gets the rows
-    all processes have consumed from the data so far (the schedule's progress).
+    all processes have consumed from the data so far (the schedule's progress) and whether any
+    process's ``sifted()`` was true at the step's last micro-batch (sifted batches: their rate).
 
     Processes go in lockstep: before each micro-batch they agree (one all-reduce) whether any
     still has one; one whose batches ran out (sifting keeps different shares) joins each of the
@@ -328,12 +330,13 @@ def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, b
     tally = tally or Tally()
     model.train()
     batches = iter(batches)
-    in_group, group_rows, total_consumed = 0, 0, 0.0
+    in_group, group_rows, total_consumed, any_sifted = 0, 0, 0.0, False
     while True:
         batch = None if tally.exhausted else next(batches, None)
         tally.exhausted = batch is None
         rows = 0 if batch is None else len(batch["labels"])
-        active, total_rows, total_consumed = world.agree(float(rows > 0), rows, consumed())
+        active, total_rows, total_consumed, sifting = world.agree(float(rows > 0), rows, consumed(), float(sifted()))
+        any_sifted = sifting > 0
         if not active:
             break
         in_group, group_rows = in_group + 1, group_rows + total_rows
@@ -349,13 +352,13 @@ def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, b
             tally.loss, tally.rows = tally.loss + value, tally.rows + rows
             advance(value / rows)
         if sync:
-            _step(model, optimizer, group_rows / world.size, lambda: before_step(total_consumed))
+            _step(model, optimizer, group_rows / world.size, lambda: before_step(total_consumed, any_sifted))
             in_group, group_rows = 0, 0
             after_step()
     if in_group:
         if world.size > 1:  # the group's last backward pass did not synchronise: one that does
             _zero_pass(model, idle_batch, world)
-        _step(model, optimizer, group_rows / world.size, lambda: before_step(total_consumed))
+        _step(model, optimizer, group_rows / world.size, lambda: before_step(total_consumed, any_sifted))
         after_step()
     return tally
 
@@ -395,22 +398,22 @@ class _LinearSchedule:
             group["lr"] = self.peak * scale * self.factor(progress)
 
 
-def _sifted_learning_rate(hp: Hyperparameters) -> tuple[int, float]:
-    """(the first optimizer step that trains on sifted batches, its learning-rate factor).
+def _sifted_learning_rate(hp: Hyperparameters) -> float:
+    """The learning-rate factor of optimizer steps on sifted batches.
 
     A sifted batch holds the kept rows of about 1 + beta batches of data, so an epoch takes
     1 / (1 + beta) as many optimizer steps. Adam's steps are about as long whatever the
     gradient's size, so with the same learning rate a sifted epoch would move the weights about
     half as far (beta 1). ``sifting_lr_scaling="sqrt"`` applies the square-root scaling rule for
-    Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta). The scaled rate
-    starts at step ceil(sifting_delay / gradient_accumulation_steps), a step count being the same
-    in every process. The loop sifts whole candidates of SIFTING_CANDIDATES batches, though, so the
-    rest of the candidate in which the delay ends (up to 15 more batches) is still unsifted and
-    already trained at the scaled rate; the benchmarks measured this behaviour.
+    Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta); "linear" the
+    linear one, 1 + beta. The scaled rate starts with the first step after any process scored a
+    candidate (``SiftingDataLoader.sifting_started``): the delay's steps, up to the end of the
+    candidate of SIFTING_CANDIDATES batches in which it ends, keep the plain rate.
     """
     if not hp.sifting or hp.sifting_lr_scaling == "none":
-        return 0, 1.0
-    return math.ceil(hp.sifting_delay / hp.gradient_accumulation_steps), math.sqrt(1.0 + hp.sifting_beta)
+        return 1.0
+    factor = 1.0 + hp.sifting_beta
+    return factor if hp.sifting_lr_scaling == "linear" else math.sqrt(factor)
 
 
 def _logits_of(model: torch.nn.Module, batch: dict, world: World | None = None) -> torch.Tensor:
