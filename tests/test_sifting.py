@@ -206,7 +206,7 @@ def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentim
 
 
 @pytest.mark.parametrize(("scaling", "accumulation", "factor"),
-                         [("sqrt", 1, 2.0), ("sqrt", 2, 2.0), ("linear", 1, 4.0), ("none", 1, 1.0)])
+                         [("sqrt", 1, 2.0), ("sqrt", 2, 2.0), ("none", 1, 1.0)])
 def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scaling, accumulation, factor, tiny_bert,
                                                                          sentiment_files, tmp_path, monkeypatch):
     from textclf.training import loop

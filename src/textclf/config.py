@@ -74,9 +74,9 @@ class Hyperparameters:
     sifting_lr_scaling: str = _hp(
         "sqrt",
         "Learning rate of sifted optimizer steps: each one covers about 1+beta batches of data, so 'sqrt' multiplies "
-        "it by sqrt(1+beta), Adam's square-root rule for a batch that many times larger, 'linear' by 1+beta; 'none' "
-        "leaves it as it is. Steps before the first sifted batch keep the plain rate.",
-        choices=("sqrt", "linear", "none"),
+        "it by sqrt(1+beta), Adam's square-root rule for a batch that many times larger; 'none' leaves it as it "
+        "is. Steps before the first sifted batch keep the plain rate.",
+        choices=("sqrt", "none"),
     )
     sifting_scoring_dtype: str = _hp(
         "auto",

@@ -405,15 +405,13 @@ def _sifted_learning_rate(hp: Hyperparameters) -> float:
     1 / (1 + beta) as many optimizer steps. Adam's steps are about as long whatever the
     gradient's size, so with the same learning rate a sifted epoch would move the weights about
     half as far (beta 1). ``sifting_lr_scaling="sqrt"`` applies the square-root scaling rule for
-    Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta); "linear" the
-    linear one, 1 + beta. The scaled rate starts with the first step after any process scored a
-    candidate (``SiftingDataLoader.sifting_started``): the delay's steps, up to the end of the
-    candidate of SIFTING_CANDIDATES batches in which it ends, keep the plain rate.
-    """
+    Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta). The scaled
+    rate starts with the first step after any process scored a candidate
+    (``SiftingDataLoader.sifting_started``): the delay's steps, up to the end of the candidate
+    of SIFTING_CANDIDATES batches in which it ends, keep the plain rate."""
     if not hp.sifting or hp.sifting_lr_scaling == "none":
         return 1.0
-    factor = 1.0 + hp.sifting_beta
-    return factor if hp.sifting_lr_scaling == "linear" else math.sqrt(factor)
+    return math.sqrt(1.0 + hp.sifting_beta)
 
 
 def _logits_of(model: torch.nn.Module, batch: dict, world: World | None = None) -> torch.Tensor:
