@@ -205,27 +205,36 @@ def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentim
     assert result.history[-1]["fraction_sifted"] > 0.2
 
 
-@pytest.mark.parametrize(("scaling", "accumulation", "factor"),
-                         [("sqrt", 1, 2.0), ("sqrt", 2, 2.0), ("none", 1, 1.0)])
+@pytest.mark.parametrize(("scaling", "accumulation", "factor"), [("sqrt", 1, 2.0), ("sqrt", 3, 2.0), ("none", 1, 1.0)])
 def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scaling, accumulation, factor, tiny_bert,
                                                                          sentiment_files, tmp_path, monkeypatch):
+    from textclf import sifting
     from textclf.training import loop
 
     rates: list[tuple[float, float]] = []  # (learning rate set for a step, the plain schedule's rate)
-    plain_set = loop._LinearSchedule.set
+    steps_before_scoring: list[int] = []  # optimizer steps taken when the first candidate was scored
+    plain_set, plain_losses = loop._LinearSchedule.set, sifting.SiftingDataLoader._losses
 
     def recording_set(self, progress, scale=1.0):
         plain_set(self, progress, scale)
         rates.append((self.optimizer.param_groups[0]["lr"], self.peak * self.factor(progress)))
 
+    def recording_losses(self, batch):
+        steps_before_scoring.append(len(rates))
+        return plain_losses(self, batch)
+
     monkeypatch.setattr(loop._LinearSchedule, "set", recording_set)
+    monkeypatch.setattr(sifting.SiftingDataLoader, "_losses", recording_losses)
     result = textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, **QUIET,
-                           **{**FAST, "epochs": 5, "sifting": True, "sifting_beta": 3.0, "sifting_delay": 5,
+                           **{**FAST, "epochs": 2, "batch_size": 4, "sifting": True, "sifting_beta": 3.0, "sifting_delay": 5,
                               "sifting_lr_scaling": scaling, "gradient_accumulation_steps": accumulation})
-    # 160 training rows, batch 16: epoch 1 is one candidate of 10 batches. The delay (5 batches) ends inside it,
-    # so all of it is trained on unsifted, at the plain rate; the first sifted batch is in epoch 2.
-    assert result.history[0]["fraction_sifted"] == 0 and result.history[1]["fraction_sifted"] > 0
-    unsifted = -(-10 // accumulation)
+    # 160 training rows, batch 4: candidates of 64, 64 and 32 rows (16, 16 and 8 batches) in random order. The
+    # delay (5 batches) ends inside the first, so all of it trains unsifted at the plain rate; sifting, and the
+    # scaled rate, start within epoch 1 with the next. With accumulation 3 the step holding the first candidate's
+    # last batch also holds sifted ones, so it is scaled: every step taken before the first scoring is plain.
+    assert result.history[0]["fraction_sifted"] > 0
+    unsifted = steps_before_scoring[0]
+    assert unsifted == (16 if accumulation == 1 else 5) or unsifted == (8 if accumulation == 1 else 2)
     ratios = [lr / plain for lr, plain in rates if plain > 0]
     assert len(ratios) > unsifted + 3
     assert ratios[:unsifted] == pytest.approx([1.0] * unsifted)

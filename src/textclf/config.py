@@ -70,7 +70,9 @@ class Hyperparameters:
     sifting: bool = _hp(False, "Leave low-loss samples out of the backward pass (relative probabilistic sifting).")
     sifting_beta: float = _hp(1.0, "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on.")
     sifting_loss_history_length: int = _hp(500, "Recent losses a sample's loss is ranked against.")
-    sifting_delay: int = _hp(100, "Training batches on all data (counted from the start of training) before sifting starts.")
+    sifting_delay: int = _hp(
+        100, "Training batches on all data (counted from the start of training) before sifting starts: with the "
+        "first candidate (16 batches) that begins after them.")
     sifting_lr_scaling: str = _hp(
         "sqrt",
         "Learning rate of sifted optimizer steps: each one covers about 1+beta batches of data, so 'sqrt' multiplies "

@@ -6,7 +6,8 @@ dropout, the batch already tokenised and padded); its percentile ``p`` among the
 last ``loss_history_length`` losses gives it a keep probability ``p ** beta``. With
 losses drawn from one distribution ``p`` is uniform, so about ``1 / (1 + beta)`` of
 the data is kept. Kept samples accumulate until a full batch, which then gets the
-normal forward and backward pass. The first ``delay`` batches pass unsifted. The scoring
+normal forward and backward pass. The first ``delay`` batches pass unsifted (and the rest
+of the loader batch in which the delay ends). The scoring
 pass only ranks losses, so by default (``scoring_dtype="auto"``) it runs under bfloat16
 autocast where the hardware multiplies bfloat16 natively, about twice as fast as float32.
 
@@ -26,7 +27,8 @@ Use it in your own PyTorch loop::
 Each yielded batch holds the kept rows of about ``1 + beta`` loader batches, so a pass takes
 fewer optimizer steps; with Adam, multiply the learning rate of the sifted steps by
 ``sqrt(1 + beta)`` as textclf's own loop does (``sifting_lr_scaling``), or a pass moves the
-weights less far than an unsifted one.
+weights less far than an unsifted one. The sifted steps are those from the first batch for
+which ``sifted.sifting_started`` is true (read it after the batch is yielded).
 
 Batches are dicts of tensors with a ``labels`` entry (scored as ``model(**rest)``,
 taking ``.logits`` when the output has it), or tuples ``(*inputs, labels)`` (scored
@@ -52,8 +54,9 @@ samples (dropped with ``drop_last=True``). Rows joined from batches of different
 widths are padded on ``padding_side`` with ``pad_values[key]`` (default 0), and
 columns that are padding in every row (per ``attention_mask``) are dropped. The
 same seed and the same sequence of batches and losses give the same selection.
-The first ``delay`` yielded batches (counted over all passes) are trained on unsifted
-and unscored; a loader batch of exactly ``batch_size`` rows then passes through untouched.
+The first ``delay`` yielded batches (counted over all passes), and the rest of the loader
+batch in which they end, are trained on unsifted and unscored; a loader batch of exactly
+``batch_size`` rows then passes through untouched.
 ``state_dict()`` and ``load_state_dict()`` save and restore all of it, between passes or in
 the middle of one (kept rows not yet yielded included), for checkpoints.
 """
@@ -213,8 +216,8 @@ class SiftingDataLoader:
 
     @property
     def sifting_started(self) -> bool:
-        """Whether sifting has begun: a loader batch has been scored, so the batches yielded from now on
-        hold sifted rows (for a learning rate of sifted steps: see the module's docstring)."""
+        """Whether sifting has begun: a loader batch has been scored, so the batch just yielded and all
+        later ones hold sifted rows (the steps whose learning rate to scale: see the module's docstring)."""
         return bool(self.sifter.history)
 
     def _shuffle_full_batches(self, waiting: int) -> None:

@@ -336,9 +336,9 @@ def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, b
         tally.exhausted = batch is None
         rows = 0 if batch is None else len(batch["labels"])
         active, total_rows, total_consumed, sifting = world.agree(float(rows > 0), rows, consumed(), float(sifted()))
-        any_sifted = sifting > 0
         if not active:
             break
+        any_sifted = sifting > 0
         in_group, group_rows = in_group + 1, group_rows + total_rows
         sync = in_group == accumulation
         with world.no_sync(model, skip=not sync):
@@ -406,9 +406,9 @@ def _sifted_learning_rate(hp: Hyperparameters) -> float:
     gradient's size, so with the same learning rate a sifted epoch would move the weights about
     half as far (beta 1). ``sifting_lr_scaling="sqrt"`` applies the square-root scaling rule for
     Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta). The scaled
-    rate starts with the first step after any process scored a candidate
-    (``SiftingDataLoader.sifting_started``): the delay's steps, up to the end of the candidate
-    of SIFTING_CANDIDATES batches in which it ends, keep the plain rate."""
+    rate starts with the first step that holds a batch yielded after a process scored its first
+    candidate (``SiftingDataLoader.sifting_started``, agreed across processes): the delay, up to
+    the end of the candidate of SIFTING_CANDIDATES batches in which it ends, keeps the plain rate."""
     if not hp.sifting or hp.sifting_lr_scaling == "none":
         return 1.0
     return math.sqrt(1.0 + hp.sifting_beta)
