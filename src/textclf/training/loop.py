@@ -345,7 +345,7 @@ def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, b
             if rows:
                 losses = _per_sample_loss(_logits_of(model, batch, world), batch["labels"])
                 losses.sum().backward()
-            elif world.size > 1:  # every forward of the others too: DDP's forward can hold a collective (bucket rebuild)
+            else:  # only with other processes (active): join their forward, which can hold a collective (bucket rebuild)
                 _zero_pass(model, idle_batch, world)
         if rows:
             value = losses.detach().sum().item()
