@@ -3,9 +3,9 @@
 Relative probabilistic sifting, as in Selective Backprop (Jiang et al., 2019): every
 candidate sample's loss is computed in a cheap forward pass (inference mode, no
 dropout, the batch already tokenised and padded); its percentile ``p`` among the
-last ``loss_history_length`` losses gives it a keep probability ``p ** beta``. With
-losses drawn from one distribution ``p`` is uniform, so about ``1 / (1 + beta)`` of
-the data is kept. Kept samples accumulate until a full batch, which then gets the
+last ``loss_history_length`` losses (its own batch's included) gives it a keep
+probability ``p ** beta``. With losses drawn from one distribution ``p`` is uniform,
+so about ``1 / (1 + beta)`` of the data is kept. Kept samples accumulate until a full batch, which then gets the
 normal forward and backward pass. The first ``delay`` batches pass unsifted (and the rest
 of the loader batch in which the delay ends). The scoring
 pass only ranks losses, so by default (``scoring_dtype="auto"``) it runs under bfloat16
@@ -36,7 +36,9 @@ as ``model(*inputs)``). ``loss_fn(outputs, labels)`` must return one loss per sa
 
 The loader's batches are the candidates; they may be larger than ``batch_size`` (the
 training batch). Candidates of rows of similar length, many batches each, make joined batches
-tight: few of them straddle two candidates. ``scoring_batch_size`` scores a large candidate in
+tight: few of them straddle two candidates. A candidate of at least ``loss_history_length``
+rows is ranked within itself, so each such band keeps about ``1 / (1 + beta)`` of its rows
+however its losses compare with the band before it. ``scoring_batch_size`` scores a large candidate in
 slices of that many rows (each cut to its own longest row), which bounds the scoring pass's
 memory. textclf's own loop sifts candidates of ``16 * batch_size`` rows of similar length and
 scores them ``4 * batch_size`` at a time.
@@ -111,13 +113,14 @@ class RelativeProbabilisticSifter:
         self.rng = np.random.default_rng(config.seed)
 
     def keep(self, losses: np.ndarray) -> np.ndarray:
-        """A boolean mask over ``losses``; the losses then join the history."""
+        """A boolean mask over ``losses``, which first join the history: each is ranked among the last
+        ``loss_history_length`` losses, its own batch's included. A batch at least as large as the
+        history is therefore ranked within itself, whatever the batches before it held."""
         losses = np.asarray(losses, dtype=np.float64)
-        past = np.sort(np.fromiter(self.history, dtype=np.float64) if self.history else losses)  # the first: among themselves
-        percentile = np.searchsorted(past, losses, side="right") / len(past)
-        mask = self.rng.random(len(losses)) < percentile ** self.config.beta
         self.history.extend(losses.tolist())
-        return mask
+        past = np.sort(np.fromiter(self.history, dtype=np.float64))
+        percentile = np.searchsorted(past, losses, side="right") / len(past)
+        return self.rng.random(len(losses)) < percentile ** self.config.beta
 
 
 @dataclass
