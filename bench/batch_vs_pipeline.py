@@ -125,7 +125,7 @@ def dev_accuracy(model_dir: Path, texts: list[str], labels: list[int]) -> dict:
 
 VARIANTS = {  # int8 settings compared by --quantization-variants (the first is textclf's default)
     "per-channel (default)": dict(per_channel=True),
-    "per-tensor (quantize_dynamic's default)": dict(per_channel=False),
+    "per-tensor": dict(per_channel=False),
     "per-channel, FFN output fp32": dict(per_channel=True, keep_fp32=("ffn_output",)),
     "per-channel, FFN output + head fp32": dict(per_channel=True, keep_fp32=("ffn_output", "classifier")),
 }

@@ -71,7 +71,7 @@ def test_the_checks_are_recorded_in_textclf_json(exported, fmt):
     assert record["validation"]["rows"] == 60 and 0 <= record["validation"]["changed_share"] <= 0.02
     assert record["runtime"] == {"max_seq_length": 32, "pad_token_id": 0, "padding_side": "right", "truncation_side": "right"}
     if fmt == "onnx-int8":
-        assert record["settings"]["per_channel"] is True
+        assert record["settings"]["per_channel"] is True and record["settings"]["reduce_range"] is True
 
 
 def test_left_padding_is_recorded_for_the_runtime(exported):

@@ -69,7 +69,7 @@ class Hyperparameters:
     gradient_accumulation_steps: int = _hp(1, "Micro-batches whose gradients are summed before each optimizer step.")
     sifting: bool = _hp(False, "Leave low-loss samples out of the backward pass (relative probabilistic sifting).")
     sifting_beta: float = _hp(1.0, "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on.")
-    sifting_loss_history_length: int = _hp(500, "Recent losses a sample's loss is ranked against.")
+    sifting_loss_history_length: int = _hp(500, "Recent losses a sample's loss is ranked among (its own batch's included).")
     sifting_delay: int = _hp(
         100, "Training batches on all data (counted from the start of training) before sifting starts: with the "
         "first candidate (16 batches) that begins after them.")

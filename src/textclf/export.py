@@ -15,12 +15,13 @@ that :class:`~textclf.Classifier` refuses a file that has been changed since.
 ONNX is written by PyTorch's TorchScript-based exporter (``dynamo=False``): on this model
 family its graph runs 2.5x faster in ONNX Runtime once quantised than the dynamo exporter's,
 and quantises without shape-inference errors (bench/RESULTS.md, Batch). int8 is ONNX
-Runtime's dynamic quantisation of that graph: int8 weights with one scale per output channel,
-activations quantised per batch at run time. Per-channel scales are what keep the accuracy:
-per-tensor scales (``quantize_dynamic``'s default) lost a point on SST-2, per-channel lost
-none; keeping layers in fp32 (``keep_fp32``) is available but cost 35-65% of the speed for
-no measurable gain. Weights are quantised to 7 bits (``reduce_range``): with 8, an export runs
-wrong on CPUs without VNNI, whose int8 kernels saturate, and an export may run on any CPU.
+Runtime's dynamic quantisation of that graph: 7-bit weights stored as int8, one scale per
+output channel, activations quantised per batch at run time. Per-channel scales are what keep
+the accuracy: with 8-bit weights, per-tensor scales (``quantize_dynamic``'s default) lost a
+point on SST-2, per-channel 0.46 (bench/RESULTS.md); keeping layers in fp32 (``keep_fp32``) is available but cost 35-65% of the speed for
+no measurable gain. Weights use 7 bits (``reduce_range``): without VNNI, ONNX Runtime's int8
+kernels add pairs of 8-bit products in saturating 16-bit sums, which full 8-bit weights overflow,
+and an export may run on any CPU.
 """
 
 from __future__ import annotations

@@ -37,8 +37,9 @@ as ``model(*inputs)``). ``loss_fn(outputs, labels)`` must return one loss per sa
 The loader's batches are the candidates; they may be larger than ``batch_size`` (the
 training batch). Candidates of rows of similar length, many batches each, make joined batches
 tight: few of them straddle two candidates. A candidate of at least ``loss_history_length``
-rows is ranked within itself, so each such band keeps about ``1 / (1 + beta)`` of its rows
-however its losses compare with the band before it. ``scoring_batch_size`` scores a large candidate in
+rows is ranked among its own last ``loss_history_length`` losses, so each such band keeps about
+``1 / (1 + beta)`` of its rows however its losses compare with the band before it (textclf's
+candidates of ``16 * batch_size`` rows are at the defaults: 512 >= 500). ``scoring_batch_size`` scores a large candidate in
 slices of that many rows (each cut to its own longest row), which bounds the scoring pass's
 memory. textclf's own loop sifts candidates of ``16 * batch_size`` rows of similar length and
 scores them ``4 * batch_size`` at a time.
@@ -115,7 +116,7 @@ class RelativeProbabilisticSifter:
     def keep(self, losses: np.ndarray) -> np.ndarray:
         """A boolean mask over ``losses``, which first join the history: each is ranked among the last
         ``loss_history_length`` losses, its own batch's included. A batch at least as large as the
-        history is therefore ranked within itself, whatever the batches before it held."""
+        history is therefore ranked among its own last losses, whatever the batches before it held."""
         losses = np.asarray(losses, dtype=np.float64)
         self.history.extend(losses.tolist())
         past = np.sort(np.fromiter(self.history, dtype=np.float64))
