@@ -18,8 +18,8 @@ and quantises without shape-inference errors (bench/RESULTS.md, Batch). int8 is 
 Runtime's dynamic quantisation of that graph: 7-bit weights stored as int8, one scale per
 output channel, activations quantised per batch at run time. Per-channel scales are what keep
 the accuracy: with 8-bit weights, per-tensor scales (``quantize_dynamic``'s default) lost a
-point on SST-2, per-channel 0.46 (bench/RESULTS.md); keeping layers in fp32 (``keep_fp32``) is available but cost 35-65% of the speed for
-no measurable gain. Weights use 7 bits (``reduce_range``): without VNNI, ONNX Runtime's int8
+point on SST-2, per-channel 0.46 (bench/RESULTS.md); keeping layers in fp32 (``keep_fp32``)
+is available but cost 35-65% of the speed for no measurable gain. Weights use 7 bits (``reduce_range``): without VNNI, ONNX Runtime's int8
 kernels add pairs of 8-bit products in saturating 16-bit sums, which full 8-bit weights overflow,
 and an export may run on any CPU.
 """
@@ -60,9 +60,7 @@ class QuantizationSettings:
     """How ``onnx-int8`` is quantised (ONNX Runtime ``quantize_dynamic``)."""
 
     per_channel: bool = True  # one scale per output channel of each weight, not one per tensor
-    # 7-bit weights: the int8 kernels of CPUs without VNNI (AVX2, AVX-512 before VNNI) add pairs of 8-bit
-    # products in 16 bits, which saturates (a tiny BERT's logits moved by 2.55 on an AVX2 EPYC; 7 bits: within 0.5)
-    reduce_range: bool = True
+    reduce_range: bool = True  # 7-bit weights, which CPUs without VNNI need (see the module docstring)
     keep_fp32: tuple[str, ...] = ()  # node groups left in fp32: "ffn_output", "classifier"
 
 

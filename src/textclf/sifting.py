@@ -5,8 +5,8 @@ candidate sample's loss is computed in a cheap forward pass (inference mode, no
 dropout, the batch already tokenised and padded); its percentile ``p`` among the
 last ``loss_history_length`` losses (its own batch's included) gives it a keep
 probability ``p ** beta``. With losses drawn from one distribution ``p`` is uniform,
-so about ``1 / (1 + beta)`` of the data is kept. Kept samples accumulate until a full batch, which then gets the
-normal forward and backward pass. The first ``delay`` batches pass unsifted (and the rest
+so about ``1 / (1 + beta)`` of the data is kept. Kept samples accumulate until a full
+batch, which then gets the normal forward and backward pass. The first ``delay`` batches pass unsifted (and the rest
 of the loader batch in which the delay ends). The scoring
 pass only ranks losses, so by default (``scoring_dtype="auto"``) it runs under bfloat16
 autocast where the hardware multiplies bfloat16 natively, about twice as fast as float32.
@@ -39,8 +39,8 @@ training batch). Candidates of rows of similar length, many batches each, make j
 tight: few of them straddle two candidates. A candidate of at least ``loss_history_length``
 rows is ranked among its own last ``loss_history_length`` losses, so each such band keeps about
 ``1 / (1 + beta)`` of its rows however its losses compare with the band before it (textclf's
-candidates of ``16 * batch_size`` rows are at the defaults: 512 >= 500). ``scoring_batch_size`` scores a large candidate in
-slices of that many rows (each cut to its own longest row), which bounds the scoring pass's
+candidates of ``16 * batch_size`` rows are at the defaults: 512 >= 500).
+``scoring_batch_size`` scores a large candidate in slices of that many rows (each cut to its own longest row), which bounds the scoring pass's
 memory. textclf's own loop sifts candidates of ``16 * batch_size`` rows of similar length and
 scores them ``4 * batch_size`` at a time.
 
