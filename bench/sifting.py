@@ -36,8 +36,9 @@ import textclf  # noqa: E402
 TARGET_SAVING, TARGET_ACCURACY_DROP = 0.30, 0.005
 
 
-def run(train: Path, dev: Path, out: Path, beta: float | None, seed: int, lr_scaling: str) -> dict:
-    extra = {"sifting": True, "sifting_beta": beta, "sifting_lr_scaling": lr_scaling} if beta is not None else {}
+def run(train: Path, dev: Path, out: Path, beta: float | None, seed: int, lr_scaling: str, floor: float) -> dict:
+    extra = {"sifting": True, "sifting_beta": beta, "sifting_lr_scaling": lr_scaling,
+             "sifting_min_keep_probability": floor} if beta is not None else {}
     result = textclf.train(train, out, validation=dev, overwrite=True, progress=False, seed=seed, **SETTINGS, **extra)
     epoch = result.history[-1]
     return {"beta": beta, "train_seconds": epoch["train_seconds"], "scoring_seconds": epoch["scoring_seconds"],
@@ -52,6 +53,8 @@ def main() -> None:
     p.add_argument("--baseline-once", action="store_true", help="no closing run without sifting (A B; for more seeds)")
     p.add_argument("--lr-scaling", default="sqrt", choices=("sqrt", "none"),
                    help="sifting_lr_scaling of the sifted runs (default sqrt, textclf's default)")
+    p.add_argument("--min-keep-probability", type=float, default=0.2,
+                   help="sifting_min_keep_probability of the sifted runs (default 0.2, textclf's default; 0: none)")
     p.add_argument("--json", type=Path, help="write the raw figures here")
     args = p.parse_args()
     rows = read_tsv(DATA_DIR / "train.tsv")
@@ -63,7 +66,7 @@ def main() -> None:
         train, dev = write_tsv(rows, work / "train.tsv"), write_tsv(read_tsv(DATA_DIR / "dev.tsv"), work / "dev.tsv")
         runs = []
         for beta in [None, *args.betas, *([] if args.baseline_once else [None])]:
-            runs.append(run(train, dev, work / "model", beta, args.seed, args.lr_scaling))
+            runs.append(run(train, dev, work / "model", beta, args.seed, args.lr_scaling, args.min_keep_probability))
             r = runs[-1]
             print(f"{'no sifting' if beta is None else f'beta {beta:g}'}: {r['train_seconds']:.1f} s, "
                   f"dev accuracy {r['dev_accuracy']:.4f}", file=sys.stderr, flush=True)
@@ -75,7 +78,8 @@ def main() -> None:
     from textclf.models import native_bf16
 
     print(f"\nSST-2, {len(rows):,} training rows, 1 epoch, batch 32, lr 5e-5, seed {args.seed}; sifting's scoring pass in "
-          f"{'bfloat16' if native_bf16() else 'float32'} (sifting_scoring_dtype auto), sifting_lr_scaling {args.lr_scaling}\n")
+          f"{'bfloat16' if native_bf16() else 'float32'} (sifting_scoring_dtype auto), sifting_lr_scaling {args.lr_scaling}, "
+          f"sifting_min_keep_probability {args.min_keep_probability:g}\n")
     print(f"{'run':<12}{'train s':>9}{'scoring s':>11}{'sifted':>8}{'kept':>7}{'dev acc':>9}{'time saved':>12}{'acc change':>12}  target")
     for r in runs:
         saved = 1 - r["train_seconds"] / base["train_seconds"]
@@ -88,7 +92,8 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": len(rows), "settings": SETTINGS, "seed": args.seed,
-                                         "lr_scaling": args.lr_scaling, "runs": runs,
+                                         "lr_scaling": args.lr_scaling,
+                                         "min_keep_probability": args.min_keep_probability, "runs": runs,
                                          "baselines": [first, last]}, indent=2) + "\n")
 
 

@@ -20,8 +20,8 @@ README_DEFAULTS = {
     "reinitialize_top_layer": "auto", "validation_split_ratio": 0.2, "early_stopping": False,
     "early_stopping_patience": 5, "early_stopping_min_delta": 0.0, "warmup_ratio": 0.1, "weight_decay": 0.01,
     "seed": 0, "gradient_accumulation_steps": 1,
-    "sifting": False, "sifting_beta": 1.0, "sifting_loss_history_length": 500, "sifting_delay": 100, "sifting_lr_scaling": "sqrt",
-    "sifting_scoring_dtype": "auto",
+    "sifting": False, "sifting_beta": 1.0, "sifting_loss_history_length": 500, "sifting_delay": 100,
+    "sifting_min_keep_probability": 0.2, "sifting_lr_scaling": "sqrt", "sifting_scoring_dtype": "auto",
 }
 
 

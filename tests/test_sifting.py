@@ -24,8 +24,27 @@ def keep_masks(config: SiftingConfig, losses: np.ndarray, batch: int = 32) -> np
 @pytest.mark.parametrize("beta", [0.5, 1.0, 3.0])
 def test_keep_fraction_is_one_over_one_plus_beta(beta):
     losses = np.random.default_rng(1).exponential(size=40_000)
-    kept = keep_masks(SiftingConfig(beta=beta), losses)
+    kept = keep_masks(SiftingConfig(beta=beta, min_keep_probability=0.0), losses)
     assert kept.mean() == pytest.approx(1 / (1 + beta), abs=0.015)
+
+
+@pytest.mark.parametrize(("beta", "floor", "expected"), [(0.5, 0.2, 0.6693), (1.0, 0.2, 0.52), (3.0, 0.2, 0.3377),
+                                                         (3.0, 0.5, 0.5476), (1.0, 0.0, 0.5), (0.0, 0.2, 1.0)])
+def test_the_floor_raises_the_keep_fraction_to_keep_fraction(beta, floor, expected):
+    config = SiftingConfig(beta=beta, min_keep_probability=floor)
+    assert config.keep_fraction == pytest.approx(expected, abs=1e-4)
+    kept = keep_masks(config, np.random.default_rng(1).exponential(size=40_000))
+    assert kept.mean() == pytest.approx(expected, abs=0.015)
+
+
+def test_even_the_lowest_losses_are_kept_with_the_floor_probability():
+    losses = np.random.default_rng(5).exponential(size=40_000)
+    low = losses <= np.quantile(losses, 0.05)
+    bare, floored = (keep_masks(SiftingConfig(beta=3.0, min_keep_probability=f), losses) for f in (0.0, 0.2))
+    assert bare[low].mean() < 0.01
+    assert floored[low].mean() == pytest.approx(0.2, abs=0.03)
+    high = losses >= np.quantile(losses, 0.95)  # above the floor the rule is unchanged
+    assert bare[high].mean() == pytest.approx(floored[high].mean(), abs=0.03) and bare[high].mean() > 0.8
 
 
 def test_higher_losses_are_kept_more_often():
@@ -36,7 +55,7 @@ def test_higher_losses_are_kept_more_often():
 
 
 def test_a_batch_at_least_as_large_as_the_history_is_ranked_within_itself():
-    sifter = RelativeProbabilisticSifter(SiftingConfig(beta=1.0, loss_history_length=500))
+    sifter = RelativeProbabilisticSifter(SiftingConfig(beta=1.0, loss_history_length=500, min_keep_probability=0.0))
     rng = np.random.default_rng(4)
     sifter.keep(rng.random(500))  # a band of low losses fills the history
     band = 10 + rng.random(512)
@@ -55,7 +74,8 @@ def test_same_seed_same_selection_other_seed_differs():
 
 
 @pytest.mark.parametrize("bad", [{"beta": -1}, {"beta": float("nan")}, {"loss_history_length": 0}, {"delay": -1},
-                                 {"scoring_dtype": "float16"}])
+                                 {"scoring_dtype": "float16"}, {"min_keep_probability": -0.1},
+                                 {"min_keep_probability": 1.5}, {"min_keep_probability": float("nan")}])
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError):
         SiftingConfig(**bad)
@@ -217,8 +237,10 @@ def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentim
     assert result.history[-1]["fraction_sifted"] > 0.2
 
 
-@pytest.mark.parametrize(("scaling", "accumulation", "factor"), [("sqrt", 1, 2.0), ("sqrt", 3, 2.0), ("none", 1, 1.0)])
-def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scaling, accumulation, factor, tiny_bert,
+# beta 3: sqrt(1 + beta) without the floor; with the default floor 0.2, 0.3377 of the data is kept: sqrt(1 / 0.3377)
+@pytest.mark.parametrize(("scaling", "accumulation", "floor", "factor"),
+                         [("sqrt", 1, 0.2, 1.7208), ("sqrt", 3, 0.2, 1.7208), ("sqrt", 1, 0.0, 2.0), ("none", 1, 0.2, 1.0)])
+def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scaling, accumulation, floor, factor, tiny_bert,
                                                                          sentiment_files, tmp_path, monkeypatch):
     from textclf import sifting
     from textclf.training import loop
@@ -239,7 +261,8 @@ def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scalin
     monkeypatch.setattr(sifting.SiftingDataLoader, "_losses", recording_losses)
     result = textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, **QUIET,
                            **{**FAST, "epochs": 2, "batch_size": 4, "sifting": True, "sifting_beta": 3.0, "sifting_delay": 5,
-                              "sifting_lr_scaling": scaling, "gradient_accumulation_steps": accumulation})
+                              "sifting_lr_scaling": scaling, "gradient_accumulation_steps": accumulation,
+                              "sifting_min_keep_probability": floor})
     # 160 training rows, batch 4: candidates of 64, 64 and 32 rows (16, 16 and 8 batches) in random order. The
     # delay (5 batches) ends inside the first, so all of it trains unsifted at the plain rate; sifting, and the
     # scaled rate, start within epoch 1 with the next. With accumulation 3 the step holding the first candidate's
@@ -250,7 +273,7 @@ def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scalin
     ratios = [lr / plain for lr, plain in rates if plain > 0]
     assert len(ratios) > unsifted + 3
     assert ratios[:unsifted] == pytest.approx([1.0] * unsifted)
-    assert ratios[unsifted:] == pytest.approx([factor] * (len(ratios) - unsifted))
+    assert ratios[unsifted:] == pytest.approx([factor] * (len(ratios) - unsifted), abs=1e-4)
 
 
 def test_sifting_is_deterministic(tiny_bert, sentiment_files, tmp_path):

@@ -73,11 +73,16 @@ class Hyperparameters:
     sifting_delay: int = _hp(
         100, "Training batches on all data (counted from the start of training) before sifting starts: with the "
         "first candidate (16 batches) that begins after them.")
+    sifting_min_keep_probability: float = _hp(
+        0.2, "Floor of every sample's keep probability, so each batch holds an unbiased share of the data: "
+        "without it a high beta can drive training to predict every class alike. Raises the share kept a little "
+        "(0.52 at beta 1, 0.34 at beta 3); 0 gives exactly 1/(1+beta).")
     sifting_lr_scaling: str = _hp(
         "sqrt",
-        "Learning rate of sifted optimizer steps: each one covers about 1+beta batches of data, so 'sqrt' multiplies "
-        "it by sqrt(1+beta), Adam's square-root rule for a batch that many times larger; 'none' leaves it as it "
-        "is. Steps before the first sifted batch keep the plain rate.",
+        "Learning rate of sifted optimizer steps: each one covers about 1/kept batches of data (kept: the share "
+        "kept, 1/(1+beta) without the floor), so 'sqrt' multiplies it by sqrt(1/kept), Adam's square-root rule for "
+        "a batch that many times larger; 'none' leaves it as it is. Steps before the first sifted batch keep the "
+        "plain rate.",
         choices=("sqrt", "none"),
     )
     sifting_scoring_dtype: str = _hp(
@@ -98,9 +103,13 @@ class Hyperparameters:
         _at_least(self, "gradient_accumulation_steps", 1)
         _at_least(self, "sifting_loss_history_length", 1)
         _at_least(self, "sifting_delay", 0)
+        if not self.sifting_min_keep_probability <= 1:
+            raise ConfigError("sifting_min_keep_probability must be at most 1, "
+                              f"but got sifting_min_keep_probability={self.sifting_min_keep_probability}.")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, but got learning_rate={self.learning_rate}.")
-        for name in ("warmup_ratio", "weight_decay", "early_stopping_min_delta", "sifting_beta"):
+        for name in ("warmup_ratio", "weight_decay", "early_stopping_min_delta", "sifting_beta",
+                     "sifting_min_keep_probability"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be at least 0, but got {name}={getattr(self, name)}.")
         if self.warmup_ratio > 1:

@@ -150,7 +150,7 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
         batches: Iterable[dict] = epoch_batches
         if hp.sifting:  # each process sifts its own shard (scoring precision: sifting_scoring_dtype)
             sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed + world.rank,
-                                    hp.sifting_scoring_dtype)
+                                    hp.sifting_scoring_dtype, hp.sifting_min_keep_probability)
             batches = SiftingDataLoader(
                 epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
                 pad_values={"input_ids": pad_id}, padding_side="left" if left else "right", forward=_logits_of,
@@ -401,17 +401,20 @@ class _LinearSchedule:
 def _sifted_learning_rate(hp: Hyperparameters) -> float:
     """The learning-rate factor of optimizer steps on sifted batches.
 
-    A sifted batch holds the kept rows of about 1 + beta batches of data, so an epoch takes
-    1 / (1 + beta) as many optimizer steps. Adam's steps are about as long whatever the
-    gradient's size, so with the same learning rate a sifted epoch would move the weights about
-    half as far (beta 1). ``sifting_lr_scaling="sqrt"`` applies the square-root scaling rule for
-    Adam with a batch 1 + beta times larger (Malladi et al., 2022): sqrt(1 + beta). The scaled
-    rate starts with the first step that holds a batch yielded after a process scored its first
-    candidate (``SiftingDataLoader.sifting_started``, agreed across processes): the delay, up to
-    the end of the candidate of SIFTING_CANDIDATES batches in which it ends, keeps the plain rate."""
+    A sifted batch holds the kept rows of about 1 / keep_fraction batches of data (1 + beta
+    without the floor on the keep probability), so an epoch takes keep_fraction as many
+    optimizer steps. Adam's steps are about as long whatever the gradient's size, so with the
+    same learning rate a sifted epoch would move the weights about half as far (beta 1).
+    ``sifting_lr_scaling="sqrt"`` applies the square-root scaling rule for Adam with a batch
+    1 / keep_fraction times larger (Malladi et al., 2022): 1.39 at beta 1 (0.52 kept), 1.72 at
+    beta 3 (0.34 kept). The scaled rate starts with the first step that holds a batch yielded
+    after a process scored its first candidate (``SiftingDataLoader.sifting_started``, agreed
+    across processes): the delay, up to the end of the candidate of SIFTING_CANDIDATES batches
+    in which it ends, keeps the plain rate."""
     if not hp.sifting or hp.sifting_lr_scaling == "none":
         return 1.0
-    return math.sqrt(1.0 + hp.sifting_beta)
+    kept = SiftingConfig(hp.sifting_beta, min_keep_probability=hp.sifting_min_keep_probability).keep_fraction
+    return math.sqrt(1.0 / kept)
 
 
 def _logits_of(model: torch.nn.Module, batch: dict, world: World | None = None) -> torch.Tensor:
