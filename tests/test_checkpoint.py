@@ -245,3 +245,19 @@ def test_stop_signals_turn_sigterm_into_a_request_and_a_third_signal_stops_at_on
             os.kill(os.getpid(), signal.SIGINT)
     assert off.requested is None
     assert issubclass(TrainingInterrupted, KeyboardInterrupt)
+
+
+def test_a_checkpoint_older_than_a_hyperparameter_counts_as_run_with_its_old_behaviour():
+    from textclf.config import Hyperparameters
+
+    def job(**hyperparameters):
+        return {"textclf": "1", "processes": 1, "model": "m", "model_files": [], "data": "d", "data_files": [],
+                "validation": None, "validation_files": None, "read_options": {},
+                "hyperparameters": Hyperparameters(sifting=True, **hyperparameters).to_dict()}
+
+    before_the_floor = job()
+    del before_the_floor["hyperparameters"]["sifting_min_keep_probability"]  # written before the floor existed: none
+    assert checkpoint.difference(before_the_floor, job()) == "it was run with sifting_min_keep_probability=0.0, not 0.2"
+    assert checkpoint.difference(before_the_floor, job(sifting_min_keep_probability=0.0)) is None
+    del before_the_floor["hyperparameters"]["sifting_beta"]  # not added later: missing is a difference
+    assert checkpoint.difference(before_the_floor, job(sifting_min_keep_probability=0.0)) == "it was run with sifting_beta=None, not 1.0"

@@ -102,6 +102,9 @@ def test_invalid_value_names_the_source_field_and_value(name, raw, expected):
         ("sifting_scoring_dtype", "float16", "must be one of 'auto', 'float32', 'bfloat16'"),
         ("warmup_ratio", "nan", "must be a finite number"),
         ("learning_rate", "inf", "must be a finite number"),
+        ("sifting_min_keep_probability", "1.5", "must be at most 1"),
+        ("sifting_min_keep_probability", "-0.1", "must be at least 0"),
+        ("sifting_min_keep_probability", "nan", "must be a finite number"),
     ],
 )
 def test_out_of_range_value_names_the_field_and_value(name, raw, rule):

@@ -68,15 +68,17 @@ class Hyperparameters:
     seed: int = _hp(0, "Seed for the split, the head's initialisation, shuffling and dropout.")
     gradient_accumulation_steps: int = _hp(1, "Micro-batches whose gradients are summed before each optimizer step.")
     sifting: bool = _hp(False, "Leave low-loss samples out of the backward pass (relative probabilistic sifting).")
-    sifting_beta: float = _hp(1.0, "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on.")
+    sifting_beta: float = _hp(
+        1.0, "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on (more with "
+        "sifting_min_keep_probability: 0.52 at beta 1, 0.34 at beta 3).")
     sifting_loss_history_length: int = _hp(500, "Recent losses a sample's loss is ranked among (its own batch's included).")
     sifting_delay: int = _hp(
         100, "Training batches on all data (counted from the start of training) before sifting starts: with the "
         "first candidate (16 batches) that begins after them.")
     sifting_min_keep_probability: float = _hp(
         0.2, "Floor of every sample's keep probability, so each batch holds an unbiased share of the data: "
-        "without it a high beta can drive training to predict every class alike. Raises the share kept a little "
-        "(0.52 at beta 1, 0.34 at beta 3); 0 gives exactly 1/(1+beta).")
+        "without it a high beta can drive training to predict every class alike. Raises the share kept "
+        "(0.52 instead of 0.5 at beta 1, 0.34 instead of 0.25 at beta 3); 0 gives 1/(1+beta).")
     sifting_lr_scaling: str = _hp(
         "sqrt",
         "Learning rate of sifted optimizer steps: each one covers about 1/kept batches of data (kept: the share "

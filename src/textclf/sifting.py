@@ -6,8 +6,8 @@ dropout, the batch already tokenised and padded); its percentile ``p`` among the
 last ``loss_history_length`` losses (its own batch's included) gives it a keep
 probability ``p ** beta``, never less than ``min_keep_probability`` (0.2; Selective
 Backprop's reference code has the same floor, ``sampling_min``). With losses drawn from
-one distribution ``p`` is uniform, so about ``1 / (1 + beta)`` of the data is kept, a
-little more with the floor (``SiftingConfig.keep_fraction``: 0.52 at beta 1, 0.34 at
+one distribution ``p`` is uniform, so about ``1 / (1 + beta)`` of the data is kept, more
+with the floor (``SiftingConfig.keep_fraction``: 0.52 at beta 1, 0.34 instead of 0.25 at
 beta 3). The floor keeps an unbiased share of every batch: trained only on the rows it
 gets most wrong, a model can drift to predicting every class alike and stay there (on
 SST-2 at beta 3 without the floor, within 20 steps of the start of sifting; with it the
@@ -90,7 +90,8 @@ __all__ = ["RelativeProbabilisticSifter", "SiftingConfig", "SiftingDataLoader", 
 
 @dataclass(frozen=True)
 class SiftingConfig:
-    """How much to sift. ``beta`` 1 keeps about half of the data, 3 about a quarter."""
+    """How much to sift. ``beta`` 1 keeps about half of the data, 3 about a third (a quarter with
+    ``min_keep_probability=0``): ``keep_fraction``."""
 
     beta: float = 1.0
     loss_history_length: int = 500

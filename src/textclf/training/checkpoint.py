@@ -227,15 +227,22 @@ def job_identity(data, validation, read_options, source, hyperparameters, proces
     }
 
 
+ADDED_HYPERPARAMETERS = {"sifting_min_keep_probability": 0.0}
+"""Hyperparameters newer than some checkpoints, with the value that reproduces those checkpoints' runs."""
+
+
 def difference(old: dict, new: dict) -> str | None:
-    """What differs between the job a checkpoint belongs to and this one, in words, or None."""
+    """What differs between the job a checkpoint belongs to and this one, in words, or None.
+
+    A hyperparameter the checkpoint predates counts as the value its run had (ADDED_HYPERPARAMETERS)."""
     if old["processes"] != new["processes"]:
         return (f"it was written by {old['processes']} training process(es) and this run has {new['processes']} "
                 f"(the data order and per-process state depend on it); resume with --nproc {old['processes']}")
     for name in ("hyperparameters", "read_options"):
         for key, value in new[name].items():
-            if old[name].get(key) != value:
-                return f"it was run with {key}={old[name].get(key)!r}, not {value!r}"
+            was = old[name].get(key, ADDED_HYPERPARAMETERS.get(key) if name == "hyperparameters" else None)
+            if was != value:
+                return f"it was run with {key}={was!r}, not {value!r}"
     for name, what in (("data", "training data"), ("validation", "validation data"), ("model", "model")):
         if old[name] != new[name]:
             return f"its {what} is {old[name]}, not {new[name]}"
