@@ -105,17 +105,15 @@ class Hyperparameters:
         _at_least(self, "gradient_accumulation_steps", 1)
         _at_least(self, "sifting_loss_history_length", 1)
         _at_least(self, "sifting_delay", 0)
-        if not self.sifting_min_keep_probability <= 1:
-            raise ConfigError("sifting_min_keep_probability must be at most 1, "
-                              f"but got sifting_min_keep_probability={self.sifting_min_keep_probability}.")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, but got learning_rate={self.learning_rate}.")
         for name in ("warmup_ratio", "weight_decay", "early_stopping_min_delta", "sifting_beta",
                      "sifting_min_keep_probability"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be at least 0, but got {name}={getattr(self, name)}.")
-        if self.warmup_ratio > 1:
-            raise ConfigError(f"warmup_ratio must be at most 1, but got warmup_ratio={self.warmup_ratio}.")
+        for name in ("warmup_ratio", "sifting_min_keep_probability"):
+            if getattr(self, name) > 1:
+                raise ConfigError(f"{name} must be at most 1, but got {name}={getattr(self, name)}.")
         if not 0 <= self.validation_split_ratio < 1:
             raise ConfigError(
                 "validation_split_ratio must be in [0, 1), "

@@ -148,6 +148,7 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
             shard=(world.rank, world.size), device=world.device,
         )
         batches: Iterable[dict] = epoch_batches
+        sifted_lr = 1.0
         if hp.sifting:  # each process sifts its own shard (scoring precision: sifting_scoring_dtype)
             sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed + world.rank,
                                     hp.sifting_scoring_dtype, hp.sifting_min_keep_probability)
@@ -156,10 +157,10 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
                 pad_values={"input_ids": pad_id}, padding_side="left" if left else "right", forward=_logits_of,
                 scoring_batch_size=hp.batch_size * SIFTING_SCORING_BATCHES, shuffle_batches=True,
             )
+            sifted_lr = _sifted_learning_rate(sifting, hp.sifting_lr_scaling)
         optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
         total_rows = len(train_ids) * hp.epochs
         schedule = _LinearSchedule(optimizer, hp.learning_rate, hp.warmup_ratio)
-        sifted_lr = _sifted_learning_rate(hp)
         tracker = BestEpoch(hp.early_stopping_min_delta)
         run = TrainingState(world, job, net, optimizer, epoch_batches, batches if hp.sifting else None, tracker)
         if resume_from is not None:
@@ -398,23 +399,20 @@ class _LinearSchedule:
             group["lr"] = self.peak * scale * self.factor(progress)
 
 
-def _sifted_learning_rate(hp: Hyperparameters) -> float:
+def _sifted_learning_rate(sifting: SiftingConfig, scaling: str) -> float:
     """The learning-rate factor of optimizer steps on sifted batches.
 
     A sifted batch holds the kept rows of about 1 / keep_fraction batches of data (1 + beta
     without the floor on the keep probability), so an epoch takes keep_fraction as many
     optimizer steps. Adam's steps are about as long whatever the gradient's size, so with the
     same learning rate a sifted epoch would move the weights about half as far (beta 1).
-    ``sifting_lr_scaling="sqrt"`` applies the square-root scaling rule for Adam with a batch
-    1 / keep_fraction times larger (Malladi et al., 2022): 1.39 at beta 1 (0.52 kept), 1.72 at
-    beta 3 (0.34 kept). The scaled rate starts with the first step that holds a batch yielded
+    ``scaling="sqrt"`` (``sifting_lr_scaling``) applies the square-root scaling rule for Adam
+    with a batch 1 / keep_fraction times larger (Malladi et al., 2022): 1.39 at beta 1 (0.52
+    kept), 1.72 at beta 3 (0.34 kept). The scaled rate starts with the first step that holds a batch yielded
     after a process scored its first candidate (``SiftingDataLoader.sifting_started``, agreed
     across processes): the delay, up to the end of the candidate of SIFTING_CANDIDATES batches
     in which it ends, keeps the plain rate."""
-    if not hp.sifting or hp.sifting_lr_scaling == "none":
-        return 1.0
-    kept = SiftingConfig(hp.sifting_beta, min_keep_probability=hp.sifting_min_keep_probability).keep_fraction
-    return math.sqrt(1.0 / kept)
+    return math.sqrt(1.0 / sifting.keep_fraction) if scaling == "sqrt" else 1.0
 
 
 def _logits_of(model: torch.nn.Module, batch: dict, world: World | None = None) -> torch.Tensor:
