@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_vs_hf_trainer import read_tsv  # noqa: E402
+from train_vs_hf_trainer import read_tsv
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR.parent.parent / "shared" / "data" / "sst2"
@@ -75,7 +75,11 @@ def export_all(model_dir: Path) -> dict:
         try:
             report = export_model(model_dir, fmt, validation=DATA_DIR / "dev.tsv")
             print(report.render(), flush=True)
-            reports[fmt] = {"seconds": time.perf_counter() - start, "max_abs_diff": report.max_abs_diff, **report.validation}
+            reports[fmt] = {
+                "seconds": time.perf_counter() - start,
+                "max_abs_diff": report.max_abs_diff,
+                **report.validation,
+            }
         except TextclfError as exc:
             print(f"{fmt}: refused: {exc}", flush=True)
             reports[fmt] = {"refused": str(exc)}
@@ -114,7 +118,7 @@ def dev_accuracy(model_dir: Path, texts: list[str], labels: list[int]) -> dict:
     for backend in BACKENDS:
         try:
             predicted = Classifier.load(model_dir, backend=backend).predict_proba(texts).argmax(axis=1)
-        except Exception as exc:  # noqa: BLE001 - a refused export has no accuracy
+        except Exception as exc:
             print(f"{backend}: {exc}")
             continue
         accuracy[backend] = float((predicted == labels).mean())
@@ -147,17 +151,22 @@ def quantization_variants(model_dir: Path, texts: list[str], dev: tuple[list[str
             meta = json.loads((folder / "textclf.json").read_text())
             meta.pop("exports", None)
             (folder / "textclf.json").write_text(json.dumps(meta))
-            export_model(folder, "onnx-int8", validation=DATA_DIR / "dev.tsv", force=True,
-                         quantization=QuantizationSettings(**settings))
+            export_model(
+                folder,
+                "onnx-int8",
+                validation=DATA_DIR / "dev.tsv",
+                force=True,
+                quantization=QuantizationSettings(**settings),
+            )
             clf = Classifier.load(folder, backend="onnx-int8")
             accuracy = float((clf.predict_proba(dev[0]).argmax(axis=1) == np.asarray(dev[1])).mean())
             folders[name] = clf
             results[name] = {"dev_accuracy": accuracy, "rates": []}
         step = -(-len(texts) // rounds)
         for r in range(rounds):
-            part = texts[r * step:(r + 1) * step]
+            part = texts[r * step : (r + 1) * step]
             names = list(folders)
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 start = time.perf_counter()
                 folders[name].predict_proba(part)
                 results[name]["rates"].append(len(part) / (time.perf_counter() - start))
@@ -165,7 +174,9 @@ def quantization_variants(model_dir: Path, texts: list[str], dev: tuple[list[str
     base = statistics.median(results[next(iter(VARIANTS))]["rates"])
     for name, r in results.items():
         r["rate"] = statistics.median(r["rates"])
-        print(f"{name:<40} dev acc {r['dev_accuracy']:.4f}  {r['rate']:8.1f} sentences/s  ({r['rate'] / base:.2f}x default)")
+        print(
+            f"{name:<40} dev acc {r['dev_accuracy']:.4f}  {r['rate']:8.1f} sentences/s  ({r['rate'] / base:.2f}x default)"
+        )
     return results
 
 
@@ -176,8 +187,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="score only the first N train sentences")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--skip-export", action="store_true", help="use the exports the folder already has")
-    parser.add_argument("--quantization-variants", type=int, default=0, metavar="N",
-                        help="also compare int8 settings (per-channel, per-tensor, layers kept fp32) on N train sentences")
+    parser.add_argument(
+        "--quantization-variants",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also compare int8 settings (per-channel, per-tensor, layers kept fp32) on N train sentences",
+    )
     parser.add_argument("--json", type=Path, default=OUT_DIR / "batch_vs_pipeline.json")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
@@ -194,17 +210,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="textclf-batch-bench-") as tmp:
         work = Path(tmp)
         for r in range(args.rounds):
-            part = texts[r * step:(r + 1) * step]
+            part = texts[r * step : (r + 1) * step]
             source = work / f"slice{r}.txt"
             source.write_text("".join(t + "\n" for t in part), encoding="utf-8")
-            order = systems[r % len(systems):] + systems[: r % len(systems)]
+            order = systems[r % len(systems) :] + systems[: r % len(systems)]
             for system in order:
-                took, labels = run_pipeline(args.model_dir, part) if system == "pipeline" else run_textclf(args.model_dir, system, source, work)
+                took, labels = (
+                    run_pipeline(args.model_dir, part)
+                    if system == "pipeline"
+                    else run_textclf(args.model_dir, system, source, work)
+                )
                 seconds[system].append((took, len(part)))
                 predicted[system].extend(labels)
                 print(f"round {r + 1}/{args.rounds}  {system:<12} {len(part) / took:8.1f} sentences/s", flush=True)
     rate = {s: statistics.median(n / t for t, n in seconds[s]) for s in systems}
-    ratio = {s: statistics.median((n / t) / (n0 / t0) for (t, n), (t0, n0) in zip(seconds[s], seconds["pipeline"])) for s in systems}
+    ratio = {
+        s: statistics.median((n / t) / (n0 / t0) for (t, n), (t0, n0) in zip(seconds[s], seconds["pipeline"]))
+        for s in systems
+    }
     agree = {s: sum(a == b for a, b in zip(predicted[s], predicted["pipeline"])) / len(texts) for s in systems}
     fp32 = accuracy.get("onnx", accuracy.get("torch"))
     print(f"\n{len(texts)} SST-2 train sentences in {args.rounds} rounds; medians over rounds")
@@ -215,15 +238,35 @@ def main() -> None:
     for backend, target in TARGETS.items():
         if backend in rate:
             ok = ratio[backend] >= target and (backend != "onnx-int8" or fp32 - accuracy.get(backend, 0) <= MAX_DROP)
-            verdicts.append(f"{backend} >= {target}x pipeline" + (" and within 0.5 pt of fp32" if backend == "onnx-int8" else "")
-                            + f": {'met' if ok else 'MISSED'} ({ratio[backend]:.2f}x)")
+            verdicts.append(
+                f"{backend} >= {target}x pipeline"
+                + (" and within 0.5 pt of fp32" if backend == "onnx-int8" else "")
+                + f": {'met' if ok else 'MISSED'} ({ratio[backend]:.2f}x)"
+            )
     print("\n".join(verdicts))
-    variants = quantization_variants(args.model_dir, texts[: args.quantization_variants], (dev_texts, dev_labels), args.rounds) \
-        if args.quantization_variants else {}
+    variants = (
+        quantization_variants(args.model_dir, texts[: args.quantization_variants], (dev_texts, dev_labels), args.rounds)
+        if args.quantization_variants
+        else {}
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"sentences": len(texts), "rounds": args.rounds, "seconds": seconds, "rate": rate, "ratio": ratio,
-                                     "dev_accuracy": accuracy, "agreement": agree, "exports": exports, "int8_variants": variants,
-                                     "command": " ".join(sys.argv)}, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {
+                "sentences": len(texts),
+                "rounds": args.rounds,
+                "seconds": seconds,
+                "rate": rate,
+                "ratio": ratio,
+                "dev_accuracy": accuracy,
+                "agreement": agree,
+                "exports": exports,
+                "int8_variants": variants,
+                "command": " ".join(sys.argv),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ from fastapi.responses import JSONResponse
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model-dir", required=True, help="a Hugging Face model folder (config.json with id2label, tokenizer)")
+    p.add_argument(
+        "--model-dir", required=True, help="a Hugging Face model folder (config.json with id2label, tokenizer)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     return p.parse_args()

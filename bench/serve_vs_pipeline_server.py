@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_vs_hf_trainer import read_tsv  # noqa: E402
+from train_vs_hf_trainer import read_tsv
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR.parent.parent / "shared" / "data" / "sst2"
@@ -62,28 +62,51 @@ LOW_CONCURRENCY = 1
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", type=Path, default=OUT_DIR / "sst2-model",
-                   help="model folder both servers load; trained into here if it does not exist (default bench/out/sst2-model)")
-    p.add_argument("--train-rows", type=int, default=8000, help="training rows when the model must be trained (default 8000)")
-    p.add_argument("--concurrency", default="1,8,32", type=lambda s: [int(x) for x in s.split(",")],
-                   help="concurrent clients, comma-separated (default 1,8,32)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=OUT_DIR / "sst2-model",
+        help="model folder both servers load; trained into here if it does not exist (default bench/out/sst2-model)",
+    )
+    p.add_argument(
+        "--train-rows", type=int, default=8000, help="training rows when the model must be trained (default 8000)"
+    )
+    p.add_argument(
+        "--concurrency",
+        default="1,8,32",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="concurrent clients, comma-separated (default 1,8,32)",
+    )
     p.add_argument("--repeats", type=int, default=2, help="A B rounds per concurrency (default 2)")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds per run (default 20)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring, per run (default 3)")
-    p.add_argument("--grace", type=float, default=30.0,
-                   help="seconds to wait for in-flight requests after a run; later ones count as errors (default 30)")
-    p.add_argument("--check-rows", type=int, default=50, help="dev sentences for the same-label check; 0 skips it (default 50)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds to wait for in-flight requests after a run; later ones count as errors (default 30)",
+    )
+    p.add_argument(
+        "--check-rows", type=int, default=50, help="dev sentences for the same-label check; 0 skips it (default 50)"
+    )
     p.add_argument("--only", choices=SIDES, help="run one side only; no ratios or targets are printed")
     p.add_argument("--max-batch-size", type=int, default=64, help="passed to textclf serve (default 64)")
     p.add_argument("--max-batch-delay-ms", type=float, default=5, help="passed to textclf serve (default 5)")
     p.add_argument("--textclf-args", default="", help="extra arguments appended to the textclf serve command line")
-    p.add_argument("--textclf-command", help="the textclf program to run 'serve' with (default: the textclf beside this"
-                   " Python, i.e. .venv/bin/textclf); split like a shell line, e.g. '.venv/bin/python -m textclf'")
+    p.add_argument(
+        "--textclf-command",
+        help="the textclf program to run 'serve' with (default: the textclf beside this"
+        " Python, i.e. .venv/bin/textclf); split like a shell line, e.g. '.venv/bin/python -m textclf'",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address the load generator connects to (default 127.0.0.1)")
     p.add_argument("--baseline-port", type=int, default=0, help="default: a free port")
     p.add_argument("--textclf-port", type=int, default=0, help="default: a free port")
-    p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for GET /ping 200 (default 300)")
+    p.add_argument(
+        "--startup-timeout", type=float, default=300.0, help="seconds to wait for GET /ping 200 (default 300)"
+    )
     p.add_argument("--json", type=Path, help="write all raw figures to this file")
     return p.parse_args()
 
@@ -116,10 +139,29 @@ def ensure_model(model_dir: Path, train_rows: int) -> dict:
             writer = csv.writer(f)
             writer.writerow(["sentence", "label"])
             writer.writerows(rows)
-        cmd = [*textclf_command(), "train", "--data", str(train_csv), "--validation", str(DATA_DIR / "dev.tsv"),
-               "--output", str(model_dir), "--text-column", "sentence", "--label-column", "label",
-               "--epochs", str(TRAIN_SETTINGS["epochs"]), "--learning-rate", str(TRAIN_SETTINGS["learning_rate"]),
-               "--batch-size", str(TRAIN_SETTINGS["batch_size"]), "--seed", str(SEED), "--no-progress"]
+        cmd = [
+            *textclf_command(),
+            "train",
+            "--data",
+            str(train_csv),
+            "--validation",
+            str(DATA_DIR / "dev.tsv"),
+            "--output",
+            str(model_dir),
+            "--text-column",
+            "sentence",
+            "--label-column",
+            "label",
+            "--epochs",
+            str(TRAIN_SETTINGS["epochs"]),
+            "--learning-rate",
+            str(TRAIN_SETTINGS["learning_rate"]),
+            "--batch-size",
+            str(TRAIN_SETTINGS["batch_size"]),
+            "--seed",
+            str(SEED),
+            "--no-progress",
+        ]
         log(f"training the model ({len(rows):,} rows, ~2 min): {shlex.join(cmd)}")
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
@@ -143,8 +185,9 @@ class Server:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("wb")
         log(f"starting {side} on port {port}: {shlex.join(cmd)} (log: {log_path})")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         self.started = time.perf_counter()
         self.ready_seconds: float | None = None
 
@@ -153,8 +196,10 @@ class Server:
         last = "no answer"
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.side} server exited with code {self.proc.returncode} before it was ready;"
-                                   f" its output:\n{self.tail()}")
+                raise RuntimeError(
+                    f"{self.side} server exited with code {self.proc.returncode} before it was ready;"
+                    f" its output:\n{self.tail()}"
+                )
             try:
                 status, _, _ = await one_request(host, self.port, "GET", "/ping", timeout=5)
                 last = f"HTTP {status}"
@@ -165,7 +210,9 @@ class Server:
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
                 last = type(exc).__name__
             await asyncio.sleep(0.5)
-        raise RuntimeError(f"{self.side} server not ready after {timeout:.0f} s (last /ping: {last}); its output:\n{self.tail()}")
+        raise RuntimeError(
+            f"{self.side} server not ready after {timeout:.0f} s (last /ping: {last}); its output:\n{self.tail()}"
+        )
 
     def tail(self, lines: int = 30) -> str:
         self._log.flush()
@@ -187,7 +234,7 @@ class Server:
                     raw = Path(f"/proc/{entry}/stat").read_text()
                 except OSError:
                     continue
-                fields = raw[raw.rindex(")") + 2:].split()
+                fields = raw[raw.rindex(")") + 2 :].split()
                 stats[int(entry)] = fields
                 children.setdefault(int(fields[1]), []).append(int(entry))
             total, todo = 0.0, [self.proc.pid]
@@ -219,8 +266,9 @@ class Server:
 # -- HTTP/1.1 over raw sockets ----------------------------------------------------------------------
 
 
-def build_request(host: str, port: int, method: str, path: str, body: bytes = b"",
-                  headers: dict[str, str] | None = None) -> bytes:
+def build_request(
+    host: str, port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     if method == "POST" or body:
@@ -259,8 +307,15 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
     return status, await reader.readexactly(length), keep_alive
 
 
-async def one_request(host: str, port: int, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes, bool]:
+async def one_request(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, bytes, bool]:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
         writer.write(build_request(host, port, method, path, body, {**(headers or {}), "Connection": "close"}))
@@ -307,8 +362,9 @@ def post_requests(host: str, port: int, texts: list[str], accept: str = "applica
     return [build_request(host, port, "POST", "/invocations", t.encode("utf-8"), headers) for t in texts]
 
 
-async def run_load(host: str, port: int, requests: list[bytes], clients: int, warmup: float, duration: float,
-                   grace: float) -> dict:
+async def run_load(
+    host: str, port: int, requests: list[bytes], clients: int, warmup: float, duration: float, grace: float
+) -> dict:
     """Closed loop: each client sends requests[i], requests[i + clients], ... back to back. Counts the
     requests that complete inside [start + warmup, start + warmup + duration]."""
     clock = time.perf_counter  # not loop.time(): uvloop's clock ticks in whole milliseconds
@@ -359,11 +415,21 @@ async def run_load(host: str, port: int, requests: list[bytes], clients: int, wa
     def pct(q: float) -> float | None:
         return 1000 * latencies[min(n - 1, int(q * n))] if n else None
 
-    return {"clients": clients, "requests": n, "answered_in_run": answered[0], "req_per_s": n / duration,
-            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": 1000 * latencies[-1] if n else None,
-            "mean_ms": 1000 * sum(latencies) / n if n else None, "errors": sum(errors.values()),
-            "error_kinds": errors, "client_cpu_seconds": client_cpu,
-            "client_cpu_share": client_cpu / (clock() - t0)}
+    return {
+        "clients": clients,
+        "requests": n,
+        "answered_in_run": answered[0],
+        "req_per_s": n / duration,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": 1000 * latencies[-1] if n else None,
+        "mean_ms": 1000 * sum(latencies) / n if n else None,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "client_cpu_seconds": client_cpu,
+        "client_cpu_share": client_cpu / (clock() - t0),
+    }
 
 
 # -- same-label check -----------------------------------------------------------------------------
@@ -399,21 +465,24 @@ async def label_check(host: str, servers: dict[str, Server], rows: list[tuple[st
                 try:
                     status, body = await asyncio.wait_for(conn.send(request), 60)
                     predictions[side].append(parse(body) if status == 200 else (f"HTTP {status}", {}))
-                except Exception as exc:  # noqa: BLE001 - report, do not stop the benchmark
+                except Exception as exc:
                     predictions[side].append((f"{type(exc).__name__}: {exc}"[:200], {}))
         finally:
             conn.close()
     result: dict = {"rows": len(rows)}
     for side, preds in predictions.items():
-        result[f"{side}_gold_accuracy"] = sum(label == str(gold) for (label, _), (_, gold) in zip(preds, rows)) / len(rows)
+        result[f"{side}_gold_accuracy"] = sum(label == str(gold) for (label, _), (_, gold) in zip(preds, rows)) / len(
+            rows
+        )
         result[f"{side}_first"] = preds[0][0] if preds else None
     if len(predictions) == 2:
         pairs = list(zip(predictions["baseline"], predictions["textclf"]))
         result["agree"] = sum(a[0] == b[0] for a, b in pairs)
         diffs = [abs(a[1][label] - b[1][label]) for a, b in pairs for label in a[1] if label in b[1]]
         result["max_probability_difference"] = max(diffs) if diffs else None
-        result["disagreements"] = [{"text": text, "baseline": a[0], "textclf": b[0]}
-                                   for (text, _), (a, b) in zip(rows, pairs) if a[0] != b[0]][:5]
+        result["disagreements"] = [
+            {"text": text, "baseline": a[0], "textclf": b[0]} for (text, _), (a, b) in zip(rows, pairs) if a[0] != b[0]
+        ][:5]
     return result
 
 
@@ -425,9 +494,15 @@ def summarise(runs: list[dict]) -> dict:
         values = [r[key] for r in runs if r[key] is not None]
         return statistics.median(values) if values else None
 
-    return {"req_per_s": med("req_per_s"), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
-            "errors": sum(r["errors"] for r in runs), "server_cpu_ms_per_request": med("server_cpu_ms_per_request"),
-            "client_cpu_share": med("client_cpu_share"), "runs": runs}
+    return {
+        "req_per_s": med("req_per_s"),
+        "p50_ms": med("p50_ms"),
+        "p99_ms": med("p99_ms"),
+        "errors": sum(r["errors"] for r in runs),
+        "server_cpu_ms_per_request": med("server_cpu_ms_per_request"),
+        "client_cpu_share": med("client_cpu_share"),
+        "runs": runs,
+    }
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -441,20 +516,31 @@ def targets(summary: dict[str, dict[int, dict]], check: dict | None) -> list[tup
     if c in base and c in tc:
         b, t = base[c], tc[c]
         ratio = t["req_per_s"] / b["req_per_s"] if b["req_per_s"] else None
-        out.append((f"C={c}: textclf req/s >= {TARGET_THROUGHPUT:g}x baseline", ratio is not None and ratio >= TARGET_THROUGHPUT,
-                    f"{fmt(t['req_per_s'], '.1f')} vs {fmt(b['req_per_s'], '.1f')} req/s = {fmt(ratio, '.2f')}x"))
+        out.append(
+            (
+                f"C={c}: textclf req/s >= {TARGET_THROUGHPUT:g}x baseline",
+                ratio is not None and ratio >= TARGET_THROUGHPUT,
+                f"{fmt(t['req_per_s'], '.1f')} vs {fmt(b['req_per_s'], '.1f')} req/s = {fmt(ratio, '.2f')}x",
+            )
+        )
         ok = None not in (t["p99_ms"], b["p99_ms"]) and t["p99_ms"] <= b["p99_ms"] * TARGET_P99_FRACTION
-        out.append((f"C={c}: textclf p99 <= baseline p99 / {1 / TARGET_P99_FRACTION:g}", ok,
-                    f"{fmt(t['p99_ms'], '.1f')} vs {fmt(b['p99_ms'], '.1f')} ms"))
-        out.append((f"C={c}: textclf zero errors", t["errors"] == 0,
-                    f"{t['errors']} errors (baseline {b['errors']})"))
+        out.append(
+            (
+                f"C={c}: textclf p99 <= baseline p99 / {1 / TARGET_P99_FRACTION:g}",
+                ok,
+                f"{fmt(t['p99_ms'], '.1f')} vs {fmt(b['p99_ms'], '.1f')} ms",
+            )
+        )
+        out.append((f"C={c}: textclf zero errors", t["errors"] == 0, f"{t['errors']} errors (baseline {b['errors']})"))
     else:
         out.append((f"C={c} targets", None, f"not run (--concurrency lacks {c})"))
     c = LOW_CONCURRENCY
     if c in base and c in tc:
         b, t = base[c], tc[c]
         ok = None not in (t["p50_ms"], b["p50_ms"]) and t["p50_ms"] <= b["p50_ms"]
-        out.append((f"C={c}: textclf p50 <= baseline p50", ok, f"{fmt(t['p50_ms'], '.1f')} vs {fmt(b['p50_ms'], '.1f')} ms"))
+        out.append(
+            (f"C={c}: textclf p50 <= baseline p50", ok, f"{fmt(t['p50_ms'], '.1f')} vs {fmt(b['p50_ms'], '.1f')} ms")
+        )
     else:
         out.append((f"C={c} target", None, f"not run (--concurrency lacks {c})"))
     if check is not None:
@@ -463,11 +549,16 @@ def targets(summary: dict[str, dict[int, dict]], check: dict | None) -> list[tup
     return out
 
 
-def print_report(summary: dict[str, dict[int, dict]], args: argparse.Namespace, check: dict | None,
-                 ready: dict[str, float | None]) -> list:
-    print(f"\nSST-2 dev sentences, closed loop, {args.warmup:g} s warm-up + {args.duration:g} s measured per run,"
-          f" {args.repeats} repeat(s) per side (A B interleaved), {os.cpu_count()} CPUs: medians over repeats\n")
-    print(f"{'C':>4}  {'side':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'srv CPU ms/req':>16}{'client CPU':>12}")
+def print_report(
+    summary: dict[str, dict[int, dict]], args: argparse.Namespace, check: dict | None, ready: dict[str, float | None]
+) -> list:
+    print(
+        f"\nSST-2 dev sentences, closed loop, {args.warmup:g} s warm-up + {args.duration:g} s measured per run,"
+        f" {args.repeats} repeat(s) per side (A B interleaved), {os.cpu_count()} CPUs: medians over repeats\n"
+    )
+    print(
+        f"{'C':>4}  {'side':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'srv CPU ms/req':>16}{'client CPU':>12}"
+    )
     concurrencies = sorted({c for side in summary.values() for c in side})
     for c in concurrencies:
         for side, by_c in summary.items():
@@ -475,20 +566,27 @@ def print_report(summary: dict[str, dict[int, dict]], args: argparse.Namespace, 
                 continue
             s = by_c[c]
             share = None if s["client_cpu_share"] is None else 100 * s["client_cpu_share"]
-            print(f"{c:>4}  {side:<10}{fmt(s['req_per_s'], '.1f'):>9}{fmt(s['p50_ms'], '.1f'):>9}{fmt(s['p99_ms'], '.1f'):>9}"
-                  f"{s['errors']:>8}{fmt(s['server_cpu_ms_per_request'], '.1f'):>16}{fmt(share, '.0f') + '%':>12}")
+            print(
+                f"{c:>4}  {side:<10}{fmt(s['req_per_s'], '.1f'):>9}{fmt(s['p50_ms'], '.1f'):>9}{fmt(s['p99_ms'], '.1f'):>9}"
+                f"{s['errors']:>8}{fmt(s['server_cpu_ms_per_request'], '.1f'):>16}{fmt(share, '.0f') + '%':>12}"
+            )
     for side, by_c in summary.items():
         for c, s in by_c.items():
-            per_run = "; ".join(f"{fmt(r['req_per_s'], '.1f')} req/s p50 {fmt(r['p50_ms'], '.1f')} p99 {fmt(r['p99_ms'], '.1f')}"
-                                + (f" errors {r['error_kinds']}" if r["errors"] else "") for r in s["runs"])
+            per_run = "; ".join(
+                f"{fmt(r['req_per_s'], '.1f')} req/s p50 {fmt(r['p50_ms'], '.1f')} p99 {fmt(r['p99_ms'], '.1f')}"
+                + (f" errors {r['error_kinds']}" if r["errors"] else "")
+                for r in s["runs"]
+            )
             print(f"  {side} C={c} per repeat: {per_run}")
     print("startup to /ping 200: " + ", ".join(f"{side} {fmt(s, '.1f')} s" for side, s in ready.items()))
     if check is not None:
         line = ", ".join(f"{side} {100 * check[side + '_gold_accuracy']:.0f}%" for side in summary)
         print(f"label check on {check['rows']} dev sentences: gold accuracy {line}", end="")
         if "agree" in check:
-            print(f"; same label {check['agree']}/{check['rows']}, max |p diff| {fmt(check['max_probability_difference'], '.2e')}",
-                  end="")
+            print(
+                f"; same label {check['agree']}/{check['rows']}, max |p diff| {fmt(check['max_probability_difference'], '.2e')}",
+                end="",
+            )
             for d in check["disagreements"]:
                 print(f"\n  differs: baseline {d['baseline']!r} textclf {d['textclf']!r}: {d['text'][:80]}", end="")
         print()
@@ -503,7 +601,9 @@ def print_report(summary: dict[str, dict[int, dict]], args: argparse.Namespace, 
         def ratio(key: str) -> float | None:
             return t[key] / b[key] if t[key] is not None and b[key] else None
 
-        print(f"{c:>4}  {fmt(ratio('req_per_s'), '.2f') + 'x':>24}{fmt(ratio('p50_ms'), '.3f'):>22}{fmt(ratio('p99_ms'), '.3f'):>22}")
+        print(
+            f"{c:>4}  {fmt(ratio('req_per_s'), '.2f') + 'x':>24}{fmt(ratio('p50_ms'), '.3f'):>22}{fmt(ratio('p99_ms'), '.3f'):>22}"
+        )
     results = targets(summary, check)
     print()
     for name, ok, detail in results:
@@ -524,20 +624,27 @@ async def bench(args: argparse.Namespace, servers: dict[str, Server], dev_rows: 
         for c in args.concurrency:
             for side, server in servers.items():
                 if server.proc.poll() is not None:
-                    raise RuntimeError(f"{side} server died (exit code {server.proc.returncode}); its output:\n{server.tail()}")
+                    raise RuntimeError(
+                        f"{side} server died (exit code {server.proc.returncode}); its output:\n{server.tail()}"
+                    )
                 cpu0 = server.cpu_seconds()
                 r = await run_load(args.host, server.port, requests[side], c, args.warmup, args.duration, args.grace)
                 cpu1 = server.cpu_seconds()
                 # server CPU over the whole run (warm-up and drain included) per 200 answer in it
                 r["server_cpu_seconds"] = None if None in (cpu0, cpu1) else cpu1 - cpu0
-                r["server_cpu_ms_per_request"] = (1000 * r["server_cpu_seconds"] / r["answered_in_run"]
-                                                  if r["server_cpu_seconds"] is not None and r["answered_in_run"] else None)
+                r["server_cpu_ms_per_request"] = (
+                    1000 * r["server_cpu_seconds"] / r["answered_in_run"]
+                    if r["server_cpu_seconds"] is not None and r["answered_in_run"]
+                    else None
+                )
                 r["repeat"] = i
                 runs[side][c].append(r)
-                log(f"[{i}/{args.repeats}] C={c} {side}: {r['req_per_s']:.1f} req/s, p50 {fmt(r['p50_ms'], '.1f')} ms,"
+                log(
+                    f"[{i}/{args.repeats}] C={c} {side}: {r['req_per_s']:.1f} req/s, p50 {fmt(r['p50_ms'], '.1f')} ms,"
                     f" p99 {fmt(r['p99_ms'], '.1f')} ms, {r['errors']} errors"
                     + (f" {r['error_kinds']}" if r["errors"] else "")
-                    + f", client CPU {100 * r['client_cpu_share']:.0f}%")
+                    + f", client CPU {100 * r['client_cpu_share']:.0f}%"
+                )
     return runs, check
 
 
@@ -561,9 +668,17 @@ def main() -> None:
     textclf = shlex.split(args.textclf_command) if args.textclf_command else textclf_command()
     commands = {
         "baseline": [sys.executable, str(BENCH_DIR / "pipeline_server.py"), "--model-dir", str(model_dir)],
-        "textclf": [*textclf, "serve", "--model-dir", str(model_dir),
-                    "--max-batch-size", str(args.max_batch_size), "--max-batch-delay-ms", f"{args.max_batch_delay_ms:g}",
-                    *shlex.split(args.textclf_args)],
+        "textclf": [
+            *textclf,
+            "serve",
+            "--model-dir",
+            str(model_dir),
+            "--max-batch-size",
+            str(args.max_batch_size),
+            "--max-batch-delay-ms",
+            f"{args.max_batch_delay_ms:g}",
+            *shlex.split(args.textclf_args),
+        ],
     }
     fixed_ports = {"baseline": args.baseline_port, "textclf": args.textclf_port}
     servers: dict[str, Server] = {}
@@ -576,8 +691,9 @@ def main() -> None:
     try:
         for side in sides:
             port = fixed_ports[side] or free_port()
-            servers[side] = Server(side, [*commands[side], "--port", str(port)], port,
-                                   OUT_DIR / f"serve_vs_pipeline_server.{side}.log")
+            servers[side] = Server(
+                side, [*commands[side], "--port", str(port)], port, OUT_DIR / f"serve_vs_pipeline_server.{side}.log"
+            )
         runs, check = run_async(bench(args, servers, dev_rows))
         ready = {side: s.ready_seconds for side, s in servers.items()}
     except KeyboardInterrupt:
@@ -593,12 +709,24 @@ def main() -> None:
     results = print_report(summary, args, check, ready)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"model_dir": str(model_dir), "training": training, "concurrency": args.concurrency, "repeats": args.repeats,
-                "duration": args.duration, "warmup": args.warmup, "commands": {s: servers[s].cmd for s in servers},
-                "cpus": os.cpu_count(), "python": sys.version.split()[0]}
-        data = {"meta": meta, "label_check": check, "ready_seconds": ready,
-                **{side: {str(c): s for c, s in by_c.items()} for side, by_c in summary.items()},
-                "targets": [{"target": n, "pass": ok, "detail": d} for n, ok, d in results]}
+        meta = {
+            "model_dir": str(model_dir),
+            "training": training,
+            "concurrency": args.concurrency,
+            "repeats": args.repeats,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "commands": {s: servers[s].cmd for s in servers},
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+        }
+        data = {
+            "meta": meta,
+            "label_check": check,
+            "ready_seconds": ready,
+            **{side: {str(c): s for c, s in by_c.items()} for side, by_c in summary.items()},
+            "targets": [{"target": n, "pass": ok, "detail": d} for n, ok, d in results],
+        }
         args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 

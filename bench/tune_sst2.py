@@ -34,9 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_vs_hf_trainer import DATA_DIR, read_tsv, write_tsv  # noqa: E402
-
-import textclf  # noqa: E402
+import textclf
+from train_vs_hf_trainer import DATA_DIR, read_tsv, write_tsv
 
 OUT = Path(__file__).resolve().parent / "out" / "tune_sst2.json"
 
@@ -56,18 +55,34 @@ def dev_accuracy(model_dir: Path, dev: Path) -> float:
 
 
 def study(train: Path, dev: Path, out: Path, trials: int, max_epochs: int, pruner: str) -> dict:
-    space = {"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},
-             "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
-             "epochs": {"type": "int", "low": 1, "high": max_epochs}}
+    space = {
+        "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},
+        "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+        "epochs": {"type": "int", "low": 1, "high": max_epochs},
+    }
     start = time.perf_counter()
-    result = textclf.tune(train, out, search_space=space, max_trials=trials, early_stopping_trials=pruner, seed=0,
-                          log=lambda line: print(f"  [{pruner}] {line}", file=sys.stderr, flush=True))
+    result = textclf.tune(
+        train,
+        out,
+        search_space=space,
+        max_trials=trials,
+        early_stopping_trials=pruner,
+        seed=0,
+        log=lambda line: print(f"  [{pruner}] {line}", file=sys.stderr, flush=True),
+    )
     wall = time.perf_counter() - start
     states = [r["state"] for r in result.trials]
-    return {"early_stopping_trials": pruner, "wall_seconds": wall, "best_trial": result.best_trial,
-            "best_params": result.best_params, "best_val_accuracy": result.best_value,
-            "dev_accuracy": dev_accuracy(result.best_path, dev), "complete": states.count("COMPLETE"),
-            "pruned": states.count("PRUNED"), "trials": result.trials}
+    return {
+        "early_stopping_trials": pruner,
+        "wall_seconds": wall,
+        "best_trial": result.best_trial,
+        "best_params": result.best_params,
+        "best_val_accuracy": result.best_value,
+        "dev_accuracy": dev_accuracy(result.best_path, dev),
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "trials": result.trials,
+    }
 
 
 def main() -> None:
@@ -79,26 +94,46 @@ def main() -> None:
         work = Path(tmp)
         train, dev = write_tsv(rows[: args.rows], work / "train.tsv"), write_tsv(dev_rows, work / "dev.tsv")
         start = time.perf_counter()
-        base = textclf.train(train, work / "baseline", progress=False, log=lambda line: print(f"  [defaults] {line}", file=sys.stderr))
-        baseline = {"wall_seconds": time.perf_counter() - start, "val_accuracy": base.best["val_accuracy"],
-                    "dev_accuracy": dev_accuracy(base.output, dev), "hyperparameters": {"epochs": 3, "learning_rate": 2e-5, "batch_size": 32}}
+        base = textclf.train(
+            train, work / "baseline", progress=False, log=lambda line: print(f"  [defaults] {line}", file=sys.stderr)
+        )
+        baseline = {
+            "wall_seconds": time.perf_counter() - start,
+            "val_accuracy": base.best["val_accuracy"],
+            "dev_accuracy": dev_accuracy(base.output, dev),
+            "hyperparameters": {"epochs": 3, "learning_rate": 2e-5, "batch_size": 32},
+        }
         pruned = study(train, dev, work / "tuned-median", args.trials, args.max_epochs, "median")
         unpruned = study(train, dev, work / "tuned-off", args.trials, args.max_epochs, "off")
 
-    print(f"\nSST-2, {args.rows} rows (80% train / 20% validation), dev {len(dev_rows)} rows, {args.trials} trials per study")
+    print(
+        f"\nSST-2, {args.rows} rows (80% train / 20% validation), dev {len(dev_rows)} rows, {args.trials} trials per study"
+    )
     print(f"{'run':<22} {'dev acc':>8} {'val acc':>8} {'wall s':>8} {'complete':>9} {'pruned':>7}  params")
-    print(f"{'default hyperparams':<22} {baseline['dev_accuracy']:>8.4f} {baseline['val_accuracy']:>8.4f} {baseline['wall_seconds']:>8.0f} {'':>9} {'':>7}  {baseline['hyperparameters']}")
+    print(
+        f"{'default hyperparams':<22} {baseline['dev_accuracy']:>8.4f} {baseline['val_accuracy']:>8.4f} {baseline['wall_seconds']:>8.0f} {'':>9} {'':>7}  {baseline['hyperparameters']}"
+    )
     for r in (pruned, unpruned):
         name = f"tune, pruning {r['early_stopping_trials']}"
-        print(f"{name:<22} {r['dev_accuracy']:>8.4f} {r['best_val_accuracy']:>8.4f} {r['wall_seconds']:>8.0f} "
-              f"{r['complete']:>9} {r['pruned']:>7}  {r['best_params']}")
+        print(
+            f"{name:<22} {r['dev_accuracy']:>8.4f} {r['best_val_accuracy']:>8.4f} {r['wall_seconds']:>8.0f} "
+            f"{r['complete']:>9} {r['pruned']:>7}  {r['best_params']}"
+        )
     gain = pruned["dev_accuracy"] - baseline["dev_accuracy"]
     ratio = unpruned["wall_seconds"] / pruned["wall_seconds"]
     print(f"\nbest trial (median pruning) vs defaults: {gain * 100:+.2f} points of dev accuracy")
     print(f"wall time without / with pruning: {ratio:.2f}x")
-    figures = {"rows": args.rows, "dev_rows": len(dev_rows), "trials": args.trials, "max_epochs": args.max_epochs,
-               "baseline": baseline, "tune_median": pruned, "tune_off": unpruned,
-               "dev_accuracy_gain": gain, "wall_ratio_off_over_median": ratio}
+    figures = {
+        "rows": args.rows,
+        "dev_rows": len(dev_rows),
+        "trials": args.trials,
+        "max_epochs": args.max_epochs,
+        "baseline": baseline,
+        "tune_median": pruned,
+        "tune_off": unpruned,
+        "dev_accuracy_gain": gain,
+        "wall_ratio_off_over_median": ratio,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     print(f"wrote {args.json}")

@@ -62,28 +62,90 @@ GOOD = "text,label\ngreat,pos\nawful,neg\n"
 TRAIN_ERRORS = {
     "missing-data-file": ({}, ["--data", "nope.csv"], "nope.csv: ", "no such file or directory"),
     "dir-without-data-csv": ({"train/x.csv": GOOD}, ["--data", "train"], "train: ", "no data.csv"),
-    "unknown-extension": ({"data.parquet": GOOD}, ["--data", "data.parquet"], "data.parquet: ", "unsupported file type"),
+    "unknown-extension": (
+        {"data.parquet": GOOD},
+        ["--data", "data.parquet"],
+        "data.parquet: ",
+        "unsupported file type",
+    ),
     "empty-file": ({"data.csv": ""}, ["--data", "data.csv"], "data.csv: ", "file is empty"),
     "header-only": ({"data.csv": "text,label\n"}, ["--data", "data.csv"], "data.csv:1: ", "no data rows"),
     "wrong-column-count": ({"data.csv": "0,a\n1,b,c\n"}, ["--data", "data.csv"], "data.csv:2: ", "expected 2 columns"),
     "label-gap": ({"data.csv": "0,a\n1,b\n3,c\n"}, ["--data", "data.csv"], "data.csv:3: ", "(2 missing)"),
-    "jumpstart-string-label": ({"train/data.csv": "0,a\npos,b\n"}, ["--data", "train"], "train/data.csv:2: ", "not an integer"),
+    "jumpstart-string-label": (
+        {"train/data.csv": "0,a\npos,b\n"},
+        ["--data", "train"],
+        "train/data.csv:2: ",
+        "not an integer",
+    ),
     "empty-text": ({"data.csv": "0,a\n1,\n"}, ["--data", "data.csv"], "data.csv:2: ", "empty text"),
-    "undecodable-bytes": ({"data.csv": b"0,a\n1,caf\xe9\n"}, ["--data", "data.csv"], "data.csv:2: ", "not valid utf-8; pass --encoding"),
+    "undecodable-bytes": (
+        {"data.csv": b"0,a\n1,caf\xe9\n"},
+        ["--data", "data.csv"],
+        "data.csv:2: ",
+        "not valid utf-8; pass --encoding",
+    ),
     "single-class": ({"data.csv": "0,a\n0,b\n"}, ["--data", "data.csv"], "data.csv: ", "at least two classes"),
-    "malformed-jsonl": ({"d.jsonl": '{"text": "a", "label": 0}\n{"text": \n'}, ["--data", "d.jsonl"], "d.jsonl:2: ", "not valid JSON"),
-    "unknown-text-column": ({"data.csv": GOOD}, ["--data", "data.csv", "--text-column", "body"], "data.csv:1: ", "no column named 'body'"),
+    "malformed-jsonl": (
+        {"d.jsonl": '{"text": "a", "label": 0}\n{"text": \n'},
+        ["--data", "d.jsonl"],
+        "d.jsonl:2: ",
+        "not valid JSON",
+    ),
+    "unknown-text-column": (
+        {"data.csv": GOOD},
+        ["--data", "data.csv", "--text-column", "body"],
+        "data.csv:1: ",
+        "no column named 'body'",
+    ),
     "validation-unknown-label": (
         {"data.csv": GOOD, "val.csv": "text,label\nok,pos\nmeh,neutral\n"},
-        ["--data", "data.csv", "--validation", "val.csv"], "val.csv:3: ", "label 'neutral' is not one of",
+        ["--data", "data.csv", "--validation", "val.csv"],
+        "val.csv:3: ",
+        "label 'neutral' is not one of",
     ),
-    "hp-file-bad-value": ({"data.csv": GOOD, "hp.json": '{"epochs": "x"}'}, ["--data", "data.csv", "--hyperparameters", "hp.json"], "hp.json: ", "epochs has value 'x'; expected an integer"),
-    "hp-file-unknown-name": ({"data.csv": GOOD, "hp.json": '{"lr": "1"}'}, ["--data", "data.csv", "--hyperparameters", "hp.json"], "hp.json: ", "unknown hyperparameter 'lr'"),
-    "hp-file-missing": ({"data.csv": GOOD}, ["--data", "data.csv", "--hyperparameters", "hp.json"], "hp.json: ", "not found"),
-    "epochs-abc": ({"data.csv": GOOD}, ["--data", "data.csv", "--epochs", "abc"], "command line: ", "epochs has value 'abc'; expected an integer"),
-    "learning-rate-negative": ({"data.csv": GOOD}, ["--data", "data.csv", "--learning-rate", "-1e-5"], "command line: ", "learning_rate must be positive"),
-    "bool-flag-bad-value": ({"data.csv": GOOD}, ["--data", "data.csv", "--early-stopping", "maybe"], "command line: ", "expected true or false"),
-    "missing-model-folder": ({"data.csv": GOOD}, ["--data", "data.csv", "--model", "./no-model"], "./no-model: ", "model folder not found"),
+    "hp-file-bad-value": (
+        {"data.csv": GOOD, "hp.json": '{"epochs": "x"}'},
+        ["--data", "data.csv", "--hyperparameters", "hp.json"],
+        "hp.json: ",
+        "epochs has value 'x'; expected an integer",
+    ),
+    "hp-file-unknown-name": (
+        {"data.csv": GOOD, "hp.json": '{"lr": "1"}'},
+        ["--data", "data.csv", "--hyperparameters", "hp.json"],
+        "hp.json: ",
+        "unknown hyperparameter 'lr'",
+    ),
+    "hp-file-missing": (
+        {"data.csv": GOOD},
+        ["--data", "data.csv", "--hyperparameters", "hp.json"],
+        "hp.json: ",
+        "not found",
+    ),
+    "epochs-abc": (
+        {"data.csv": GOOD},
+        ["--data", "data.csv", "--epochs", "abc"],
+        "command line: ",
+        "epochs has value 'abc'; expected an integer",
+    ),
+    "learning-rate-negative": (
+        {"data.csv": GOOD},
+        ["--data", "data.csv", "--learning-rate", "-1e-5"],
+        "command line: ",
+        "learning_rate must be positive",
+    ),
+    "bool-flag-bad-value": (
+        {"data.csv": GOOD},
+        ["--data", "data.csv", "--early-stopping", "maybe"],
+        "command line: ",
+        "expected true or false",
+    ),
+    "missing-model-folder": (
+        {"data.csv": GOOD},
+        ["--data", "data.csv", "--model", "./no-model"],
+        "./no-model: ",
+        "model folder not found",
+    ),
 }
 
 
@@ -125,8 +187,14 @@ def test_on_bad_rows_skip_reports_how_many_and_which_lines(model_loading):
         (["predict", "--model-dir", "no-model", "--input", "bad.txt"], "bad.txt:2: ", "not valid utf-8"),
         (["predict", "--model-dir", "no-model", "--input", "blank.txt"], "blank.txt: ", "file is empty"),
     ],
-    ids=["evaluate-missing-model", "evaluate-not-a-model", "predict-missing-model", "predict-missing-input",
-         "predict-undecodable-input", "predict-empty-input"],
+    ids=[
+        "evaluate-missing-model",
+        "evaluate-not-a-model",
+        "predict-missing-model",
+        "predict-missing-input",
+        "predict-undecodable-input",
+        "predict-empty-input",
+    ],
 )
 def test_evaluate_and_predict_bad_input(args, where, expected):
     write("data.csv", GOOD)
@@ -147,7 +215,14 @@ def test_evaluate_and_predict_bad_input(args, where, expected):
         (["evaluate", "--model-dir", "m", "--data", "d.csv", "--batch-size", "0"], "--batch-size"),
         (["train", "--output", "out", "--data", "d.csv", "--no-such-flag"], "--no-such-flag"),
     ],
-    ids=["predict-no-texts", "predict-texts-and-input", "train-no-data", "bad-choice", "bad-batch-size", "unknown-flag"],
+    ids=[
+        "predict-no-texts",
+        "predict-texts-and-input",
+        "train-no-data",
+        "bad-choice",
+        "bad-batch-size",
+        "unknown-flag",
+    ],
 )
 def test_usage_errors(args, expected):
     """click's own usage errors: a Usage: block, then "Error: ..." naming the problem."""
@@ -173,13 +248,19 @@ def run_textclf(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "args, expected_stderr",
     [
-        (["train", "--data", "data.csv", "--output", "out"],
-         "error: data.csv:2: bytes that are not valid utf-8; pass --encoding with the file's real encoding "
-         "(e.g. --encoding latin-1).\n"),
-        (["train", "--data", "gap.csv", "--output", "out", "--epochs", "abc"],
-         "error: command line: epochs has value 'abc'; expected an integer.\n"),
-        (["evaluate", "--model-dir", "no-model", "--data", "gap.csv"],
-         "error: no-model: model folder not found; pass the --output folder of `textclf train`.\n"),
+        (
+            ["train", "--data", "data.csv", "--output", "out"],
+            "error: data.csv:2: bytes that are not valid utf-8; pass --encoding with the file's real encoding "
+            "(e.g. --encoding latin-1).\n",
+        ),
+        (
+            ["train", "--data", "gap.csv", "--output", "out", "--epochs", "abc"],
+            "error: command line: epochs has value 'abc'; expected an integer.\n",
+        ),
+        (
+            ["evaluate", "--model-dir", "no-model", "--data", "gap.csv"],
+            "error: no-model: model folder not found; pass the --output folder of `textclf train`.\n",
+        ),
     ],
     ids=["train-undecodable", "train-epochs-abc", "evaluate-missing-model"],
 )

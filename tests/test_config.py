@@ -16,12 +16,27 @@ from textclf.config import Hyperparameters, RunOptions
 from textclf.errors import ConfigError
 
 README_DEFAULTS = {
-    "epochs": 3, "learning_rate": 2e-5, "batch_size": 32, "max_seq_length": 128, "train_only_top_layer": False,
-    "reinitialize_top_layer": "auto", "validation_split_ratio": 0.2, "early_stopping": False,
-    "early_stopping_patience": 5, "early_stopping_min_delta": 0.0, "warmup_ratio": 0.1, "weight_decay": 0.01,
-    "seed": 0, "gradient_accumulation_steps": 1,
-    "sifting": False, "sifting_beta": 1.0, "sifting_loss_history_length": 500, "sifting_delay": 100,
-    "sifting_min_keep_probability": 0.2, "sifting_lr_scaling": "sqrt", "sifting_scoring_dtype": "auto",
+    "epochs": 3,
+    "learning_rate": 2e-5,
+    "batch_size": 32,
+    "max_seq_length": 128,
+    "train_only_top_layer": False,
+    "reinitialize_top_layer": "auto",
+    "validation_split_ratio": 0.2,
+    "early_stopping": False,
+    "early_stopping_patience": 5,
+    "early_stopping_min_delta": 0.0,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "seed": 0,
+    "gradient_accumulation_steps": 1,
+    "sifting": False,
+    "sifting_beta": 1.0,
+    "sifting_loss_history_length": 500,
+    "sifting_delay": 100,
+    "sifting_min_keep_probability": 0.2,
+    "sifting_lr_scaling": "sqrt",
+    "sifting_scoring_dtype": "auto",
 }
 
 
@@ -39,11 +54,19 @@ def test_defaults_are_the_documented_ones():
 
 
 def test_sagemaker_string_values_are_converted():
-    hp = Hyperparameters.from_mapping({
-        "epochs": "5", "learning_rate": "2e-5", "batch_size": " 16 ", "train_only_top_layer": "True",
-        "early_stopping": "false", "validation_split_ratio": "0.1", "seed": "7", "max_seq_length": "64.0",
-        "reinitialize_top_layer": "TRUE",
-    })
+    hp = Hyperparameters.from_mapping(
+        {
+            "epochs": "5",
+            "learning_rate": "2e-5",
+            "batch_size": " 16 ",
+            "train_only_top_layer": "True",
+            "early_stopping": "false",
+            "validation_split_ratio": "0.1",
+            "seed": "7",
+            "max_seq_length": "64.0",
+            "reinitialize_top_layer": "TRUE",
+        }
+    )
     assert (hp.epochs, hp.batch_size, hp.seed, hp.max_seq_length) == (5, 16, 7, 64)
     assert all(type(v) is int for v in (hp.epochs, hp.batch_size, hp.seed, hp.max_seq_length))
     assert hp.learning_rate == 2e-5 and type(hp.learning_rate) is float
@@ -59,8 +82,18 @@ def test_json_native_values_are_accepted():
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [("true", True), ("1", True), ("yes", True), ("On", True), (True, True),
-     ("false", False), ("0", False), ("no", False), ("OFF", False), (False, False)],
+    [
+        ("true", True),
+        ("1", True),
+        ("yes", True),
+        ("On", True),
+        (True, True),
+        ("false", False),
+        ("0", False),
+        ("no", False),
+        ("OFF", False),
+        (False, False),
+    ],
 )
 def test_bool_spellings(raw, expected):
     assert Hyperparameters.from_mapping({"early_stopping": raw}).early_stopping is expected
@@ -116,7 +149,8 @@ def test_out_of_range_value_names_the_field_and_value(name, raw, rule):
 
 
 @pytest.mark.parametrize(
-    "values", [{"epochs": 0}, {"learning_rate": -1e-5}, {"warmup_ratio": float("nan")}, {"weight_decay": float("inf")}],
+    "values",
+    [{"epochs": 0}, {"learning_rate": -1e-5}, {"warmup_ratio": float("nan")}, {"weight_decay": float("inf")}],
     ids=["epochs", "learning_rate", "nan", "inf"],
 )
 def test_constructor_validates_too(values):
@@ -133,7 +167,9 @@ def test_boundary_values_are_accepted():
 
 
 def test_unknown_name_suggests_the_closest():
-    with pytest.raises(ConfigError, match=r"^hp\.json: unknown hyperparameter 'learning-rate'\. Did you mean 'learning_rate'\?$"):
+    with pytest.raises(
+        ConfigError, match=r"^hp\.json: unknown hyperparameter 'learning-rate'\. Did you mean 'learning_rate'\?$"
+    ):
         Hyperparameters.from_mapping({"learning-rate": "1e-4"}, source="hp.json")
     with pytest.raises(ConfigError, match=r"unknown hyperparameter 'zzz'\. Known names: epochs, learning_rate, "):
         Hyperparameters.from_mapping({"zzz": "1"})
@@ -141,15 +177,21 @@ def test_unknown_name_suggests_the_closest():
 
 def test_sagemaker_keys_are_ignored():
     hp = Hyperparameters.from_mapping(
-        {"sagemaker_program": "train.py", "sagemaker_submit_directory": "s3://x", "sagemaker_region": '"us-east-1"',
-         "epochs": "4"}
+        {
+            "sagemaker_program": "train.py",
+            "sagemaker_submit_directory": "s3://x",
+            "sagemaker_region": '"us-east-1"',
+            "epochs": "4",
+        }
     )
     assert hp == dataclasses.replace(Hyperparameters(), epochs=4)
 
 
 def test_from_file_reads_a_sagemaker_hyperparameters_json(tmp_path):
-    path = write_json(tmp_path, {"epochs": "2", "learning_rate": "5e-5", "train_only_top_layer": "true",
-                                 "sagemaker_container_log_level": "20"})
+    path = write_json(
+        tmp_path,
+        {"epochs": "2", "learning_rate": "5e-5", "train_only_top_layer": "true", "sagemaker_container_log_level": "20"},
+    )
     hp = Hyperparameters.from_file(path)
     assert (hp.epochs, hp.learning_rate, hp.train_only_top_layer, hp.batch_size) == (2, 5e-5, True, 32)
 
@@ -213,11 +255,26 @@ def captured_training(monkeypatch):
 
 
 def test_cli_flags_win_over_the_hyperparameters_file(tmp_path, captured_training):
-    hp_file = write_json(tmp_path, {"epochs": "2", "learning_rate": "1e-4", "batch_size": "8", "early_stopping": "true"})
-    result = CliRunner().invoke(main, [
-        "train", "--data", "d.csv", "--output", str(tmp_path / "out"), "--hyperparameters", str(hp_file),
-        "--epochs", "5", "--early-stopping", "false", "--train-only-top-layer",
-    ])
+    hp_file = write_json(
+        tmp_path, {"epochs": "2", "learning_rate": "1e-4", "batch_size": "8", "early_stopping": "true"}
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            "d.csv",
+            "--output",
+            str(tmp_path / "out"),
+            "--hyperparameters",
+            str(hp_file),
+            "--epochs",
+            "5",
+            "--early-stopping",
+            "false",
+            "--train-only-top-layer",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (call,) = captured_training
     hp = call["hyperparameters"]
@@ -228,8 +285,9 @@ def test_cli_flags_win_over_the_hyperparameters_file(tmp_path, captured_training
 
 def test_cli_bad_hyperparameters_file_is_one_line_exit_2(tmp_path, captured_training):
     hp_file = write_json(tmp_path, {"epochs": "3", "learning_rate": "quick"}, name="bad.json")
-    result = CliRunner().invoke(main, ["train", "--data", "d.csv", "--output", str(tmp_path / "out"),
-                                       "--hyperparameters", str(hp_file)])
+    result = CliRunner().invoke(
+        main, ["train", "--data", "d.csv", "--output", str(tmp_path / "out"), "--hyperparameters", str(hp_file)]
+    )
     assert result.exit_code == 2
     assert result.stderr == f"error: {hp_file}: learning_rate has value 'quick'; expected a number.\n"
     assert captured_training == []
@@ -239,24 +297,52 @@ def test_cli_bad_hyperparameters_file_is_one_line_exit_2(tmp_path, captured_trai
 
 
 def test_run_options_defaults_and_cli_flags(tmp_path, captured_training):
-    assert RunOptions() == RunOptions(checkpoint_dir=None, checkpoint_every_steps=500, keep_checkpoints=2, resume=None,
-                                      device="auto", gradient_checkpointing=False)
-    result = CliRunner().invoke(main, ["train", "--data", "d.csv", "--output", str(tmp_path / "out"), "--no-resume",
-                                       "--checkpoint-dir", "ck", "--checkpoint-every-steps", "50", "--device", "cpu",
-                                       "--gradient-checkpointing"])
+    assert RunOptions() == RunOptions(
+        checkpoint_dir=None,
+        checkpoint_every_steps=500,
+        keep_checkpoints=2,
+        resume=None,
+        device="auto",
+        gradient_checkpointing=False,
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            "d.csv",
+            "--output",
+            str(tmp_path / "out"),
+            "--no-resume",
+            "--checkpoint-dir",
+            "ck",
+            "--checkpoint-every-steps",
+            "50",
+            "--device",
+            "cpu",
+            "--gradient-checkpointing",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (call,) = captured_training
-    assert call["options"] == RunOptions(checkpoint_dir="ck", checkpoint_every_steps=50, resume=False, device="cpu",
-                                         gradient_checkpointing=True)
+    assert call["options"] == RunOptions(
+        checkpoint_dir="ck", checkpoint_every_steps=50, resume=False, device="cpu", gradient_checkpointing=True
+    )
     assert "checkpoint_dir" not in call["hyperparameters"].to_dict()  # not recorded as what was learned
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"checkpoint_every_steps": -1}, "checkpoint_every_steps must be at least 0, but got checkpoint_every_steps=-1."),
-    ({"keep_checkpoints": -2}, "keep_checkpoints must be at least 0, but got keep_checkpoints=-2."),
-    ({"device": "tpu"}, "device must be one of 'auto', 'cpu', 'cuda', but got device='tpu'."),
-    ({"resume": True, "keep_checkpoints": 0}, "resume needs checkpoints, but keep_checkpoints=0;"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"checkpoint_every_steps": -1},
+            "checkpoint_every_steps must be at least 0, but got checkpoint_every_steps=-1.",
+        ),
+        ({"keep_checkpoints": -2}, "keep_checkpoints must be at least 0, but got keep_checkpoints=-2."),
+        ({"device": "tpu"}, "device must be one of 'auto', 'cpu', 'cuda', but got device='tpu'."),
+        ({"resume": True, "keep_checkpoints": 0}, "resume needs checkpoints, but keep_checkpoints=0;"),
+    ],
+)
 def test_run_options_refuse_bad_values(values, message):
     with pytest.raises(ConfigError) as refused:
         RunOptions(**values)
@@ -266,7 +352,9 @@ def test_run_options_refuse_bad_values(values, message):
 def test_train_takes_run_options_as_keywords_and_refuses_cuda_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(ConfigError, match=r"device is 'cuda', but this PyTorch \(.*\) sees no CUDA GPU; pass --device cpu"):
+    with pytest.raises(
+        ConfigError, match=r"device is 'cuda', but this PyTorch \(.*\) sees no CUDA GPU; pass --device cpu"
+    ):
         textclf.train(tmp_path / "d.csv", tmp_path / "out", device="cuda")
     with pytest.raises(ConfigError, match="keep_checkpoints must be at least 0"):
         textclf.train(tmp_path / "d.csv", tmp_path / "out", keep_checkpoints=-1)

@@ -69,7 +69,12 @@ def test_the_checks_are_recorded_in_textclf_json(exported, fmt):
     assert record["parity"]["max_abs_diff"] <= record["parity"]["tolerance"]
     assert len(record["parity"]["shapes"]) >= 6 and {b for b, _ in record["parity"]["shapes"]} >= {1, 3, 8, 16}
     assert record["validation"]["rows"] == 60 and 0 <= record["validation"]["changed_share"] <= 0.02
-    assert record["runtime"] == {"max_seq_length": 32, "pad_token_id": 0, "padding_side": "right", "truncation_side": "right"}
+    assert record["runtime"] == {
+        "max_seq_length": 32,
+        "pad_token_id": 0,
+        "padding_side": "right",
+        "truncation_side": "right",
+    }
     if fmt == "onnx-int8":
         assert record["settings"]["per_channel"] is True and record["settings"]["reduce_range"] is True
 
@@ -149,7 +154,8 @@ def test_an_export_that_changes_predictions_is_refused_unless_forced(tiny_bert, 
     folder = tmp_path / "untrained"
     torch.manual_seed(3)
     model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+        tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+    )
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
     rng = random.Random(0)
     texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 20))) for _ in range(600)]
@@ -165,7 +171,9 @@ def test_an_export_that_changes_predictions_is_refused_unless_forced(tiny_bert, 
     assert not (folder / "model.int8.onnx").exists()
     report = export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0, force=True)
     assert report.validation["changed_predictions"] > 0 and report.forced
-    assert json.loads((folder / "textclf.json").read_text())["exports"]["onnx-int8"]["forced"] is True  # a plain HF folder gained a textclf.json
+    assert (
+        json.loads((folder / "textclf.json").read_text())["exports"]["onnx-int8"]["forced"] is True
+    )  # a plain HF folder gained a textclf.json
     assert Classifier.load(folder, backend="onnx-int8").backend.name == "onnx-int8"
     assert Classifier.load(folder).backend.name == "torch"  # auto does not pick a forced export
 
@@ -180,12 +188,18 @@ def test_export_command_reports_and_predict_evaluate_take_backend(bert_artifact,
     assert "parity: max |logit difference|" in result.output and "0 predictions changed" in result.output
     by_backend = {}
     for backend in ("torch", "onnx"):
-        out = runner.invoke(main, ["predict", "--model-dir", str(folder), "--backend", backend, "--json", "good food", "awful"])
+        out = runner.invoke(
+            main, ["predict", "--model-dir", str(folder), "--backend", backend, "--json", "good food", "awful"]
+        )
         assert out.exit_code == 0, out.output
         by_backend[backend] = [json.loads(line) for line in out.output.splitlines()]
     assert [p["predicted_label"] for p in by_backend["onnx"]] == [p["predicted_label"] for p in by_backend["torch"]]
-    np.testing.assert_allclose([p["probabilities"] for p in by_backend["onnx"]], [p["probabilities"] for p in by_backend["torch"]], atol=1e-5)
-    out = runner.invoke(main, ["evaluate", "--model-dir", str(folder), "--data", str(val), "--backend", "onnx", "--json"])
+    np.testing.assert_allclose(
+        [p["probabilities"] for p in by_backend["onnx"]], [p["probabilities"] for p in by_backend["torch"]], atol=1e-5
+    )
+    out = runner.invoke(
+        main, ["evaluate", "--model-dir", str(folder), "--data", str(val), "--backend", "onnx", "--json"]
+    )
     assert out.exit_code == 0 and json.loads(out.output)["backend"] == "onnx"
     missing = runner.invoke(main, ["predict", "--model-dir", str(folder), "--backend", "onnx-int8", "good"])
     assert missing.exit_code == 2 and "has no onnx-int8 export" in missing.output and "textclf export" in missing.output
@@ -195,8 +209,18 @@ def test_bad_export_requests_are_one_line_errors(bert_artifact, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["export", "--model-dir", str(tmp_path / "nowhere"), "--format", "onnx"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "model folder not found" in result.output
-    result = runner.invoke(main, ["export", "--model-dir", str(bert_artifact), "--format", "onnx",
-                                  "--validation", str(tmp_path / "missing.csv")])
+    result = runner.invoke(
+        main,
+        [
+            "export",
+            "--model-dir",
+            str(bert_artifact),
+            "--format",
+            "onnx",
+            "--validation",
+            str(tmp_path / "missing.csv"),
+        ],
+    )
     assert result.exit_code == 2 and "missing.csv" in result.output
     with pytest.raises(ConfigError, match="format must be one of"):
         export.export_model(bert_artifact, "tflite")
@@ -222,8 +246,11 @@ def test_serve_runs_an_export(exported, backend):
 
     want = Classifier.load(exported["bert"], backend=backend).predict(["good food", "awful service"])
     with LiveServer(create_app(ServeConfig(model_dir=str(exported["bert"]), backend=backend))) as live:
-        answer = httpx.post(live.url + "/invocations", json=["good food", "awful service"],
-                            headers={"Accept": "application/json;verbose"})
+        answer = httpx.post(
+            live.url + "/invocations",
+            json=["good food", "awful service"],
+            headers={"Accept": "application/json;verbose"},
+        )
     assert answer.status_code == 200
     assert answer.json() == [p.to_dict() for p in want]
 
@@ -257,7 +284,12 @@ def test_an_export_whose_tokenizer_json_differs_is_refused(bert_artifact, tmp_pa
 
     def lossy(cls, path, runtime):  # as if tokenizer.json lacked the closing special token
         encoder = real(cls, path, runtime)
-        return TextEncoder(lambda texts: [ids[:-1] for ids in encoder.encode(texts)], encoder.pad_id, encoder.pad_left, encoder.max_length)
+        return TextEncoder(
+            lambda texts: [ids[:-1] for ids in encoder.encode(texts)],
+            encoder.pad_id,
+            encoder.pad_left,
+            encoder.max_length,
+        )
 
     monkeypatch.setattr(TextEncoder, "from_file", classmethod(lossy))
     with pytest.raises(ModelError, match="does not tokenise like the model's tokenizer"):
@@ -272,7 +304,9 @@ def test_batch_scores_with_an_export(exported, tmp_path):
     source.write_text("".join(t + "\n" for t in TEXTS), encoding="utf-8")
     labels = {}
     for backend in ("torch", "onnx", "auto"):
-        result = run_batch(exported["bert"], str(source), tmp_path / backend, BatchOptions(backend=backend, chunk_size=16))
+        result = run_batch(
+            exported["bert"], str(source), tmp_path / backend, BatchOptions(backend=backend, chunk_size=16)
+        )
         assert result.exit_code == 0
         lines = (tmp_path / backend / "texts.txt.out").read_text().splitlines()
         labels[backend] = [json.loads(line)["predicted_label"] for line in lines]

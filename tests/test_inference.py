@@ -66,13 +66,17 @@ def test_evaluate_command_table_and_json(bert_artifact, sentiment_files):
     table = runner.invoke(main, ["evaluate", "--model-dir", str(bert_artifact), "--data", str(sentiment_files[1])])
     assert table.exit_code == 0, table.output
     assert "accuracy" in table.output and "confusion matrix" in table.output and "positive" in table.output
-    js = runner.invoke(main, ["evaluate", "--model-dir", str(bert_artifact), "--data", str(sentiment_files[1]), "--json"])
+    js = runner.invoke(
+        main, ["evaluate", "--model-dir", str(bert_artifact), "--data", str(sentiment_files[1]), "--json"]
+    )
     assert json.loads(js.stdout)["rows"] == 60
 
 
 def test_predict_command_arguments_and_input_file(bert_artifact, tmp_path):
     runner = CliRunner()
-    out = runner.invoke(main, ["predict", "--model-dir", str(bert_artifact), "--json", "the food was great", "awful phone"])
+    out = runner.invoke(
+        main, ["predict", "--model-dir", str(bert_artifact), "--json", "the food was great", "awful phone"]
+    )
     assert out.exit_code == 0, out.output
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["predicted_label"] for r in rows] == ["positive", "negative"]
@@ -84,11 +88,27 @@ def test_predict_command_arguments_and_input_file(bert_artifact, tmp_path):
 
 
 def test_public_api_is_pinned():
-    assert sorted(textclf.__all__) == sorted([
-        "ArtifactError", "Classifier", "ConfigError", "DataError", "EvaluationReport", "Hyperparameters", "ModelError",
-        "Prediction", "ReadOptions", "RunOptions", "TextclfError", "TrainResult", "TuneResult", "__version__", "evaluate", "train",
-        "tune",
-    ])
+    assert sorted(textclf.__all__) == sorted(
+        [
+            "ArtifactError",
+            "Classifier",
+            "ConfigError",
+            "DataError",
+            "EvaluationReport",
+            "Hyperparameters",
+            "ModelError",
+            "Prediction",
+            "ReadOptions",
+            "RunOptions",
+            "TextclfError",
+            "TrainResult",
+            "TuneResult",
+            "__version__",
+            "evaluate",
+            "train",
+            "tune",
+        ]
+    )
 
 
 def test_bfloat16_is_close_to_float32_and_bad_dtypes_are_refused(bert_artifact):

@@ -6,9 +6,9 @@ import csv
 import random
 
 import pytest
-from conftest import SHARED_DATA
 
 import textclf
+from conftest import SHARED_DATA
 
 SST2 = SHARED_DATA / "sst2"
 
@@ -27,8 +27,15 @@ def test_default_model_reaches_080_on_sst2_dev_from_2000_rows(tmp_path):
         writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n")
         writer.writerow(["sentence", "label"])
         writer.writerows(rows[:2000])
-    result = textclf.train(subset, tmp_path / "model", validation=SST2 / "dev.tsv", progress=False,
-                           epochs=2, learning_rate=5e-5, batch_size=32)
+    result = textclf.train(
+        subset,
+        tmp_path / "model",
+        validation=SST2 / "dev.tsv",
+        progress=False,
+        epochs=2,
+        learning_rate=5e-5,
+        batch_size=32,
+    )
     assert result.best["val_accuracy"] >= 0.80
     report = textclf.evaluate(result.output, SST2 / "dev.tsv")
     assert report.rows == 872 and report.metrics["accuracy"] == pytest.approx(result.best["val_accuracy"])

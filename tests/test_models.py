@@ -8,7 +8,14 @@ import torch
 from textclf.batching import collate, encode
 from textclf.data import LabelSet
 from textclf.errors import ModelError
-from textclf.models import JUMPSTART_MODELS, forward_logits, head_parameter_names, load_for_training, pads_left, resolve_model
+from textclf.models import (
+    JUMPSTART_MODELS,
+    forward_logits,
+    head_parameter_names,
+    load_for_training,
+    pads_left,
+    resolve_model,
+)
 
 LABELS = LabelSet(("negative", "positive"), integer=False)
 

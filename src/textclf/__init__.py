@@ -1,10 +1,10 @@
 """textclf: fine-tune, evaluate and run transformer text classifiers on your own machine.
 
-    >>> import textclf
-    >>> result = textclf.train("reviews.csv", "out/reviews", epochs=2)  # doctest: +SKIP
-    >>> clf = textclf.Classifier.load("out/reviews")  # doctest: +SKIP
-    >>> clf.predict(["works great"])[0].predicted_label  # doctest: +SKIP
-    'positive'
+>>> import textclf
+>>> result = textclf.train("reviews.csv", "out/reviews", epochs=2)  # doctest: +SKIP
+>>> clf = textclf.Classifier.load("out/reviews")  # doctest: +SKIP
+>>> clf.predict(["works great"])[0].predicted_label  # doctest: +SKIP
+'positive'
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ from .errors import ArtifactError, ConfigError, DataError, ModelError, TextclfEr
 # Imported on first use, so ``from textclf import Classifier`` with an ONNX backend never
 # loads PyTorch or transformers (the training stack).
 _LAZY = {
-    "Hyperparameters": "config", "RunOptions": "config", "ReadOptions": "data", "EvaluationReport": "evaluation", "evaluate": "evaluation",
-    "Classifier": "inference", "Prediction": "inference", "TrainResult": "training", "train": "training",
-    "TuneResult": "tuning", "tune": "tuning",
+    "Hyperparameters": "config",
+    "RunOptions": "config",
+    "ReadOptions": "data",
+    "EvaluationReport": "evaluation",
+    "evaluate": "evaluation",
+    "Classifier": "inference",
+    "Prediction": "inference",
+    "TrainResult": "training",
+    "train": "training",
+    "TuneResult": "tuning",
+    "tune": "tuning",
 }
 
 if TYPE_CHECKING:

@@ -22,15 +22,23 @@ import os
 import platform
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .errors import ArtifactError
 
-__all__ = ["METADATA_FILE", "METRICS_FILE", "check_output", "read_metadata", "staging", "staging_folders", "update_metadata",
-           "versions"]
+__all__ = [
+    "METADATA_FILE",
+    "METRICS_FILE",
+    "check_output",
+    "read_metadata",
+    "staging",
+    "staging_folders",
+    "update_metadata",
+    "versions",
+]
 
 METADATA_FILE = "textclf.json"
 METRICS_FILE = "metrics.jsonl"
@@ -62,8 +70,9 @@ def staging_folders(output: Path) -> list[Path]:
 
 
 @contextmanager
-def staging(output: Path, overwrite: bool, folder: Path | None = None,
-            keep: Callable[[BaseException], bool] | None = None) -> Iterator[Path]:
+def staging(
+    output: Path, overwrite: bool, folder: Path | None = None, keep: Callable[[BaseException], bool] | None = None
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``output`` (a new one, or ``folder``, one of
     :func:`staging_folders` to carry on with); move it into place on success.
 

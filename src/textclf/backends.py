@@ -26,8 +26,21 @@ import numpy as np
 
 from .errors import ConfigError, ModelError
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "EXPORT_FILES", "Backend", "OnnxBackend", "TorchBackend", "TorchScriptBackend",
-           "choose", "cores", "file_sha256", "fingerprint", "open_backend", "open_export"]
+__all__ = [
+    "AUTO_ORDER",
+    "BACKENDS",
+    "EXPORT_FILES",
+    "Backend",
+    "OnnxBackend",
+    "TorchBackend",
+    "TorchScriptBackend",
+    "choose",
+    "cores",
+    "file_sha256",
+    "fingerprint",
+    "open_backend",
+    "open_export",
+]
 
 BACKENDS = ("torch", "torchscript", "onnx", "onnx-int8")
 EXPORT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -72,22 +85,28 @@ def open_export(model_dir: Path, backend: str, exports: dict) -> Path:
     folder shipped with its exports only, without the weights, is fine)."""
     record = exports.get(backend)
     if record is None:
-        raise ModelError(f"{model_dir}: has no {backend} export; create it with "
-                         f"`textclf export --model-dir {model_dir} --format {backend}`.")
+        raise ModelError(
+            f"{model_dir}: has no {backend} export; create it with "
+            f"`textclf export --model-dir {model_dir} --format {backend}`."
+        )
     path = model_dir / record["file"]
     if not path.is_file():
         raise ModelError(f"{path}: missing, though textclf.json lists it; re-run `textclf export --format {backend}`.")
     if file_sha256(path) != record["sha256"]:
-        raise ModelError(f"{path}: differs from the file `textclf export` verified (SHA-256 mismatch); "
-                         f"refusing to run it. Re-run `textclf export --format {backend}`.")
+        raise ModelError(
+            f"{path}: differs from the file `textclf export` verified (SHA-256 mismatch); "
+            f"refusing to run it. Re-run `textclf export --format {backend}`."
+        )
     for name, digest in record.get("source", {}).items():
         if (model_dir / name).is_file() and file_sha256(model_dir / name) != digest:
-            raise ModelError(f"{path}: was exported from another {name} than {model_dir} now holds; "
-                             f"re-run `textclf export --format {backend}` (or pass --backend torch).")
+            raise ModelError(
+                f"{path}: was exported from another {name} than {model_dir} now holds; "
+                f"re-run `textclf export --format {backend}` (or pass --backend torch)."
+            )
     return path
 
 
-def open_backend(backend: str, path: Path, threads: int | None = None) -> "Backend":
+def open_backend(backend: str, path: Path, threads: int | None = None) -> Backend:
     """The runner of an export file (``torchscript``, ``onnx`` or ``onnx-int8``)."""
     return TorchScriptBackend(path) if backend == "torchscript" else OnnxBackend(path, backend, threads)
 
@@ -112,7 +131,7 @@ class TorchBackend:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def from_dir(cls, model_dir: Path, dtype=None) -> "TorchBackend":
+    def from_dir(cls, model_dir: Path, dtype=None) -> TorchBackend:
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -140,7 +159,10 @@ class TorchBackend:
         from .models import forward_logits
 
         ids, mask = torch.from_numpy(input_ids).to(self.device), torch.from_numpy(attention_mask).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16),
+        ):
             return forward_logits(self.model, ids, mask).float().cpu().numpy()
 
 
@@ -178,11 +200,13 @@ class OnnxBackend:
         options.log_severity_level = 3  # no optimiser warnings on stderr
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        except Exception as exc:
             raise ModelError(f"{path}: ONNX Runtime cannot load it ({exc}).") from exc
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0].astype(np.float32, copy=False)
+        return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0].astype(
+            np.float32, copy=False
+        )
 
 
 def cores() -> int:

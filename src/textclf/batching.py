@@ -9,7 +9,7 @@ shuffle the batch order. Each batch is padded only to its own longest text.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -54,8 +54,8 @@ def pad(seqs: Sequence[list[int]], pad_id: int, left: bool = False) -> tuple[np.
     mask = np.zeros((len(seqs), width), dtype=np.int64)
     for i, s in enumerate(seqs):
         if left:
-            input_ids[i, width - len(s):] = s
-            mask[i, width - len(s):] = 1
+            input_ids[i, width - len(s) :] = s
+            mask[i, width - len(s) :] = 1
         else:
             input_ids[i, : len(s)] = s
             mask[i, : len(s)] = 1

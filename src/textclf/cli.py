@@ -54,7 +54,7 @@ class _Group(click.Group):
             _fail((str(exc) or "interrupted") if _reports() else "", 130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - the edge of the program
+        except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             where = "" if _reports() else f"rank {os.environ['RANK']}: "  # an error of one process, perhaps the cause
@@ -74,11 +74,18 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _read_options(f):
-    f = click.option("--text-column", help="Column (header name, or 0-based index without a header) or JSON key of the text.")(f)
-    f = click.option("--label-column", help="Column (header name, or 0-based index without a header) or JSON key of the label.")(f)
+    f = click.option(
+        "--text-column", help="Column (header name, or 0-based index without a header) or JSON key of the text."
+    )(f)
+    f = click.option(
+        "--label-column", help="Column (header name, or 0-based index without a header) or JSON key of the label."
+    )(f)
     f = click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the data files.")(f)
     f = click.option(
-        "--on-bad-rows", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+        "--on-bad-rows",
+        type=click.Choice(["error", "skip"]),
+        default="error",
+        show_default=True,
         help="Stop at the first bad row, or skip bad rows and report them.",
     )(f)
     return f
@@ -96,10 +103,20 @@ def _make_hyperparameters(hp_file: Path | None, kw: dict) -> Hyperparameters:
 
 def _backend_options(f):
     """--backend and --dtype, shared by every command that runs a model."""
-    f = click.option("--dtype", default="float32", show_default=True, type=click.Choice(["auto", "float32", "bfloat16"]),
-                     help="torch backend's precision; bfloat16 is ~2x faster on CPUs that have it natively.")(f)
-    f = click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES),
-                     help="What runs the model: torch, or an export made by `textclf export`; auto: the fastest export present, else torch.")(f)
+    f = click.option(
+        "--dtype",
+        default="float32",
+        show_default=True,
+        type=click.Choice(["auto", "float32", "bfloat16"]),
+        help="torch backend's precision; bfloat16 is ~2x faster on CPUs that have it natively.",
+    )(f)
+    f = click.option(
+        "--backend",
+        default="auto",
+        show_default=True,
+        type=click.Choice(BACKEND_CHOICES),
+        help="What runs the model: torch, or an export made by `textclf export`; auto: the fastest export present, else torch.",
+    )(f)
     return f
 
 
@@ -142,16 +159,29 @@ def _hyperparameter_options(f):
 
 
 @main.command()
-@click.option("--data", required=True, help="Training data: a .csv/.tsv/.jsonl/.txt file, or a directory holding data.csv.")
+@click.option(
+    "--data", required=True, help="Training data: a .csv/.tsv/.jsonl/.txt file, or a directory holding data.csv."
+)
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Model folder to create.")
-@click.option("--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id.")
+@click.option(
+    "--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id."
+)
 @click.option("--validation", default=None, help="Validation data (same formats); else a stratified split of --data.")
-@click.option("--hyperparameters", "hp_file", type=click.Path(path_type=Path), help="hyperparameters.json (values may be strings); flags override it.")
+@click.option(
+    "--hyperparameters",
+    "hp_file",
+    type=click.Path(path_type=Path),
+    help="hyperparameters.json (values may be strings); flags override it.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --output if it already holds a textclf model.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
-@click.option("--nproc", type=click.IntRange(min=1), help="Train in N processes on this machine (DistributedDataParallel, "
-              "as `torchrun --nproc-per-node N -m textclf train ...`); each step takes batch_size x "
-              "gradient_accumulation_steps x N samples. [default: 1]")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Train in N processes on this machine (DistributedDataParallel, "
+    "as `torchrun --nproc-per-node N -m textclf train ...`); each step takes batch_size x "
+    "gradient_accumulation_steps x N samples. [default: 1]",
+)
 @_run_options
 @_read_options
 @_hyperparameter_options
@@ -169,40 +199,106 @@ def train(ctx, data, output, model, validation, hp_file, overwrite, progress, np
     read_options = _make_read_options(kw)
     hp = _make_hyperparameters(hp_file, kw)
     if nproc and launched() and str(nproc) != os.environ["LOCAL_WORLD_SIZE"]:
-        raise click.UsageError(f"--nproc {nproc} inside a launch of {os.environ['LOCAL_WORLD_SIZE']} processes per machine; "
-                               "leave out --nproc under torchrun.")
+        raise click.UsageError(
+            f"--nproc {nproc} inside a launch of {os.environ['LOCAL_WORLD_SIZE']} processes per machine; "
+            "leave out --nproc under torchrun."
+        )
     if nproc and nproc > 1 and not launched():
         sys.exit(launch(nproc, ctx.meta["argv"]))
     result = run_training(
-        data, output, model=model, validation=validation, hyperparameters=hp, read_options=read_options,
-        overwrite=overwrite, options=run_options, progress=progress,
+        data,
+        output,
+        model=model,
+        validation=validation,
+        hyperparameters=hp,
+        read_options=read_options,
+        overwrite=overwrite,
+        options=run_options,
+        progress=progress,
     )
     if not _reports():
         return
     best = result.best
     if best.get("val_accuracy") is not None:
-        click.echo(f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)")
+        click.echo(
+            f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)"
+        )
 
 
 @main.command()
 @click.option("--data", required=True, help="Training data, in any format `train` accepts.")
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Study folder: trials/NNNN, best/, study.csv, plots, study.db.")
-@click.option("--search-space", type=click.Path(path_type=Path), help="JSON or YAML: name -> {type: float|int|categorical, low, high, log, step | choices} [default: learning_rate, batch_size, epochs, less fixed ones].")
-@click.option("--objective", default="val_accuracy", show_default=True, type=click.Choice(["val_accuracy", "val_loss", "val_f1", "val_mcc"]), help="What the best trial is chosen by (its kept epoch's value).")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Study folder: trials/NNNN, best/, study.csv, plots, study.db.",
+)
+@click.option(
+    "--search-space",
+    type=click.Path(path_type=Path),
+    help="JSON or YAML: name -> {type: float|int|categorical, low, high, log, step | choices} [default: learning_rate, batch_size, epochs, less fixed ones].",
+)
+@click.option(
+    "--objective",
+    default="val_accuracy",
+    show_default=True,
+    type=click.Choice(["val_accuracy", "val_loss", "val_f1", "val_mcc"]),
+    help="What the best trial is chosen by (its kept epoch's value).",
+)
 @click.option("--direction", type=click.Choice(["max", "min"]), help="[default: min for val_loss, else max]")
-@click.option("--max-trials", default=20, show_default=True, type=click.IntRange(min=1), help="Trials finished (complete or pruned) in the whole study, over all runs and processes.")
-@click.option("--parallel-trials", default=1, show_default=True, type=click.IntRange(min=1), help="Trials at once, as processes sharing the CPU threads and the study.")
-@click.option("--strategy", default="bayesian", show_default=True, type=click.Choice(["bayesian", "random", "grid"]), help="Optuna sampler: TPE, random, or every grid point (float ranges need a step).")
-@click.option("--early-stopping-trials", default="median", show_default=True, type=click.Choice(["off", "median", "hyperband"]), help="Prune trials whose per-epoch objective falls behind.")
-@click.option("--pruning-startup-trials", default=2, show_default=True, type=click.IntRange(min=0), help="median: trials finished before any is pruned.")
+@click.option(
+    "--max-trials",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Trials finished (complete or pruned) in the whole study, over all runs and processes.",
+)
+@click.option(
+    "--parallel-trials",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Trials at once, as processes sharing the CPU threads and the study.",
+)
+@click.option(
+    "--strategy",
+    default="bayesian",
+    show_default=True,
+    type=click.Choice(["bayesian", "random", "grid"]),
+    help="Optuna sampler: TPE, random, or every grid point (float ranges need a step).",
+)
+@click.option(
+    "--early-stopping-trials",
+    default="median",
+    show_default=True,
+    type=click.Choice(["off", "median", "hyperband"]),
+    help="Prune trials whose per-epoch objective falls behind.",
+)
+@click.option(
+    "--pruning-startup-trials",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="median: trials finished before any is pruned.",
+)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds after which no new trial starts.")
-@click.option("--storage", help="Optuna storage URL shared by several machines, e.g. postgresql://user:pw@host/db [default: sqlite in --output].")
+@click.option(
+    "--storage",
+    help="Optuna storage URL shared by several machines, e.g. postgresql://user:pw@host/db [default: sqlite in --output].",
+)
 @click.option("--study-name", default="textclf", show_default=True, help="Study name within --storage.")
 @click.option("--keep-top", type=click.IntRange(min=1), help="Keep only the K best trials' model folders.")
 @click.option("--sampler-seed", type=int, help="Seed of the sampler (--seed is training's) [default: none].")
-@click.option("--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id.")
+@click.option(
+    "--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id."
+)
 @click.option("--validation", default=None, help="Validation data (same formats); else a stratified split of --data.")
-@click.option("--hyperparameters", "hp_file", type=click.Path(path_type=Path), help="hyperparameters.json of fixed values; flags override it.")
+@click.option(
+    "--hyperparameters",
+    "hp_file",
+    type=click.Path(path_type=Path),
+    help="hyperparameters.json of fixed values; flags override it.",
+)
 @_read_options
 @_hyperparameter_options
 def tune(data, output, search_space, hp_file, model, validation, sampler_seed, **kw) -> None:
@@ -214,17 +310,41 @@ def tune(data, output, search_space, hp_file, model, validation, sampler_seed, *
     from .tuning import tune as run_tuning
 
     read_options = _make_read_options(kw)
-    settings = {k: kw.pop(k) for k in ("objective", "direction", "max_trials", "parallel_trials", "strategy",
-                                       "early_stopping_trials", "pruning_startup_trials", "timeout", "storage",
-                                       "study_name", "keep_top")}
+    settings = {
+        k: kw.pop(k)
+        for k in (
+            "objective",
+            "direction",
+            "max_trials",
+            "parallel_trials",
+            "strategy",
+            "early_stopping_trials",
+            "pruning_startup_trials",
+            "timeout",
+            "storage",
+            "study_name",
+            "keep_top",
+        )
+    }
     hp = _make_hyperparameters(hp_file, kw)
-    result = run_tuning(data, output, search_space=search_space, model=model, validation=validation, hyperparameters=hp,
-                        read_options=read_options, seed=sampler_seed, **settings)
+    result = run_tuning(
+        data,
+        output,
+        search_space=search_space,
+        model=model,
+        validation=validation,
+        hyperparameters=hp,
+        read_options=read_options,
+        seed=sampler_seed,
+        **settings,
+    )
     click.echo(result.render())
 
 
 @main.command()
-@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`.")
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`."
+)
 @click.option("--data", required=True, help="Labelled data, in any format `train` accepts.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
@@ -235,16 +355,22 @@ def evaluate(model_dir, data, as_json, batch_size, backend, dtype, **kw) -> None
     from .evaluation import evaluate as run_evaluation
     from .inference import Classifier
 
-    report = run_evaluation(Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype), data, _make_read_options(kw))
+    report = run_evaluation(
+        Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype), data, _make_read_options(kw)
+    )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
 
 
 @main.command()
-@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`.")
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`."
+)
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", type=click.Path(path_type=Path), help="File with one text per line.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --input.")
-@click.option("--json", "as_json", is_flag=True, help='One {"probabilities", "labels", "predicted_label"} JSON line per text.')
+@click.option(
+    "--json", "as_json", is_flag=True, help='One {"probabilities", "labels", "predicted_label"} JSON line per text.'
+)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
 @_backend_options
 def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend, dtype) -> None:
@@ -269,47 +395,114 @@ def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend
 
 @main.command()
 @click.option("--model-dir", default=None, help="Model folder to serve [default: $SM_MODEL_DIR, else /opt/ml/model].")
-@click.option("--model", default=None, help="Serve a model never fine-tuned here: a Hub id or a local HF classification folder [default: $HF_MODEL_ID].")
+@click.option(
+    "--model",
+    default=None,
+    help="Serve a model never fine-tuned here: a Hub id or a local HF classification folder [default: $HF_MODEL_ID].",
+)
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1; 0.0.0.0 to accept other machines].")
 @click.option("--port", default=None, type=int, help="Port [default: $SAGEMAKER_BIND_TO_PORT, else 8080].")
 @click.option("--workers", default=None, type=int, help="Processes, each with its own model and batcher [default: 1].")
 @click.option("--max-batch-size", default=None, type=int, help="Texts per forward pass [default: 64].")
-@click.option("--max-batch-delay-ms", default=None, type=float, help="How long a batch may wait for more texts while requests are arriving [default: 5].")
-@click.option("--backend", default=None, type=click.Choice(BACKEND_CHOICES),
-              help="torch, or an export made by `textclf export` [default: auto, the fastest export present, else torch].")
-@click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16"]),
-              help="auto: bfloat16 where the CPU has it natively (~2x faster, probabilities within ~1e-2), else float32 [default: auto].")
+@click.option(
+    "--max-batch-delay-ms",
+    default=None,
+    type=float,
+    help="How long a batch may wait for more texts while requests are arriving [default: 5].",
+)
+@click.option(
+    "--backend",
+    default=None,
+    type=click.Choice(BACKEND_CHOICES),
+    help="torch, or an export made by `textclf export` [default: auto, the fastest export present, else torch].",
+)
+@click.option(
+    "--dtype",
+    default=None,
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    help="auto: bfloat16 where the CPU has it natively (~2x faster, probabilities within ~1e-2), else float32 [default: auto].",
+)
 @click.option("--max-payload-mb", default=None, type=float, help="Larger request bodies get 413 [default: 6].")
 @click.option("--access-log/--no-access-log", default=None, help="Log every request [default: off].")
 def serve(**kw) -> None:
     """Serve a model over HTTP (SageMaker-compatible /invocations, web page at /)."""
-    from .serving import ServeConfig, serve as run_server
+    from .serving import ServeConfig
+    from .serving import serve as run_server
 
     run_server(ServeConfig.resolve(**kw))
 
 
 @main.command("export")
-@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train` (the export is written into it).")
-@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="What to write: model.torchscript.pt, model.onnx or model.int8.onnx.")
-@click.option("--validation", default=None, help="Labelled data: compare the export's predictions and accuracy with the PyTorch model's.")
-@click.option("--max-changed", default=MAX_CHANGED, show_default=True, type=click.FloatRange(0, 1), help="Share of --validation predictions the export may change before it is refused.")
-@click.option("--max-accuracy-drop", default=MAX_ACCURACY_DROP, show_default=True, type=click.FloatRange(0, 1), help="Accuracy on --validation the export may lose before it is refused (0.005 = half a point).")
+@click.option(
+    "--model-dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `textclf train` (the export is written into it).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(FORMATS),
+    help="What to write: model.torchscript.pt, model.onnx or model.int8.onnx.",
+)
+@click.option(
+    "--validation",
+    default=None,
+    help="Labelled data: compare the export's predictions and accuracy with the PyTorch model's.",
+)
+@click.option(
+    "--max-changed",
+    default=MAX_CHANGED,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of --validation predictions the export may change before it is refused.",
+)
+@click.option(
+    "--max-accuracy-drop",
+    default=MAX_ACCURACY_DROP,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Accuracy on --validation the export may lose before it is refused (0.005 = half a point).",
+)
 @click.option("--force", is_flag=True, help="Keep an export that fails the --max-changed or --max-accuracy-drop check.")
-@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="onnx-int8: one weight scale per output channel (keeps accuracy) or one per tensor.")
-@click.option("--keep-fp32", multiple=True, type=click.Choice(["ffn_output", "classifier"]), help="onnx-int8: leave these layers in fp32 (repeatable; slower).")
+@click.option(
+    "--per-channel/--per-tensor",
+    default=True,
+    show_default=True,
+    help="onnx-int8: one weight scale per output channel (keeps accuracy) or one per tensor.",
+)
+@click.option(
+    "--keep-fp32",
+    multiple=True,
+    type=click.Choice(["ffn_output", "classifier"]),
+    help="onnx-int8: leave these layers in fp32 (repeatable; slower).",
+)
 @_read_options
-def export_command(model_dir, fmt, validation, max_changed, max_accuracy_drop, force, per_channel, keep_fp32, **kw) -> None:
+def export_command(
+    model_dir, fmt, validation, max_changed, max_accuracy_drop, force, per_channel, keep_fp32, **kw
+) -> None:
     """Write a verified TorchScript, ONNX or int8 ONNX export into the model folder."""
     from .export import QuantizationSettings, export_model
 
-    report = export_model(model_dir, fmt, validation, _make_read_options(kw), force=force, max_changed=max_changed,
-                          max_accuracy_drop=max_accuracy_drop, quantization=QuantizationSettings(per_channel=per_channel, keep_fp32=tuple(keep_fp32)),
-                          log=lambda message: click.echo(message, err=True))
+    report = export_model(
+        model_dir,
+        fmt,
+        validation,
+        _make_read_options(kw),
+        force=force,
+        max_changed=max_changed,
+        max_accuracy_drop=max_accuracy_drop,
+        quantization=QuantizationSettings(per_channel=per_channel, keep_fp32=tuple(keep_fp32)),
+        log=lambda message: click.echo(message, err=True),
+    )
     click.echo(report.render())
 
 
 @main.command()
-@click.option("--model", default=None, help="A model (as for train); a textclf folder shows the values it was trained with.")
+@click.option(
+    "--model", default=None, help="A model (as for train); a textclf folder shows the values it was trained with."
+)
 @click.option("--explain", is_flag=True, help="A table with each hyperparameter's meaning instead of JSON.")
 def hyperparameters(model, explain) -> None:
     """Print the training hyperparameters and their defaults as JSON."""
@@ -333,24 +526,78 @@ def _batch_options(f):
     from .batch import DEFAULT_CHUNK_SIZE, FORMATS, OUTPUT_FORMATS
 
     options = [
-        click.option("--format", "input_format", type=click.Choice(FORMATS), default="auto", show_default=True,
-                     help="Input format; auto: .csv, .tsv, .jsonl/.jsonlines/.ndjson by suffix, any other file one text per line. "
-                          "text-csv: JumpStart's header-less text/csv, one (quoted) text per record."),
-        click.option("--text-column", "--text-field", "text_column", help="Text column (header name, or 0-based index without a header) or JSON key [default: found by name, e.g. text, sentence]."),
-        click.option("--label-column", "--label-field", "label_column", help="Label column or JSON key, for --evaluate [default: found by name, e.g. label]."),
-        click.option("--id-column", "--id-field", "id_column", help="Column or JSON key copied to each output line as \"id\"."),
-        click.option("--header/--no-header", default=None, help="Whether CSV/TSV files start with a header [default: yes if a column is given by name or the first row names a text column]."),
+        click.option(
+            "--format",
+            "input_format",
+            type=click.Choice(FORMATS),
+            default="auto",
+            show_default=True,
+            help="Input format; auto: .csv, .tsv, .jsonl/.jsonlines/.ndjson by suffix, any other file one text per line. "
+            "text-csv: JumpStart's header-less text/csv, one (quoted) text per record.",
+        ),
+        click.option(
+            "--text-column",
+            "--text-field",
+            "text_column",
+            help="Text column (header name, or 0-based index without a header) or JSON key [default: found by name, e.g. text, sentence].",
+        ),
+        click.option(
+            "--label-column",
+            "--label-field",
+            "label_column",
+            help="Label column or JSON key, for --evaluate [default: found by name, e.g. label].",
+        ),
+        click.option(
+            "--id-column", "--id-field", "id_column", help='Column or JSON key copied to each output line as "id".'
+        ),
+        click.option(
+            "--header/--no-header",
+            default=None,
+            help="Whether CSV/TSV files start with a header [default: yes if a column is given by name or the first row names a text column].",
+        ),
         click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the input files."),
-        click.option("--output-format", type=click.Choice(OUTPUT_FORMATS), default="jsonl", show_default=True,
-                     help="jsonl: {line, [id,] predicted_label, probabilities, labels, [source]} per line; csv: line,[id,]predicted_label,p_0,...,p_K-1[,input fields]."),
+        click.option(
+            "--output-format",
+            type=click.Choice(OUTPUT_FORMATS),
+            default="jsonl",
+            show_default=True,
+            help="jsonl: {line, [id,] predicted_label, probabilities, labels, [source]} per line; csv: line,[id,]predicted_label,p_0,...,p_K-1[,input fields].",
+        ),
         click.option("--join-source", is_flag=True, help="Add the whole input record to each output line."),
-        click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE, show_default=True, help="Records per chunk, the unit of work written at once (and of resuming and sharding)."),
-        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes, each with its own model; the CPU threads are split among them."),
-        click.option("--shard", default="0/1", show_default=True, help="i/N: score only the i-th (0-based) of N contiguous shares of the job's chunks; give each shard its own --output."),
-        click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass."),
-        click.option("--evaluate", is_flag=True, help="Print accuracy, F1, MCC and the confusion matrix against the inputs' labels, as `textclf evaluate` does."),
+        click.option(
+            "--chunk-size",
+            type=click.IntRange(min=1),
+            default=DEFAULT_CHUNK_SIZE,
+            show_default=True,
+            help="Records per chunk, the unit of work written at once (and of resuming and sharding).",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Processes, each with its own model; the CPU threads are split among them.",
+        ),
+        click.option(
+            "--shard",
+            default="0/1",
+            show_default=True,
+            help="i/N: score only the i-th (0-based) of N contiguous shares of the job's chunks; give each shard its own --output.",
+        ),
+        click.option(
+            "--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass."
+        ),
+        click.option(
+            "--evaluate",
+            is_flag=True,
+            help="Print accuracy, F1, MCC and the confusion matrix against the inputs' labels, as `textclf evaluate` does.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="With --evaluate: print the report as one JSON object."),
-        click.option("--progress/--no-progress", default=None, help="Progress bar with rate and ETA (default: only on a terminal)."),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="Progress bar with rate and ETA (default: only on a terminal).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -358,9 +605,21 @@ def _batch_options(f):
 
 
 @main.command()
-@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`.")
-@click.option("--input", "input_path", required=True, help="A file, a folder (every file below it) or a quoted glob such as 'data/*.jsonl'.")
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Folder for <name>.out and <name>.errors per input file (new, empty, or this job's own to resume).")
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`."
+)
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    help="A file, a folder (every file below it) or a quoted glob such as 'data/*.jsonl'.",
+)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for <name>.out and <name>.errors per input file (new, empty, or this job's own to resume).",
+)
 @_batch_options
 @_backend_options
 def batch(model_dir, input_path, output, input_format, shard, evaluate, as_json, progress, **kw) -> None:
@@ -377,11 +636,18 @@ def batch(model_dir, input_path, output, input_format, shard, evaluate, as_json,
 
     options = BatchOptions(format=input_format, shard=parse_shard(shard), evaluate=evaluate, **kw)
     result = run_batch(model_dir, input_path, output, options, progress=progress)
-    errors = f"; {result.errors:,} records could not be read, see {', '.join(result.error_files[:3])}" if result.errors else ""
-    click.echo(f"{output}: {result.records - result.errors:,} records scored in {result.files} file(s){errors}.", err=True)
+    errors = (
+        f"; {result.errors:,} records could not be read, see {', '.join(result.error_files[:3])}"
+        if result.errors
+        else ""
+    )
+    click.echo(
+        f"{output}: {result.records - result.errors:,} records scored in {result.files} file(s){errors}.", err=True
+    )
     if result.evaluation is not None:
         click.echo(json.dumps(result.evaluation.to_dict(), indent=2) if as_json else result.evaluation.render())
     sys.exit(result.exit_code)
+
 
 if __name__ == "__main__":
     main()

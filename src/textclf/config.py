@@ -22,12 +22,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
+from .validation import at_least, at_most, between, check_fields, positive
 
 __all__ = ["Hyperparameters", "RunOptions"]
 
@@ -46,8 +47,9 @@ class Hyperparameters:
     epochs: int = _hp(3, "Passes over the training data.")
     learning_rate: float = _hp(2e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).")
     batch_size: int = _hp(
-        32, "Samples per micro-batch in each process; an optimizer step takes batch_size x "
-            "gradient_accumulation_steps x processes."
+        32,
+        "Samples per micro-batch in each process; an optimizer step takes batch_size x "
+        "gradient_accumulation_steps x processes.",
     )
     max_seq_length: int = _hp(128, "Tokens kept per text; longer texts are truncated.")
     train_only_top_layer: bool = _hp(False, "Freeze the pretrained network and train only the classification head.")
@@ -69,16 +71,24 @@ class Hyperparameters:
     gradient_accumulation_steps: int = _hp(1, "Micro-batches whose gradients are summed before each optimizer step.")
     sifting: bool = _hp(False, "Leave low-loss samples out of the backward pass (relative probabilistic sifting).")
     sifting_beta: float = _hp(
-        1.0, "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on (more with "
-        "sifting_min_keep_probability: 0.52 at beta 1, 0.34 at beta 3).")
-    sifting_loss_history_length: int = _hp(500, "Recent losses a sample's loss is ranked among (its own batch's included).")
+        1.0,
+        "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on (more with "
+        "sifting_min_keep_probability: 0.52 at beta 1, 0.34 at beta 3).",
+    )
+    sifting_loss_history_length: int = _hp(
+        500, "Recent losses a sample's loss is ranked among (its own batch's included)."
+    )
     sifting_delay: int = _hp(
-        100, "Training batches on all data (counted from the start of training) before sifting starts: with the "
-        "first candidate (16 batches) that begins after them.")
+        100,
+        "Training batches on all data (counted from the start of training) before sifting starts: with the "
+        "first candidate (16 batches) that begins after them.",
+    )
     sifting_min_keep_probability: float = _hp(
-        0.2, "Floor of every sample's keep probability, so each batch holds an unbiased share of the data: "
+        0.2,
+        "Floor of every sample's keep probability, so each batch holds an unbiased share of the data: "
         "without it a high beta can drive training to predict every class alike. Raises the share kept "
-        "(0.52 instead of 0.5 at beta 1, 0.34 instead of 0.25 at beta 3); 0 gives 1/(1+beta).")
+        "(0.52 instead of 0.5 at beta 1, 0.34 instead of 0.25 at beta 3); 0 gives 1/(1+beta).",
+    )
     sifting_lr_scaling: str = _hp(
         "sqrt",
         "Learning rate of sifted optimizer steps: each one covers about 1/kept batches of data (kept: the share "
@@ -95,36 +105,34 @@ class Hyperparameters:
     )
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if f.type == "float" and not math.isfinite(getattr(self, f.name)):
-                raise ConfigError(f"{f.name} must be a finite number, but got {f.name}={getattr(self, f.name)}.")
-        _at_least(self, "epochs", 1)
-        _at_least(self, "batch_size", 1)
-        _at_least(self, "max_seq_length", 2)
-        _at_least(self, "early_stopping_patience", 1)
-        _at_least(self, "gradient_accumulation_steps", 1)
-        _at_least(self, "sifting_loss_history_length", 1)
-        _at_least(self, "sifting_delay", 0)
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, but got learning_rate={self.learning_rate}.")
-        for name in ("warmup_ratio", "weight_decay", "early_stopping_min_delta", "sifting_beta",
-                     "sifting_min_keep_probability"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be at least 0, but got {name}={getattr(self, name)}.")
+        check_fields(self)
+        for name in (
+            "epochs",
+            "batch_size",
+            "early_stopping_patience",
+            "gradient_accumulation_steps",
+            "sifting_loss_history_length",
+        ):
+            at_least(name, getattr(self, name), 1)
+        at_least("max_seq_length", self.max_seq_length, 2)
+        at_least("sifting_delay", self.sifting_delay, 0)
+        positive("learning_rate", self.learning_rate)
+        for name in (
+            "warmup_ratio",
+            "weight_decay",
+            "early_stopping_min_delta",
+            "sifting_beta",
+            "sifting_min_keep_probability",
+        ):
+            at_least(name, getattr(self, name), 0)
         for name in ("warmup_ratio", "sifting_min_keep_probability"):
-            if getattr(self, name) > 1:
-                raise ConfigError(f"{name} must be at most 1, but got {name}={getattr(self, name)}.")
-        if not 0 <= self.validation_split_ratio < 1:
-            raise ConfigError(
-                "validation_split_ratio must be in [0, 1), "
-                f"but got validation_split_ratio={self.validation_split_ratio}."
-            )
-        _one_of_choices(self)
+            at_most(name, getattr(self, name), 1)
+        between("validation_split_ratio", self.validation_split_ratio, 0, 1, high_open=True)
 
     # -- construction -------------------------------------------------------
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "hyperparameters") -> "Hyperparameters":
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "hyperparameters") -> Hyperparameters:
         """Build from a mapping whose values may be strings (SageMaker style).
 
         Unknown names are an error (with a suggestion); ``sagemaker_*`` keys are ignored.
@@ -132,7 +140,7 @@ class Hyperparameters:
         return cls().updated(values, source)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Hyperparameters":
+    def from_file(cls, path: str | Path) -> Hyperparameters:
         """Read a ``hyperparameters.json`` file (a JSON object of name -> value)."""
         path = Path(path)
         try:
@@ -142,12 +150,12 @@ class Hyperparameters:
         except OSError as exc:  # a directory, no permission, ...
             raise ConfigError(f"{path}: cannot read hyperparameters file ({exc.strerror}).") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc}); expected an object such as {{\"epochs\": \"3\"}}.") from exc
+            raise ConfigError(f'{path}: not valid JSON ({exc}); expected an object such as {{"epochs": "3"}}.') from exc
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a JSON object of hyperparameter names to values.")
         return cls.from_mapping(values, source=str(path))
 
-    def updated(self, values: Mapping[str, Any], source: str = "hyperparameters") -> "Hyperparameters":
+    def updated(self, values: Mapping[str, Any], source: str = "hyperparameters") -> Hyperparameters:
         """Return a copy with ``values`` (possibly strings) applied over this one."""
         fields = {f.name: f for f in dataclasses.fields(self)}
         changes: dict[str, Any] = {}
@@ -178,31 +186,38 @@ class RunOptions:
     """How a training run executes and survives interruption; not what it learns."""
 
     checkpoint_dir: str | None = _hp(
-        None, "Folder for checkpoints [default: inside the output's hidden staging folder]; "
-              "with several machines, one they all can read. Removed when the run completes."
+        None,
+        "Folder for checkpoints [default: inside the output's hidden staging folder]; "
+        "with several machines, one they all can read. Removed when the run completes.",
     )
     checkpoint_every_steps: int = _hp(
-        500, "Write a checkpoint every N optimizer steps (0: never mid-epoch), and at the end of every epoch but the last."
+        500,
+        "Write a checkpoint every N optimizer steps (0: never mid-epoch), and at the end of every epoch but the last.",
     )
     keep_checkpoints: int = _hp(2, "Newest checkpoints kept; 0 writes none (SIGINT/SIGTERM then stop without one).")
     resume: bool | None = _hp(
-        None, "Continue from the newest checkpoint of this job: --resume (True) requires one, --no-resume "
-              "(False) discards any [default: resume when there is one]."
+        None,
+        "Continue from the newest checkpoint of this job: --resume (True) requires one, --no-resume "
+        "(False) discards any [default: resume when there is one].",
     )
-    device: str = _hp("auto", "cpu, cuda, or auto (cuda when PyTorch sees a GPU). GPUs that support "
-                              "bfloat16 compute under bfloat16 autocast; the CPU in float32.", choices=("auto", "cpu", "cuda"))
+    device: str = _hp(
+        "auto",
+        "cpu, cuda, or auto (cuda when PyTorch sees a GPU). GPUs that support "
+        "bfloat16 compute under bfloat16 autocast; the CPU in float32.",
+        choices=("auto", "cpu", "cuda"),
+    )
     gradient_checkpointing: bool = _hp(
         False, "Recompute activations in the backward pass: less memory for long sequences, slower steps."
     )
 
     def __post_init__(self) -> None:
-        _at_least(self, "checkpoint_every_steps", 0)
-        _at_least(self, "keep_checkpoints", 0)
-        _one_of_choices(self)
+        check_fields(self)
+        at_least("checkpoint_every_steps", self.checkpoint_every_steps, 0)
+        at_least("keep_checkpoints", self.keep_checkpoints, 0)
         if self.resume and self.keep_checkpoints == 0:
             raise ConfigError("resume needs checkpoints, but keep_checkpoints=0; leave keep_checkpoints at 1 or more.")
 
-    def updated(self, values: Mapping[str, Any]) -> "RunOptions":
+    def updated(self, values: Mapping[str, Any]) -> RunOptions:
         """Return a copy with ``values`` (already typed) applied over this one."""
         return dataclasses.replace(self, **values)
 
@@ -210,21 +225,6 @@ class RunOptions:
     def describe(cls) -> list[tuple[str, str, Any, str, tuple[str, ...] | None]]:
         """(name, type, default, help, choices) for every option, for docs and the CLI."""
         return [(f.name, f.type, f.default, f.metadata["help"], f.metadata["choices"]) for f in dataclasses.fields(cls)]
-
-
-def _one_of_choices(settings: Hyperparameters | RunOptions) -> None:
-    for f in dataclasses.fields(settings):
-        choices = f.metadata["choices"]
-        if choices and getattr(settings, f.name) not in choices:
-            raise ConfigError(
-                f"{f.name} must be one of {', '.join(repr(c) for c in choices)}, but got {f.name}={getattr(settings, f.name)!r}."
-            )
-
-
-def _at_least(settings: Hyperparameters | RunOptions, name: str, low: int) -> None:
-    value = getattr(settings, name)
-    if value < low:
-        raise ConfigError(f"{name} must be at least {low}, but got {name}={value}.")
 
 
 def _coerce(name: str, raw: Any, type_name: str, source: str) -> Any:

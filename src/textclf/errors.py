@@ -18,7 +18,15 @@ and how to fix it. The CLI prints it on one line and exits with code 2.
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "ConfigError", "DataError", "ModelError", "RequestError", "TextclfError", "TrainingInterrupted"]
+__all__ = [
+    "ArtifactError",
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "RequestError",
+    "TextclfError",
+    "TrainingInterrupted",
+]
 
 
 class TextclfError(Exception):

@@ -45,7 +45,9 @@ class EvaluationReport:
         width = max(8, *(len(n) for n in names))
         m = self.metrics
         out = [
-            f"{self.source}: {self.rows} rows" + (f" ({self.skipped} skipped)" if self.skipped else "") + f"; backend {self.backend}",
+            f"{self.source}: {self.rows} rows"
+            + (f" ({self.skipped} skipped)" if self.skipped else "")
+            + f"; backend {self.backend}",
             f"accuracy {m['accuracy']:.4f}   macro F1 {m['f1_macro']:.4f}   MCC {m['mcc']:.4f}   loss {self.loss:.4f}",
             "",
             f"{'class':<{width}}  precision  recall      f1  support",
@@ -60,12 +62,14 @@ class EvaluationReport:
         return "\n".join(out)
 
 
-def evaluate(model: str | Path | Classifier, data: str | Path, read_options: ReadOptions | None = None) -> EvaluationReport:
+def evaluate(
+    model: str | Path | Classifier, data: str | Path, read_options: ReadOptions | None = None
+) -> EvaluationReport:
     """Evaluate ``model`` (a model folder, or a loaded :class:`Classifier`) on the labelled file ``data``.
 
-        >>> report = evaluate("out/reviews", "reviews/validation.csv")  # doctest: +SKIP
-        >>> report.metrics["accuracy"]  # doctest: +SKIP
-        0.9375
+    >>> report = evaluate("out/reviews", "reviews/validation.csv")  # doctest: +SKIP
+    >>> report.metrics["accuracy"]  # doctest: +SKIP
+    0.9375
     """
     read_options = read_options or ReadOptions()
     clf = model if isinstance(model, Classifier) else Classifier.load(model)
@@ -74,5 +78,12 @@ def evaluate(model: str | Path | Classifier, data: str | Path, read_options: Rea
     logits = clf.logits(examples.texts)
     metrics = classification_metrics(y_true, logits.argmax(axis=1), len(clf.labels))
     labels = [clf.labels.value(i) for i in range(len(clf.labels))]
-    return EvaluationReport(str(examples.path), labels, len(y_true), len(examples.skipped), cross_entropy(logits, y_true), metrics,
-                            clf.backend.name)
+    return EvaluationReport(
+        str(examples.path),
+        labels,
+        len(y_true),
+        len(examples.skipped),
+        cross_entropy(logits, y_true),
+        metrics,
+        clf.backend.name,
+    )

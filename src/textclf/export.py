@@ -78,24 +78,35 @@ class ExportReport:
     forced: bool = False  # kept with --force although a validation check failed
 
     def render(self) -> str:
-        lines = [f"{self.format}: {self.file} ({self.size_bytes / 2**20:.1f} MiB, {self.seconds:.1f} s)",
-                 f"parity: max |logit difference| {self.max_abs_diff:.2e} (tolerance {self.tolerance:.2e}) "
-                 f"over {len(self.shapes)} batches (batch x length: {', '.join(f'{b}x{n}' for b, n in self.shapes)})"]
+        lines = [
+            f"{self.format}: {self.file} ({self.size_bytes / 2**20:.1f} MiB, {self.seconds:.1f} s)",
+            f"parity: max |logit difference| {self.max_abs_diff:.2e} (tolerance {self.tolerance:.2e}) "
+            f"over {len(self.shapes)} batches (batch x length: {', '.join(f'{b}x{n}' for b, n in self.shapes)})",
+        ]
         v = self.validation
         if self.forced:
             lines.append("kept because of --force although the check below failed: --backend auto will not pick it")
         if v:
-            lines.append(f"validation {v['data']}: {v['rows']} rows; accuracy {v['accuracy_export']:.4f} vs "
-                         f"{v['accuracy_torch']:.4f} in PyTorch ({100 * (v['accuracy_export'] - v['accuracy_torch']):+.2f} points); "
-                         f"{v['changed_predictions']} predictions changed ({100 * v['changed_share']:.2f}%, allowed "
-                         f"{100 * v['max_changed']:.2f}%)")
+            lines.append(
+                f"validation {v['data']}: {v['rows']} rows; accuracy {v['accuracy_export']:.4f} vs "
+                f"{v['accuracy_torch']:.4f} in PyTorch ({100 * (v['accuracy_export'] - v['accuracy_torch']):+.2f} points); "
+                f"{v['changed_predictions']} predictions changed ({100 * v['changed_share']:.2f}%, allowed "
+                f"{100 * v['max_changed']:.2f}%)"
+            )
         return "\n".join(lines)
 
 
-def export_model(model_dir: str | Path, format: str, validation: str | Path | None = None,
-                 read_options: ReadOptions | None = None, force: bool = False, max_changed: float = MAX_CHANGED,
-                 max_accuracy_drop: float = MAX_ACCURACY_DROP,
-                 quantization: QuantizationSettings = QuantizationSettings(), log=lambda message: None) -> ExportReport:
+def export_model(
+    model_dir: str | Path,
+    format: str,
+    validation: str | Path | None = None,
+    read_options: ReadOptions | None = None,
+    force: bool = False,
+    max_changed: float = MAX_CHANGED,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    quantization: QuantizationSettings = QuantizationSettings(),
+    log=lambda message: None,
+) -> ExportReport:
     """Export, verify and record ``format`` in ``model_dir``; see the module docstring."""
     import torch
 
@@ -124,33 +135,50 @@ def export_model(model_dir: str | Path, format: str, validation: str | Path | No
             try:
                 settings = _write(format, reference, staged, work, quantization, log)
             except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:  # the exporters' own errors
-                raise ModelError(f"cannot export {model_dir} to {format}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+                raise ModelError(
+                    f"cannot export {model_dir} to {format}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                ) from exc
         log("verifying")
         # Verified as it will run: the export, tokenised by tokenizer.json alone.
-        exported = Classifier(open_backend(format, staged), TextEncoder.from_file(model_dir / "tokenizer.json", runtime),
-                              reference.labels, reference.batch_size)
+        exported = Classifier(
+            open_backend(format, staged),
+            TextEncoder.from_file(model_dir / "tokenizer.json", runtime),
+            reference.labels,
+            reference.batch_size,
+        )
         _check_tokenizer(reference, exported, examples)
         diff, bound, shapes = _parity(reference, exported, runtime["max_seq_length"], examples)
-        report = ExportReport(format, target, staged.stat().st_size, time.perf_counter() - started, diff, bound, shapes,
-                              settings=settings)
+        report = ExportReport(
+            format, target, staged.stat().st_size, time.perf_counter() - started, diff, bound, shapes, settings=settings
+        )
         if diff > bound:
-            raise ModelError(f"{format} export does not match the PyTorch model: max |logit difference| {diff:.3g} > "
-                             f"tolerance {bound:.3g}; not kept.")
+            raise ModelError(
+                f"{format} export does not match the PyTorch model: max |logit difference| {diff:.3g} > "
+                f"tolerance {bound:.3g}; not kept."
+            )
         if examples is not None:
             v = report.validation = _compare(reference, exported, examples, labels, max_changed)
             drop = v["accuracy_torch"] - v["accuracy_export"]
             failures = []
             if v["changed_share"] > max_changed:
-                failures.append(f"changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
-                                f"(allowed {100 * max_changed:.2f}%)")
+                failures.append(
+                    f"changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
+                    f"(allowed {100 * max_changed:.2f}%)"
+                )
             if drop > max_accuracy_drop:
-                failures.append(f"loses {100 * drop:.2f} points of accuracy on {validation} (allowed {100 * max_accuracy_drop:.2f})")
+                failures.append(
+                    f"loses {100 * drop:.2f} points of accuracy on {validation} (allowed {100 * max_accuracy_drop:.2f})"
+                )
             if failures and not force:
-                raise ModelError(f"{format} export {' and '.join(failures)}; not kept. Pass --force to keep it anyway "
-                                 "(--backend auto will still not pick it).")
+                raise ModelError(
+                    f"{format} export {' and '.join(failures)}; not kept. Pass --force to keep it anyway "
+                    "(--backend auto will still not pick it)."
+                )
             report.forced = bool(failures)
         elif format == "onnx-int8":
-            log("warning: int8 predictions were not checked against the PyTorch model; pass --validation DATA to check them")
+            log(
+                "warning: int8 predictions were not checked against the PyTorch model; pass --validation DATA to check them"
+            )
         _keep(model_dir, staged, target, format, report, runtime)
         return report
     finally:
@@ -160,8 +188,10 @@ def export_model(model_dir: str | Path, format: str, validation: str | Path | No
 def _runtime(model_dir: Path, reference: Classifier) -> dict:
     """What an exported backend needs besides the graph (read without transformers)."""
     if not (model_dir / "tokenizer.json").is_file():
-        raise ModelError(f"{model_dir}: has no tokenizer.json (a 'fast' tokenizer); exports tokenise with the `tokenizers` "
-                         "library. Save one with transformers' AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR).")
+        raise ModelError(
+            f"{model_dir}: has no tokenizer.json (a 'fast' tokenizer); exports tokenise with the `tokenizers` "
+            "library. Save one with transformers' AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)."
+        )
     from .models import load_tokenizer
 
     return {
@@ -200,7 +230,9 @@ def _example(reference: Classifier, batch: int = 2, length: int = 12):
     return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
-def _write(format: str, reference: Classifier, staged: Path, work: Path, quantization: QuantizationSettings, log) -> dict:
+def _write(
+    format: str, reference: Classifier, staged: Path, work: Path, quantization: QuantizationSettings, log
+) -> dict:
     import warnings
 
     import torch
@@ -234,11 +266,23 @@ def _onnx(module, example, path: Path) -> None:
 
     import torch
 
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch"},
+    }
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, example, str(path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _quantize(fp32: Path, out: Path, settings: QuantizationSettings) -> None:
@@ -252,8 +296,12 @@ def _quantize(fp32: Path, out: Path, settings: QuantizationSettings) -> None:
     level, root.level = root.level, logging.ERROR  # quantize_dynamic logs advice on the root logger
     try:
         quantize_dynamic(
-            str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=settings.per_channel,
-            reduce_range=settings.reduce_range, nodes_to_exclude=_fp32_nodes(graph, settings.keep_fp32),
+            str(fp32),
+            str(out),
+            weight_type=QuantType.QInt8,
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            nodes_to_exclude=_fp32_nodes(graph, settings.keep_fp32),
         )
     finally:
         root.level = level
@@ -307,19 +355,29 @@ def _compare(reference: Classifier, exported: Classifier, examples, y: np.ndarra
     got = exported.logits(examples.texts).argmax(axis=1)
     changed = int((want != got).sum())
     return {
-        "data": str(examples.path), "rows": int(len(y)),
-        "accuracy_torch": float((want == y).mean()), "accuracy_export": float((got == y).mean()),
-        "changed_predictions": changed, "changed_share": changed / len(y), "max_changed": max_changed,
+        "data": str(examples.path),
+        "rows": int(len(y)),
+        "accuracy_torch": float((want == y).mean()),
+        "accuracy_export": float((got == y).mean()),
+        "changed_predictions": changed,
+        "changed_share": changed / len(y),
+        "max_changed": max_changed,
     }
 
 
 def _check_tokenizer(reference: Classifier, exported: Classifier, examples) -> None:
     """tokenizer.json alone must give the token ids transformers' tokenizer gives."""
-    texts = ["Hello, World!  It's   a TEST: 3.14 ünïcode — ok?", "x " * 2000, *(examples.texts[:500] if examples else [])]
+    texts = [
+        "Hello, World!  It's   a TEST: 3.14 ünïcode — ok?",
+        "x " * 2000,
+        *(examples.texts[:500] if examples else []),
+    ]
     for text, want, got in zip(texts, reference.preprocess(texts), exported.preprocess(texts)):
         if want != got:
-            raise ModelError(f"tokenizer.json does not tokenise like the model's tokenizer (on {text[:40]!r}: {got[:8]}... "
-                             f"instead of {want[:8]}...); exported backends would see other inputs. Not kept.")
+            raise ModelError(
+                f"tokenizer.json does not tokenise like the model's tokenizer (on {text[:40]!r}: {got[:8]}... "
+                f"instead of {want[:8]}...); exported backends would see other inputs. Not kept."
+            )
 
 
 def _keep(model_dir: Path, staged: Path, target: Path, format: str, report: ExportReport, runtime: dict) -> None:

@@ -13,9 +13,9 @@ A call is ``preprocess`` (tokenise, sort by length, pad per batch) ->
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -53,19 +53,19 @@ class TextEncoder:
     max_length: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, max_length: int, pad_left: bool) -> "TextEncoder":
+    def from_tokenizer(cls, tokenizer, max_length: int, pad_left: bool) -> TextEncoder:
         """From a transformers tokenizer (the torch backend and training)."""
         return cls(lambda texts: encode(tokenizer, texts, max_length), tokenizer.pad_token_id, pad_left, max_length)
 
     @classmethod
-    def from_file(cls, path: Path, runtime: dict) -> "TextEncoder":
+    def from_file(cls, path: Path, runtime: dict) -> TextEncoder:
         """From ``tokenizer.json`` and the settings ``textclf export`` recorded: the ``tokenizers``
         library alone, so exported backends never import transformers."""
         from tokenizers import Tokenizer
 
         try:
             tokenizer = Tokenizer.from_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception
+        except Exception as exc:
             raise ModelError(f"{path}: cannot load the tokenizer ({exc}).") from exc
         tokenizer.no_padding()
         tokenizer.enable_truncation(runtime["max_seq_length"], direction=runtime.get("truncation_side", "right"))
@@ -86,8 +86,14 @@ class Classifier:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, model_dir: str | Path, backend: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
-             dtype: str = "float32", threads: int | None = None) -> "Classifier":
+    def load(
+        cls,
+        model_dir: str | Path,
+        backend: str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        dtype: str = "float32",
+        threads: int | None = None,
+    ) -> Classifier:
         """Load a textclf model folder (or any Hugging Face classification folder).
 
         ``backend``: ``torch``, an export made by ``textclf export`` (``torchscript``, ``onnx``,
@@ -100,8 +106,10 @@ class Classifier:
         exports = meta.get("exports", {})
         backend = choose(backend, exports)
         if backend != "torch" and dtype == "bfloat16":
-            raise ConfigError(f"dtype bfloat16 applies to the torch backend only, but the backend is {backend}; "
-                              "pass --backend torch, or leave --dtype at float32 for the export.")
+            raise ConfigError(
+                f"dtype bfloat16 applies to the torch backend only, but the backend is {backend}; "
+                "pass --backend torch, or leave --dtype at float32 for the export."
+            )
         if backend == "torch":
             return cls._load_torch(model_dir, meta, batch_size, dtype, threads)
         path = open_export(model_dir, backend, exports)
@@ -116,11 +124,13 @@ class Classifier:
             config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
             id2label = {int(k): v for k, v in config["id2label"].items()}
         except (OSError, ValueError, KeyError, AttributeError) as exc:
-            raise ModelError(f"{model_dir / 'config.json'}: cannot read the labels (id2label) from it ({exc}).") from exc
+            raise ModelError(
+                f"{model_dir / 'config.json'}: cannot read the labels (id2label) from it ({exc})."
+            ) from exc
         return cls(runner, encoder, LabelSet.from_config(id2label, integer=meta.get("label_type") == "int"), batch_size)
 
     @classmethod
-    def _load_torch(cls, model_dir: Path, meta: dict, batch_size: int, dtype: str, threads: int | None) -> "Classifier":
+    def _load_torch(cls, model_dir: Path, meta: dict, batch_size: int, dtype: str, threads: int | None) -> Classifier:
         import torch
 
         from .models import inference_dtype, load_tokenizer, max_length, pads_left
@@ -135,7 +145,12 @@ class Classifier:
             raise ModelError(f"{model_dir}: cannot load the tokenizer ({exc}).") from exc
         labels = LabelSet.from_config(config.id2label, integer=meta.get("label_type") == "int")
         max_len = meta.get("max_seq_length") or max_length(config, tokenizer)
-        return cls(runner, TextEncoder.from_tokenizer(tokenizer, int(max_len), pads_left(config, tokenizer)), labels, batch_size)
+        return cls(
+            runner,
+            TextEncoder.from_tokenizer(tokenizer, int(max_len), pads_left(config, tokenizer)),
+            labels,
+            batch_size,
+        )
 
     # -- the three stages ---------------------------------------------------
 
@@ -174,6 +189,4 @@ class Classifier:
             texts = [texts]
         probs = self.predict_proba(texts)
         names = [self.labels.value(i) for i in range(len(self.labels))]
-        return [
-            Prediction(names[int(row.argmax())], [round(float(p), 6) for p in row], names) for row in probs
-        ]
+        return [Prediction(names[int(row.argmax())], [round(float(p), 6) for p in row], names) for row in probs]

@@ -1,13 +1,13 @@
 """Classification metrics from labels and predictions (numpy only).
 
-    >>> m = classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], num_classes=2)
-    >>> round(m["accuracy"], 2), m["confusion_matrix"]
-    (0.75, [[2, 0], [1, 1]])
+>>> m = classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], num_classes=2)
+>>> round(m["accuracy"], 2), m["confusion_matrix"]
+(0.75, [[2, 0], [1, 1]])
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -28,7 +28,19 @@ from .data import LabelSet
 from .errors import ConfigError, ModelError
 
 __all__ = [
-    "DTYPES", "JUMPSTART_MODELS", "ModelSource", "check_max_length", "forward_logits", "head_parameter_names", "inference_dtype", "load_for_training", "local_folder", "max_length", "native_bf16", "pads_left", "quiet_transformers",
+    "DTYPES",
+    "JUMPSTART_MODELS",
+    "ModelSource",
+    "check_max_length",
+    "forward_logits",
+    "head_parameter_names",
+    "inference_dtype",
+    "load_for_training",
+    "local_folder",
+    "max_length",
+    "native_bf16",
+    "pads_left",
+    "quiet_transformers",
     "resolve_model",
 ]
 
@@ -77,7 +89,9 @@ def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
             return ModelSource(str(spec), str(path), "artifact")
         if (path / "config.json").is_file():
             return ModelSource(str(spec), str(path), "folder")
-        raise ModelError(f"{path}: not a model folder (no config.json); pass a Hugging Face model folder or a textclf output folder.")
+        raise ModelError(
+            f"{path}: not a model folder (no config.json); pass a Hugging Face model folder or a textclf output folder."
+        )
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep == "\\" and "\\" in text:
         raise ModelError(f"{text}: model folder not found; pass an existing folder, 'default', or a Hub id.")
     return ModelSource(str(spec), text, "hub")
@@ -100,7 +114,7 @@ def local_folder(source: ModelSource) -> str:
 
     try:
         return snapshot_download(source.location)
-    except Exception as exc:  # noqa: BLE001 - offline, unknown id, network: one message
+    except Exception as exc:
         raise _hub_error(source, exc) from exc
 
 
@@ -128,7 +142,10 @@ def inference_dtype(name: str) -> torch.dtype:
 
 def is_decoder(config) -> bool:
     """True for decoder-only (GPT-style) architectures, which pool the last token."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     kind = getattr(config, "model_type", "")
     return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES

@@ -1,4 +1,4 @@
-"""One progress-bar style for long loops (training epochs, batch scoring).
+"""What long work shows the person at the terminal: one progress-bar style and one log line.
 
 A rich bar on stderr when it is a terminal (or when forced); a no-op elsewhere:
 
@@ -9,9 +9,14 @@ A rich bar on stderr when it is a terminal (or when forced); a no-op elsewhere:
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-__all__ = ["ProgressBar"]
+__all__ = ["ProgressBar", "log_stderr"]
+
+
+def log_stderr(message: str) -> None:
+    """Print one progress or status line to stderr (stdout is left for results)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 class ProgressBar:
@@ -22,8 +27,17 @@ class ProgressBar:
     the bar starts (work done before this run), and the rate counts only what this run does.
     """
 
-    def __init__(self, enabled: bool | None, description: str, total: int, *, extra: tuple[str, ...] = (),
-                 fields: dict | None = None, rate_unit: str | None = None, completed: int = 0):
+    def __init__(
+        self,
+        enabled: bool | None,
+        description: str,
+        total: int,
+        *,
+        extra: tuple[str, ...] = (),
+        fields: dict | None = None,
+        rate_unit: str | None = None,
+        completed: int = 0,
+    ):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.description, self.total, self.completed = description, total, completed
         self.extra, self.fields, self.rate_unit = extra, fields or {}, rate_unit

@@ -76,8 +76,9 @@ import dataclasses
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,7 +103,9 @@ class SiftingConfig:
 
     def __post_init__(self) -> None:
         if self.scoring_dtype not in DTYPES:
-            raise ConfigError(f"scoring_dtype must be one of {', '.join(DTYPES)}, but got scoring_dtype={self.scoring_dtype!r}.")
+            raise ConfigError(
+                f"scoring_dtype must be one of {', '.join(DTYPES)}, but got scoring_dtype={self.scoring_dtype!r}."
+            )
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise ConfigError(f"sifting_beta must be a number at least 0, but got sifting_beta={self.beta}.")
         if self.loss_history_length < 1:
@@ -112,8 +115,10 @@ class SiftingConfig:
         if self.delay < 0:
             raise ConfigError(f"sifting_delay must be at least 0, but got sifting_delay={self.delay}.")
         if not 0 <= self.min_keep_probability <= 1:  # also refuses nan
-            raise ConfigError("sifting_min_keep_probability must be between 0 and 1, "
-                              f"but got sifting_min_keep_probability={self.min_keep_probability}.")
+            raise ConfigError(
+                "sifting_min_keep_probability must be between 0 and 1, "
+                f"but got sifting_min_keep_probability={self.min_keep_probability}."
+            )
 
     @property
     def keep_fraction(self) -> float:
@@ -143,7 +148,7 @@ class RelativeProbabilisticSifter:
         self.history.extend(losses.tolist())
         past = np.sort(np.fromiter(self.history, dtype=np.float64))
         percentile = np.searchsorted(past, losses, side="right") / len(past)
-        return self.rng.random(len(losses)) < np.maximum(percentile ** self.config.beta, self.config.min_keep_probability)
+        return self.rng.random(len(losses)) < np.maximum(percentile**self.config.beta, self.config.min_keep_probability)
 
 
 @dataclass
@@ -191,7 +196,9 @@ class SiftingDataLoader:
         self.drop_last = drop_last
         self.forward = forward or _default_forward
         if scoring_batch_size is not None and scoring_batch_size < 1:
-            raise ConfigError(f"scoring_batch_size must be at least 1, but got scoring_batch_size={scoring_batch_size}.")
+            raise ConfigError(
+                f"scoring_batch_size must be at least 1, but got scoring_batch_size={scoring_batch_size}."
+            )
         self.scoring_batch_size = scoring_batch_size
         self.shuffle_batches = shuffle_batches
         self._order_rng = np.random.default_rng([config.seed, 1])  # its own: the keep decisions do not depend on it
@@ -303,7 +310,9 @@ class SiftingDataLoader:
                     part = batch if step >= rows else _rows(batch, slice(first, first + step))
                     losses = self.loss_fn(self.forward(self.model, part), _labels(part))
                     if losses.ndim != 1 or losses.shape[0] != _num_rows(part):
-                        raise ConfigError("loss_fn must return one loss per sample; pass e.g. CrossEntropyLoss(reduction='none').")
+                        raise ConfigError(
+                            "loss_fn must return one loss per sample; pass e.g. CrossEntropyLoss(reduction='none')."
+                        )
                     parts.append(losses.float())
         finally:
             self.model.train(was_training)
@@ -315,9 +324,14 @@ class SiftingDataLoader:
         first = parts[0][0]
         if isinstance(first, Mapping):
             return _without_padding_columns(
-                {k: _cat([b[k][torch.from_numpy(i)] for b, i in parts], self.pad_values.get(k, 0), self.pad_left) for k in first}
+                {
+                    k: _cat([b[k][torch.from_numpy(i)] for b, i in parts], self.pad_values.get(k, 0), self.pad_left)
+                    for k in first
+                }
             )
-        return type(first)(_cat([b[j][torch.from_numpy(i)] for b, i in parts], 0, self.pad_left) for j in range(len(first)))
+        return type(first)(
+            _cat([b[j][torch.from_numpy(i)] for b, i in parts], 0, self.pad_left) for j in range(len(first))
+        )
 
 
 def _rows(batch: Any, rows: slice) -> Any:

@@ -15,12 +15,11 @@ import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from ..data import LabelSet
 from ..errors import ConfigError, DataError
 from ..evaluation import EvaluationReport
 from ..metrics import classification_metrics
-from ..progress import ProgressBar
+from ..progress import ProgressBar, log_stderr
 from ._inputs import find_inputs
 from ._manifest import FORMAT_VERSION, Workdir, check_output, difference, job_identity
 from ._options import BatchOptions
@@ -58,12 +57,16 @@ class BatchResult:
         return EXIT_RECORD_ERRORS if self.errors else 0
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def run_batch(model_dir: str | Path, input: str | Path, output: str | Path, options: BatchOptions = BatchOptions(), *,
-              progress: bool | None = None, log: Callable[[str], None] = _stderr, classifier=None) -> BatchResult:
+def run_batch(
+    model_dir: str | Path,
+    input: str | Path,
+    output: str | Path,
+    options: BatchOptions = BatchOptions(),
+    *,
+    progress: bool | None = None,
+    log: Callable[[str], None] = log_stderr,
+    classifier=None,
+) -> BatchResult:
     """Score every record of ``input`` (a file, folder or glob) into ``output/<name>.out``.
 
     Run it again after a kill and it resumes; the outputs are the bytes an uninterrupted run
@@ -87,11 +90,21 @@ def run_batch(model_dir: str | Path, input: str | Path, output: str | Path, opti
         work.unlock()
     result = manifest["result"]
     report = _report(str(input), result) if options.evaluate else None
-    return BatchResult(output, result["files"], result["records"], result["errors"], tuple(result["error_files"]), report)
+    return BatchResult(
+        output, result["files"], result["records"], result["errors"], tuple(result["error_files"]), report
+    )
 
 
-def _run_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions, created: bool, progress: bool | None,
-             log: Callable[[str], None], classifier) -> dict:
+def _run_job(
+    work: Workdir,
+    model_dir: Path,
+    inputs,
+    options: BatchOptions,
+    created: bool,
+    progress: bool | None,
+    log: Callable[[str], None],
+    classifier,
+) -> dict:
     """Open (or start) the job in ``work``, score what is left of it, and return its complete manifest."""
     output = work.output
     try:
@@ -103,9 +116,11 @@ def _run_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions, crea
     if manifest["result"] is None:
         threads = _threads(options.workers)
         if manifest["threads"] != threads:
-            log(f"{output}: warning: this run scores with {threads} thread(s) per process, the first with "
+            log(
+                f"{output}: warning: this run scores with {threads} thread(s) per process, the first with "
                 f"{manifest['threads']} (another --workers or machine); the 6th digit of a few probabilities may "
-                "differ from an uninterrupted run.")
+                "differ from an uninterrupted run."
+            )
         job = _Job(work, model_dir, [f.path for f in inputs], [f.name for f in inputs], layouts, options, classifier)
         mine = shard(job_chunks(manifest["chunks"]), *options.shard)
         manifest["result"] = job.run(mine, threads, progress, log)
@@ -123,7 +138,9 @@ def _open_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions) -> 
     if manifest is not None:
         why = difference(manifest, identity)
         if why:
-            raise ConfigError(f"{work.output}: holds another batch job ({why}); pass another --output, or delete the folder to start over.")
+            raise ConfigError(
+                f"{work.output}: holds another batch job ({why}); pass another --output, or delete the folder to start over."
+            )
         layouts = [Layout.from_dict(values) for values in manifest["layouts"]]
         _check_labels(inputs, layouts, options)
         return manifest, layouts
@@ -131,8 +148,14 @@ def _open_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions) -> 
     layouts = [resolve_layout(f.path, options) for f in inputs]
     _check_labels(inputs, layouts, options)
     plans = [plan_file(f.path, layout, options.encoding, options.chunk_size) for f, layout in zip(inputs, layouts)]
-    manifest = {"format_version": FORMAT_VERSION, "job": identity, "layouts": [l.to_dict() for l in layouts],
-                "chunks": plans, "threads": _threads(options.workers), "result": None}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "job": identity,
+        "layouts": [l.to_dict() for l in layouts],
+        "chunks": plans,
+        "threads": _threads(options.workers),
+        "result": None,
+    }
     work.write(work.manifest, json.dumps(manifest))
     return manifest, layouts
 
@@ -143,7 +166,9 @@ def _check_labels(inputs, layouts: list[Layout], options: BatchOptions) -> None:
     for f, layout in zip(inputs, layouts):
         if layout.label is None:
             what = "plain text lines carry no labels" if layout.format == "text" else "no label column or key was found"
-            raise ConfigError(f"{f.path}: --evaluate needs labels, but {what}; pass --label-column, or leave out --evaluate.")
+            raise ConfigError(
+                f"{f.path}: --evaluate needs labels, but {what}; pass --label-column, or leave out --evaluate."
+            )
 
 
 # -- the work -----------------------------------------------------------------
@@ -152,8 +177,16 @@ def _check_labels(inputs, layouts: list[Layout], options: BatchOptions) -> None:
 class _Job:
     """The chunks of one run and the files they make up."""
 
-    def __init__(self, work: Workdir, model_dir: Path, paths: list[Path], names: list[str], layouts: list[Layout],
-                 options: BatchOptions, classifier):
+    def __init__(
+        self,
+        work: Workdir,
+        model_dir: Path,
+        paths: list[Path],
+        names: list[str],
+        layouts: list[Layout],
+        options: BatchOptions,
+        classifier,
+    ):
         self.work, self.model_dir, self.paths, self.names = work, model_dir, paths, names
         self.layouts, self.options, self.classifier = layouts, options, classifier
 
@@ -165,9 +198,13 @@ class _Job:
         todo = [c for c in chunks if c.file not in finished and not self.work.part(c.file, c.index, "json").is_file()]
         done = sum(c.records for c in chunks) - sum(c.records for c in todo)
         if done:
-            log(f"{self.work.output}: resuming; {done:,} of {sum(c.records for c in chunks):,} records were already scored.")
+            log(
+                f"{self.work.output}: resuming; {done:,} of {sum(c.records for c in chunks):,} records were already scored."
+            )
         if not chunks:
-            log(f"{self.work.output}: shard {self.options.shard[0]}/{self.options.shard[1]} has no chunks (the job has fewer chunks than shards).")
+            log(
+                f"{self.work.output}: shard {self.options.shard[0]}/{self.options.shard[1]} has no chunks (the job has fewer chunks than shards)."
+            )
         waiting = {f: sum(1 for c in todo if c.file == f) for f in by_file if f not in finished}
         for f, count in waiting.items():
             if count == 0:  # scored before a kill, not yet assembled
@@ -221,15 +258,22 @@ class _Scorer:
     """Scores chunks with one classifier (loaded on first use, on ``threads`` cores) and writes their parts."""
 
     def __init__(self, model_dir: Path, output: Path, options: BatchOptions, threads: int, classifier=None):
-        self.model_dir, self.work, self.options, self.threads, self.clf = model_dir, Workdir(output), options, threads, classifier
+        self.model_dir, self.work, self.options, self.threads, self.clf = (
+            model_dir,
+            Workdir(output),
+            options,
+            threads,
+            classifier,
+        )
 
     def score(self, task: _Task) -> None:
         o, c = self.options, task.chunk
         if self.clf is None:
             from ..inference import Classifier
 
-            self.clf = Classifier.load(self.model_dir, backend=o.backend, batch_size=o.batch_size, dtype=o.dtype,
-                                       threads=self.threads)
+            self.clf = Classifier.load(
+                self.model_dir, backend=o.backend, batch_size=o.batch_size, dtype=o.dtype, threads=self.threads
+            )
         records = [r for r, _, _ in read_records(Path(task.path), task.layout, o.encoding, c.start, c.end, c.line)]
         if len(records) != c.records:
             raise DataError(
@@ -240,8 +284,13 @@ class _Scorer:
         labels = [self.clf.labels.value(i) for i in range(len(self.clf.labels))]
         probs = self.clf.predict_proba([r.text for r in good]) if good else np.zeros((0, len(labels)), dtype=np.float32)
         out, errors = render(records, probs, labels, task.layout, o.output_format, o.join_source)
-        summary = {"records": len(records), "errors": len(records) - len(good), "labels": labels, "backend": self.clf.backend.name,
-                   "evaluation": _evaluation(good, probs, self.clf.labels) if task.layout.label is not None else None}
+        summary = {
+            "records": len(records),
+            "errors": len(records) - len(good),
+            "labels": labels,
+            "backend": self.clf.backend.name,
+            "evaluation": _evaluation(good, probs, self.clf.labels) if task.layout.label is not None else None,
+        }
         if errors:
             self.work.write(self.work.part(c.file, c.index, "errors"), errors)
         self.work.write(self.work.part(c.file, c.index, "out"), out)
@@ -262,10 +311,16 @@ def _threads(workers: int) -> int:
     return max(1, cores() // workers)
 
 
-def _in_processes(tasks: list[_Task], model_dir: Path, output: Path, options: BatchOptions, threads: int) -> Iterator[Chunk]:
+def _in_processes(
+    tasks: list[_Task], model_dir: Path, output: Path, options: BatchOptions, threads: int
+) -> Iterator[Chunk]:
     """Score ``tasks`` in ``options.workers`` spawned processes, at most two chunks each in flight."""
-    pool = ProcessPoolExecutor(options.workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(model_dir, output, options, threads))
+    pool = ProcessPoolExecutor(
+        options.workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(model_dir, output, options, threads),
+    )
     queue = iter(tasks)
     running: dict[Future, _Task] = {}
     try:
@@ -307,8 +362,12 @@ def _evaluation(good, probs: np.ndarray, labels: LabelSet) -> dict:
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
     np.add.at(confusion, (y_true, p.argmax(axis=1) if len(rows) else y_true), 1)
     p_true = np.clip(p[np.arange(len(rows)), y_true], np.finfo(np.float32).tiny, None)
-    return {"confusion": confusion.tolist(), "loss_sum": float(-np.log(p_true).sum()), "rows": len(rows),
-            "unlabelled": len(good) - len(rows)}
+    return {
+        "confusion": confusion.tolist(),
+        "loss_sum": float(-np.log(p_true).sum()),
+        "rows": len(rows),
+        "unlabelled": len(good) - len(rows),
+    }
 
 
 def _add_evaluations(parts: list[dict | None]) -> dict | None:
@@ -324,9 +383,13 @@ def _add_evaluations(parts: list[dict | None]) -> dict | None:
 
 
 def _merge_chunks(parts: list[dict]) -> dict:
-    return {"records": sum(p["records"] for p in parts), "errors": sum(p["errors"] for p in parts),
-            "labels": parts[0]["labels"], "backend": parts[0]["backend"],
-            "evaluation": _add_evaluations([p["evaluation"] for p in parts])}
+    return {
+        "records": sum(p["records"] for p in parts),
+        "errors": sum(p["errors"] for p in parts),
+        "labels": parts[0]["labels"],
+        "backend": parts[0]["backend"],
+        "evaluation": _add_evaluations([p["evaluation"] for p in parts]),
+    }
 
 
 def _merge_files(files: list[dict], names: list[str]) -> dict:
@@ -345,11 +408,14 @@ def _report(source: str, result: dict) -> EvaluationReport | None:
     """The same report as ``textclf evaluate``, from the job's summed confusion matrix and loss."""
     sums = result["evaluation"]
     if sums is None or sums["rows"] == 0:
-        raise DataError(f"{source}: no record to evaluate; none has one of the model's labels ({', '.join(map(str, result['labels'] or []))}).")
+        raise DataError(
+            f"{source}: no record to evaluate; none has one of the model's labels ({', '.join(map(str, result['labels'] or []))})."
+        )
     confusion = np.asarray(sums["confusion"])
     true, pred = np.nonzero(confusion)
     counts = confusion[true, pred]
     metrics = classification_metrics(np.repeat(true, counts), np.repeat(pred, counts), len(confusion))
     skipped = result["errors"] + sums["unlabelled"]
-    return EvaluationReport(source, result["labels"], sums["rows"], skipped, sums["loss_sum"] / sums["rows"], metrics,
-                            result["backend"])
+    return EvaluationReport(
+        source, result["labels"], sums["rows"], skipped, sums["loss_sum"] / sums["rows"], metrics, result["backend"]
+    )

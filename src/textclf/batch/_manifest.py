@@ -86,7 +86,9 @@ class Workdir:
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"{self.output}: another `textclf batch` is writing there now; wait for it, or pass another --output.") from None
+            raise ConfigError(
+                f"{self.output}: another `textclf batch` is writing there now; wait for it, or pass another --output."
+            ) from None
 
     def unlock(self) -> None:
         self._lock.close()

@@ -45,7 +45,9 @@ class BatchOptions:
         if self.format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, but got format={self.format!r}.")
         if self.output_format not in OUTPUT_FORMATS:
-            raise ConfigError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, but got output_format={self.output_format!r}.")
+            raise ConfigError(
+                f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, but got output_format={self.output_format!r}."
+            )
         for name in ("chunk_size", "workers", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, but got {name}={getattr(self, name)}.")
@@ -55,9 +57,13 @@ class BatchOptions:
         try:
             newline = "\n".encode(codecs.lookup(self.encoding).name)
         except LookupError:
-            raise ConfigError(f"unknown encoding {self.encoding!r}; pass a Python codec name such as utf-8 or latin-1.") from None
+            raise ConfigError(
+                f"unknown encoding {self.encoding!r}; pass a Python codec name such as utf-8 or latin-1."
+            ) from None
         if newline != b"\n":
-            raise ConfigError(f"encoding {self.encoding!r} does not end lines with a single \\n byte; convert the files to utf-8 first.")
+            raise ConfigError(
+                f"encoding {self.encoding!r} does not end lines with a single \\n byte; convert the files to utf-8 first."
+            )
 
     def identity(self) -> dict:
         """The options that decide the output bytes (recorded in the manifest)."""

@@ -15,15 +15,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ._readers import Layout, Record
 
 
-def render(records: Sequence[Record], probabilities: np.ndarray, labels: list, layout: Layout,
-           output_format: str, join_source: bool) -> tuple[str, str]:
+def render(
+    records: Sequence[Record],
+    probabilities: np.ndarray,
+    labels: list,
+    layout: Layout,
+    output_format: str,
+    join_source: bool,
+) -> tuple[str, str]:
     """(``.out`` text, ``.errors`` text) of consecutive records; ``probabilities`` has a row per good record."""
     out: list[Any] = []
     errors: list[str] = []

@@ -21,12 +21,20 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 from ..data._formats import (
-    LABEL_COLUMNS, TEXT_COLUMNS, encoding_problem, find_column, is_utf8, json_problem, known_key, undecodable,
+    LABEL_COLUMNS,
+    TEXT_COLUMNS,
+    encoding_problem,
+    find_column,
+    is_utf8,
+    json_problem,
+    known_key,
+    undecodable,
 )
 from ..errors import ConfigError, DataError
 from ._options import BatchOptions
@@ -57,7 +65,7 @@ class Layout:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Layout":
+    def from_dict(cls, values: dict) -> Layout:
         header = values.get("header")
         return cls(**{**values, "header": tuple(header) if header is not None else None})
 
@@ -83,7 +91,9 @@ def resolve_layout(path: Path, options: BatchOptions) -> Layout:
     fmt = file_format(path, options)
     if fmt == "text":
         if options.label_column is not None or options.id_column is not None:
-            raise ConfigError(f"{path}: plain text lines have no columns; --label-column and --id-column need csv, tsv or jsonl input.")
+            raise ConfigError(
+                f"{path}: plain text lines have no columns; --label-column and --id-column need csv, tsv or jsonl input."
+            )
         return Layout("text")
     with _open(path) as f:
         if fmt == "jsonl":
@@ -91,7 +101,9 @@ def resolve_layout(path: Path, options: BatchOptions) -> Layout:
         return _table_layout(path, fmt, f, options)
 
 
-def read_records(path: Path, layout: Layout, encoding: str, start: int, end: int | None, line: int) -> Iterator[tuple[Record, int, int]]:
+def read_records(
+    path: Path, layout: Layout, encoding: str, start: int, end: int | None, line: int
+) -> Iterator[tuple[Record, int, int]]:
     """The records from byte ``start`` (on line ``line``) up to ``end``, each with the offset and line number just past it."""
     with _open(path) as f:
         lines = _Lines(f, start, end, line, encoding)
@@ -116,7 +128,7 @@ class _Lines:
         self.f, self.pos, self.end, self.line = f, start, end, line - 1
         self.codec, self.bom = codecs.lookup(encoding).name, is_utf8(encoding)
 
-    def __iter__(self) -> "_Lines":
+    def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
@@ -127,7 +139,7 @@ class _Lines:
             raise StopIteration
         at_start, self.pos, self.line = self.pos == 0, self.pos + len(raw), self.line + 1
         if at_start and self.bom and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8):]
+            raw = raw[len(codecs.BOM_UTF8) :]
         return raw.decode(self.codec, errors="surrogateescape")
 
 
@@ -245,7 +257,9 @@ def _table_layout(path: Path, fmt: str, f: BinaryIO, options: BatchOptions) -> L
     lines = _Lines(f, 0, None, 1, options.encoding)
     first_line, first, problem = next(_rows(lines, fmt), (1, [], None))
     if problem:
-        raise DataError(f"{path}:{first_line}: cannot read the first row ({problem}); fix the file or pass --format text.")
+        raise DataError(
+            f"{path}:{first_line}: cannot read the first row ({problem}); fix the file or pass --format text."
+        )
     if not first:
         return Layout(fmt, 0)  # no records: any layout reads them all
     given = {"text": options.text_column, "label": options.label_column, "id": options.id_column}
@@ -254,12 +268,16 @@ def _table_layout(path: Path, fmt: str, f: BinaryIO, options: BatchOptions) -> L
     if fmt == "text-csv":
         header = False if header is None else header
     elif header is None:
-        header = bool(names_given) or (options.text_column is None and any(c.strip().lower() in TEXT_COLUMNS for c in first))
+        header = bool(names_given) or (
+            options.text_column is None and any(c.strip().lower() in TEXT_COLUMNS for c in first)
+        )
     if header:
         names = tuple(cell.strip() for cell in first)
         text = find_column(path, list(names), options.text_column, TEXT_COLUMNS, "text")
         if text is None:
-            raise DataError(f"{path}:{first_line}: cannot tell which column holds the text; the header is {list(names)[:10]}; pass --text-column.")
+            raise DataError(
+                f"{path}:{first_line}: cannot tell which column holds the text; the header is {list(names)[:10]}; pass --text-column."
+            )
         label = find_column(path, list(names), options.label_column, LABEL_COLUMNS, "label")
         ident = find_column(path, list(names), options.id_column, (), "id")
         layout = Layout(fmt, text, label, ident, names, len(names), lines.pos, lines.line + 1)
@@ -281,7 +299,9 @@ def _headerless_layout(path: Path, fmt: str, line: int, width: int, given: dict)
     if index["text"] is not None:
         return Layout(fmt, index["text"], index["label"], index["id"])
     if width <= 1:
-        return Layout(fmt, 0, index["label"], index["id"], None, 1 if index["label"] is None and index["id"] is None else None)
+        return Layout(
+            fmt, 0, index["label"], index["id"], None, 1 if index["label"] is None and index["id"] is None else None
+        )
     if width == 2:
         return Layout(fmt, 1, 0 if index["label"] is None else index["label"], index["id"], None, 2)
     raise DataError(
@@ -295,7 +315,9 @@ def _check_indexes(path: Path, layout: Layout, width: int) -> None:
     for what in ("text", "label", "id"):
         index = getattr(layout, what)
         if index is not None and index >= width:
-            raise DataError(f"{path}: no column {index} for the {what}; its first row has {width} column(s) (indexes are 0-based).")
+            raise DataError(
+                f"{path}: no column {index} for the {what}; its first row has {width} column(s) (indexes are 0-based)."
+            )
 
 
 def _table_records(lines: _Lines, layout: Layout, encoding: str) -> Iterator[Record]:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import ConfigError, DataError
 from ._formats import decode, encoding_problem, jsonl_rows, label_text_rows, split_lines, table_rows, undecodable
@@ -78,13 +78,11 @@ class LabelSet:
     integer: bool
 
     @classmethod
-    def from_examples(cls, examples: Examples) -> "LabelSet":
+    def from_examples(cls, examples: Examples) -> LabelSet:
         counts = Counter(examples.labels)
         if len(counts) < 2:
             only = next(iter(counts), None)
-            raise DataError(
-                f"{examples.path}: every row has label {only!r}; a classifier needs at least two classes."
-            )
+            raise DataError(f"{examples.path}: every row has label {only!r}; a classifier needs at least two classes.")
         if all(_is_int(label) for label in counts):
             ids = sorted({int(label) for label in counts})
             missing = sorted(set(range(len(ids))) - set(ids))
@@ -92,7 +90,8 @@ class LabelSet:
                 got = ", ".join(map(str, ids[:20]))
                 gap = f" ({', '.join(map(str, missing[:10]))} missing)" if missing else ""
                 line, label = next(
-                    (line, label) for label, line in zip(examples.labels, examples.lines)
+                    (line, label)
+                    for label, line in zip(examples.labels, examples.lines)
                     if not 0 <= int(label) < len(ids)
                 )
                 raise DataError(
@@ -103,7 +102,7 @@ class LabelSet:
         return cls(tuple(sorted(counts)), integer=False)
 
     @classmethod
-    def from_config(cls, id2label: dict[int, str], integer: bool) -> "LabelSet":
+    def from_config(cls, id2label: dict[int, str], integer: bool) -> LabelSet:
         return cls(tuple(id2label[i] for i in range(len(id2label))), integer)
 
     def __len__(self) -> int:
@@ -152,7 +151,9 @@ class LabelSet:
                 raise DataError(f"{examples.path}:{line}: {why}.{hint}")
             examples.skipped.append((line, why))
         if not ids:
-            raise DataError(f"{examples.path}: no usable rows; none has one of the labels {_preview(self.names)}.{hint}")
+            raise DataError(
+                f"{examples.path}: no usable rows; none has one of the labels {_preview(self.names)}.{hint}"
+            )
         if len(keep) != len(examples):
             examples.texts = [examples.texts[i] for i in keep]
             examples.labels = [examples.labels[i] for i in keep]
@@ -253,7 +254,9 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Exa
         raise DataError(f"{path}: no such file or directory.")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)} or a directory with data.csv.")
+        raise DataError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)} or a directory with data.csv."
+        )
     text = decode(path, options.encoding)
     if not text.strip():
         raise DataError(f"{path}: file is empty; expected labelled rows.")
@@ -297,6 +300,7 @@ def read_texts(path: str | Path, encoding: str = "utf-8") -> list[str]:
         raise DataError(f"{path}: file is empty; expected one text per line.")
     return texts
 
+
 def _check_row(label: str, body: str, jumpstart: bool, encoding: str) -> str | None:
     if undecodable(label) or undecodable(body):
         return encoding_problem(encoding)
@@ -308,8 +312,10 @@ def _check_row(label: str, body: str, jumpstart: bool, encoding: str) -> str | N
         return f"label {label.strip()!r} is not an integer; data.csv (JumpStart format) needs labels 0..K-1 in column 1"
     return None
 
+
 def _is_int(value: str) -> bool:
     return bool(re.fullmatch(r"\s*[+-]?\d+\s*", value))
+
 
 def _preview(names: Sequence[str]) -> str:
     shown = ", ".join(names[:8])

@@ -11,15 +11,27 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
 
 if TYPE_CHECKING:
     from . import ReadOptions
 
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body", "question", "comment", "message", "utterance")
+TEXT_COLUMNS = (
+    "text",
+    "sentence",
+    "review",
+    "content",
+    "document",
+    "body",
+    "question",
+    "comment",
+    "message",
+    "utterance",
+)
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "sentiment", "intent", "topic")
 
 csv.field_size_limit(sys.maxsize)
@@ -35,7 +47,9 @@ def decode(path: Path, encoding: str) -> str:
     try:
         return data.decode(codec_for(encoding), errors="surrogateescape")
     except LookupError:
-        raise DataError(f"{path}: unknown encoding {encoding!r}; pass a Python codec name such as utf-8 or latin-1.") from None
+        raise DataError(
+            f"{path}: unknown encoding {encoding!r}; pass a Python codec name such as utf-8 or latin-1."
+        ) from None
 
 
 def codec_for(encoding: str) -> str:
@@ -58,7 +72,9 @@ def undecodable(text: str) -> bool:
 
 
 def encoding_problem(encoding: str) -> str:
-    return f"bytes that are not valid {encoding}; pass --encoding with the file's real encoding (e.g. --encoding latin-1)"
+    return (
+        f"bytes that are not valid {encoding}; pass --encoding with the file's real encoding (e.g. --encoding latin-1)"
+    )
 
 
 def table_rows(path: Path, text: str, delimiter: str, options: ReadOptions, jumpstart: bool) -> Iterator[Row]:
@@ -72,7 +88,9 @@ def table_rows(path: Path, text: str, delimiter: str, options: ReadOptions, jump
                 records.append((start, fields))
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc}).") from exc
+        raise DataError(
+            f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})."
+        ) from exc
     if not records:
         return
     text_col, label_col, has_header = locate_columns(path, records[0][1], options, jumpstart)

@@ -21,10 +21,10 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -42,8 +42,14 @@ from .metrics import Metrics
 __all__ = ["app_from_env", "create_app", "make_handler"]
 
 log = logging.getLogger("textclf.serving")
-_AMZN_ERROR_TYPES = {400: "ValidationError", 406: "ValidationError", 413: "ValidationError", 415: "ValidationError",
-                     424: "ModelError", 503: "ServiceUnavailable"}
+_AMZN_ERROR_TYPES = {
+    400: "ValidationError",
+    406: "ValidationError",
+    413: "ValidationError",
+    415: "ValidationError",
+    424: "ModelError",
+    503: "ServiceUnavailable",
+}
 
 
 def _error(status: int, message: str, runtime: bool = False) -> JSONResponse:
@@ -53,7 +59,9 @@ def _error(status: int, message: str, runtime: bool = False) -> JSONResponse:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refusing (413) more than ``limit`` bytes before or while reading it."""
-    too_large = RequestError(413, f"the request body is larger than the limit of {limit / 2**20:g} MB; split it into smaller requests.")
+    too_large = RequestError(
+        413, f"the request body is larger than the limit of {limit / 2**20:g} MB; split it into smaller requests."
+    )
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise too_large
@@ -85,12 +93,20 @@ def make_handler(config: ServeConfig, observe: Callable[[int, int], None] | None
     else:
         folder = Path(config.model_dir)
         name = folder.resolve().name
-    return Handler(folder, name=name, backend=config.backend, dtype=config.dtype, max_batch_size=config.max_batch_size,
-                   max_batch_delay_ms=config.max_batch_delay_ms, observe=observe)
+    return Handler(
+        folder,
+        name=name,
+        backend=config.backend,
+        dtype=config.dtype,
+        max_batch_size=config.max_batch_size,
+        max_batch_delay_ms=config.max_batch_delay_ms,
+        observe=observe,
+    )
 
 
-def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | None = None,
-               load_before_serving: bool = False) -> Starlette:
+def create_app(
+    config: ServeConfig, *, on_load_failure: Callable[[str], None] | None = None, load_before_serving: bool = False
+) -> Starlette:
     """The endpoint for ``config``.
 
     By default the model loads in the background once the app starts and ``/ping`` answers 503
@@ -107,7 +123,7 @@ def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | 
             handler = await asyncio.to_thread(make_handler, config, metrics.observe_batch)
             await asyncio.to_thread(handler.load)
             await handler.start()
-        except Exception as exc:  # noqa: BLE001 - reported on /ping and in the log, in one line
+        except Exception as exc:
             message = str(exc) if isinstance(exc, TextclfError) else f"{type(exc).__name__}: {exc}"
             state["error"] = message
             log.error("cannot load the model: %s", message)
@@ -115,14 +131,29 @@ def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | 
                 on_load_failure(message)
             return
         info = json.dumps({"name": handler.name, "labels": [str(x) for x in handler.labels]}).replace("<", "\\u003c")
-        state["page"] = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8").replace("/*MODEL_INFO*/null", info)
+        state["page"] = (
+            resources.files(__package__)
+            .joinpath("page.html")
+            .read_text(encoding="utf-8")
+            .replace("/*MODEL_INFO*/null", info)
+        )
         handler_box["handler"] = handler
-        log.info("model %s loaded from %s; labels %s; running on %s", handler.name, handler.model_dir, handler.labels, _runs_on(handler.model))
+        log.info(
+            "model %s loaded from %s; labels %s; running on %s",
+            handler.name,
+            handler.model_dir,
+            handler.labels,
+            _runs_on(handler.model),
+        )
 
     def ready_handler() -> Handler:
         handler = handler_box.get("handler")
         if handler is None or not handler.ready:
-            why = f"the model failed to load: {state['error']}" if state["error"] else "the model is still loading; retry when GET /ping answers 200."
+            why = (
+                f"the model failed to load: {state['error']}"
+                if state["error"]
+                else "the model is still loading; retry when GET /ping answers 200."
+            )
             raise RequestError(503, why)
         return handler
 
@@ -141,7 +172,7 @@ def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | 
                 response = _error(400, str(exc), runtime)
             except ClientDisconnect:
                 response = Response(status_code=499)
-            except Exception as exc:  # noqa: BLE001 - never a stack trace to the client
+            except Exception as exc:
                 log.exception("unexpected error on %s", route)
                 response = _error(500, f"internal error: {type(exc).__name__}: {exc}", runtime)
             metrics.observe_request(route, response.status_code, time.perf_counter() - start)
@@ -169,8 +200,13 @@ def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | 
         return Response(status_code=200)
 
     async def execution_parameters(request: Request) -> Response:
-        return JSONResponse({"MaxConcurrentTransforms": config.workers, "BatchStrategy": "MULTI_RECORD",
-                             "MaxPayloadInMB": int(config.max_payload_mb)})
+        return JSONResponse(
+            {
+                "MaxConcurrentTransforms": config.workers,
+                "BatchStrategy": "MULTI_RECORD",
+                "MaxPayloadInMB": int(config.max_payload_mb),
+            }
+        )
 
     async def metrics_route(request: Request) -> Response:
         handler = handler_box.get("handler")
@@ -202,12 +238,18 @@ def create_app(config: ServeConfig, *, on_load_failure: Callable[[str], None] | 
     routes = [
         Route("/ping", endpoint("/ping", ping), methods=["GET"]),
         Route("/invocations", endpoint("/invocations", invocations(runtime=False)), methods=["POST"]),
-        Route("/endpoints/{name}/invocations", endpoint("/endpoints/{name}/invocations", invocations(runtime=True), runtime=True), methods=["POST"]),
+        Route(
+            "/endpoints/{name}/invocations",
+            endpoint("/endpoints/{name}/invocations", invocations(runtime=True), runtime=True),
+            methods=["POST"],
+        ),
         Route("/execution-parameters", endpoint("/execution-parameters", execution_parameters), methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/", endpoint("/", page), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: unexpected})
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: unexpected}
+    )
     app.state.metrics = metrics
     app.state.handler = handler_box
     return app

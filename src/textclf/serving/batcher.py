@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -159,7 +159,7 @@ class DynamicBatcher:
         self.observe(len(batch), len(self._queue))
         try:
             probabilities = await loop.run_in_executor(self.executor, self.run, [item.text for item in batch])
-        except Exception as exc:  # noqa: BLE001 - one failed batch must not stop the batcher
+        except Exception as exc:
             log.error("model failed on a batch of %d texts: %s: %s", len(batch), type(exc).__name__, exc)
             failure = ModelFailure(f"the model failed: {type(exc).__name__}: {exc}")
             for item in batch:

@@ -28,14 +28,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import RequestError
 
-__all__ = ["ACCEPTS", "CONTENT_TYPES", "Predictions", "Request", "decode", "encode", "negotiate", "to_request", "utf8_text"]
+__all__ = [
+    "ACCEPTS",
+    "CONTENT_TYPES",
+    "Predictions",
+    "Request",
+    "decode",
+    "encode",
+    "negotiate",
+    "to_request",
+    "utf8_text",
+]
 
 JSON, VERBOSE, CSV, JSONLINES = "application/json", "application/json;verbose", "text/csv", "application/jsonlines"
 ACCEPTS = (VERBOSE, JSON, CSV, JSONLINES)
@@ -70,7 +81,11 @@ class Predictions:
     def verbose(self) -> list[dict]:
         labels = list(self.labels)
         return [
-            {"probabilities": [round(float(p), 6) for p in row], "labels": labels, "predicted_label": labels[int(row.argmax())]}
+            {
+                "probabilities": [round(float(p), 6) for p in row],
+                "labels": labels,
+                "predicted_label": labels[int(row.argmax())],
+            }
             for row in self.probabilities
         ]
 
@@ -125,7 +140,9 @@ def to_request(value: Any) -> Request:
         extra = sorted(set(value) - {"inputs", "parameters"})
         if "inputs" not in value or extra:
             what = f"unexpected key {extra[0]!r}" if extra else "no 'inputs' key"
-            raise RequestError(400, f'JSON object has {what}; expected {{"inputs": "text" or ["text", ...], "parameters": {{...}}}}.')
+            raise RequestError(
+                400, f'JSON object has {what}; expected {{"inputs": "text" or ["text", ...], "parameters": {{...}}}}.'
+            )
         inputs, parameters = value["inputs"], value.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise RequestError(400, f"'parameters' must be a JSON object, but got {type(parameters).__name__}.")
@@ -135,7 +152,9 @@ def to_request(value: Any) -> Request:
         if isinstance(inputs, list):
             return Request(_texts(inputs, "'inputs'"), style="pipeline", parameters=parameters)
         raise RequestError(400, f"'inputs' must be a string or a list of strings, but got {type(inputs).__name__}.")
-    raise RequestError(400, f"expected a string, a list of strings or {{\"inputs\": ...}}, but got JSON {type(value).__name__}.")
+    raise RequestError(
+        400, f'expected a string, a list of strings or {{"inputs": ...}}, but got JSON {type(value).__name__}.'
+    )
 
 
 def _text(value: Any, where: str) -> str:
@@ -155,7 +174,9 @@ def _texts(values: list, where: str) -> list[str]:
 def _check_parameters(parameters: dict) -> None:
     for name, value in parameters.items():
         if name not in PIPELINE_PARAMETERS:
-            raise RequestError(400, f"parameter {name!r} is not supported; supported: {', '.join(PIPELINE_PARAMETERS)}.")
+            raise RequestError(
+                400, f"parameter {name!r} is not supported; supported: {', '.join(PIPELINE_PARAMETERS)}."
+            )
     top_k = parameters.get("top_k", 1)
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise RequestError(400, f"top_k must be a positive integer or null (all labels), but got {top_k!r}.")
@@ -189,7 +210,10 @@ def _csv_column(body: str, column: int, width: int) -> list[str]:
             if not row:
                 continue
             if len(row) != width:
-                raise RequestError(400, f"malformed CSV at line {reader.line_num}: {len(row)} fields, expected {width} as in the header.")
+                raise RequestError(
+                    400,
+                    f"malformed CSV at line {reader.line_num}: {len(row)} fields, expected {width} as in the header.",
+                )
             texts.append(_text(row[column], f"text/csv line {reader.line_num} 'inputs'"))
     except csv.Error as exc:
         raise RequestError(400, f"malformed CSV at line {reader.line_num}: {exc}.") from exc
@@ -206,11 +230,15 @@ def _jsonlines_texts(body: str) -> list[str]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise RequestError(400, f"malformed JSON at jsonlines line {number} column {exc.colno}: {exc.msg}.") from exc
+            raise RequestError(
+                400, f"malformed JSON at jsonlines line {number} column {exc.colno}: {exc.msg}."
+            ) from exc
         if isinstance(value, dict):
             key = "inputs" if "inputs" in value else "text"
             if key not in value:
-                raise RequestError(400, f'jsonlines line {number} has neither "inputs" nor "text"; expected {{"inputs": "text"}}.')
+                raise RequestError(
+                    400, f'jsonlines line {number} has neither "inputs" nor "text"; expected {{"inputs": "text"}}.'
+                )
             value = value[key]
         texts.append(_text(value, f"jsonlines line {number}"))
     return texts

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping
 
 from ..errors import ConfigError
 from ..inference import BACKEND_CHOICES
@@ -57,7 +57,13 @@ class ServeConfig:
                 "no model to serve: pass --model-dir DIR (a textclf model folder) or --model ID_OR_FOLDER, "
                 "or set SM_MODEL_DIR or HF_MODEL_ID."
             )
-        for name, low in (("port", 0), ("workers", 1), ("max_batch_size", 1), ("max_batch_delay_ms", 0), ("max_payload_mb", 0)):
+        for name, low in (
+            ("port", 0),
+            ("workers", 1),
+            ("max_batch_size", 1),
+            ("max_batch_delay_ms", 0),
+            ("max_payload_mb", 0),
+        ):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be at least {low}, but got {name}={getattr(self, name)}.")
         if self.port > 65535:
@@ -68,7 +74,7 @@ class ServeConfig:
             raise ConfigError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, but got backend={self.backend!r}.")
 
     @classmethod
-    def resolve(cls, env: Mapping[str, str] | None = None, **given) -> "ServeConfig":
+    def resolve(cls, env: Mapping[str, str] | None = None, **given) -> ServeConfig:
         """Keyword values (None = not given) over the SageMaker environment over defaults."""
         env = os.environ if env is None else env
         values = {k: v for k, v in given.items() if v is not None}
@@ -78,12 +84,16 @@ class ServeConfig:
             try:
                 values["port"] = int(env["SAGEMAKER_BIND_TO_PORT"])
             except ValueError:
-                raise ConfigError(f"SAGEMAKER_BIND_TO_PORT must be a port number, but got {env['SAGEMAKER_BIND_TO_PORT']!r}.") from None
+                raise ConfigError(
+                    f"SAGEMAKER_BIND_TO_PORT must be a port number, but got {env['SAGEMAKER_BIND_TO_PORT']!r}."
+                ) from None
         if not values.get("model_dir") and not values.get("model"):
             task = env.get("HF_TASK")
             if env.get("HF_MODEL_ID"):
                 if task and task != "text-classification":
-                    raise ConfigError(f"HF_TASK={task!r} is not served by textclf; set HF_TASK=text-classification or unset it.")
+                    raise ConfigError(
+                        f"HF_TASK={task!r} is not served by textclf; set HF_TASK=text-classification or unset it."
+                    )
                 values["model"] = env["HF_MODEL_ID"]
             elif env.get("SM_MODEL_DIR"):
                 values["model_dir"] = env["SM_MODEL_DIR"]
@@ -99,5 +109,5 @@ class ServeConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ServeConfig":
+    def from_json(cls, text: str) -> ServeConfig:
         return cls(**json.loads(text))

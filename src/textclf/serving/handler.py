@@ -26,12 +26,13 @@ import inspect
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def load_user_code(model_dir: Path) -> ModuleType | None:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the user's file, reported in one line
+    except Exception as exc:
         raise ModelError(f"{path}: cannot import custom inference code ({type(exc).__name__}: {exc}).") from exc
     found = [name for name in HANDLER_FUNCTIONS if callable(getattr(module, name, None))]
     log.info("custom inference code %s overrides: %s", path, ", ".join(found) or "nothing")
@@ -75,7 +76,8 @@ def _call(fn: Callable, args: tuple, context: Context) -> Any:
     """Call a user function, adding ``context`` when it takes one more positional argument."""
     try:
         params = [
-            p for p in inspect.signature(fn).parameters.values()
+            p
+            for p in inspect.signature(fn).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
         ]
     except (TypeError, ValueError):
@@ -86,8 +88,17 @@ def _call(fn: Callable, args: tuple, context: Context) -> Any:
 class Handler:
     """One loaded model and the four steps that answer a request."""
 
-    def __init__(self, model_dir: str | Path, *, name: str, backend: str = "auto", dtype: str = "float32", max_batch_size: int = 64,
-                 max_batch_delay_ms: float = 5.0, observe: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        name: str,
+        backend: str = "auto",
+        dtype: str = "float32",
+        max_batch_size: int = 64,
+        max_batch_delay_ms: float = 5.0,
+        observe: Callable[[int, int], None] | None = None,
+    ):
         self.model_dir = Path(model_dir)
         self.name = name
         self.backend = backend
@@ -111,10 +122,14 @@ class Handler:
         if model_fn is not None:
             try:
                 self.model = _call(model_fn, (str(self.model_dir),), context)
-            except Exception as exc:  # noqa: BLE001 - the user's code, reported in one line
-                raise ModelError(f"{self.model_dir}/code/inference.py: model_fn failed ({type(exc).__name__}: {exc}).") from exc
+            except Exception as exc:
+                raise ModelError(
+                    f"{self.model_dir}/code/inference.py: model_fn failed ({type(exc).__name__}: {exc})."
+                ) from exc
         else:
-            self.model = Classifier.load(self.model_dir, backend=self.backend, batch_size=self.max_batch_size, dtype=self.dtype)
+            self.model = Classifier.load(
+                self.model_dir, backend=self.backend, batch_size=self.max_batch_size, dtype=self.dtype
+            )
         if self._custom("predict_fn") is None and not isinstance(self.model, Classifier):
             raise ModelError(
                 f"{self.model_dir}/code/inference.py: model_fn returned a {type(self.model).__name__}, which the "
@@ -178,7 +193,7 @@ class Handler:
             return await asyncio.to_thread(_call, input_fn, (data, content_type), context)
         except TextclfError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the user's input_fn rejected the body
+        except Exception as exc:
             raise RequestError(400, f"input_fn: {type(exc).__name__}: {exc}") from exc
 
     async def predict(self, data: Any, context: Context) -> Any:
@@ -192,7 +207,7 @@ class Handler:
             return await loop.run_in_executor(self._model_thread, _call, predict_fn, (data, self.model), context)
         except TextclfError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ModelFailure(f"predict_fn: {type(exc).__name__}: {exc}") from exc
 
     async def render(self, prediction: Any, accept: str, context: Context) -> tuple[bytes, str]:
@@ -200,14 +215,16 @@ class Handler:
         if output_fn is not None:
             try:
                 result = await asyncio.to_thread(_call, output_fn, (prediction, accept), context)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise ModelFailure(f"output_fn: {type(exc).__name__}: {exc}") from exc
             body, media = result if isinstance(result, tuple) else (result, accept)
             return (body.encode() if isinstance(body, str) else bytes(body)), media
         if isinstance(prediction, codecs.Predictions):
             return codecs.encode(prediction, accept), accept
         if accept not in (codecs.JSON, codecs.VERBOSE):
-            raise RequestError(406, f"predict_fn's result can only be answered as {codecs.JSON}; define output_fn for {accept}.")
+            raise RequestError(
+                406, f"predict_fn's result can only be answered as {codecs.JSON}; define output_fn for {accept}."
+            )
         return json.dumps(prediction, default=_jsonable).encode(), codecs.JSON
 
 

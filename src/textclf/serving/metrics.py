@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["Metrics"]
@@ -27,8 +35,11 @@ class Metrics:
             "textclf_requests", "HTTP requests by route and status code.", ["route", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "textclf_request_latency_seconds", "Time from request to response, by route.", ["route"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "textclf_request_latency_seconds",
+            "Time from request to response, by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
             "textclf_batch_size", "Texts per forward pass of the model.", buckets=_BATCH_BUCKETS, registry=self.registry

@@ -7,10 +7,10 @@ SIGTERM (or Ctrl-C) stops accepting connections, lets in-flight requests finish 
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 
 from ..errors import ModelError
 from .config import ServeConfig
@@ -58,8 +58,12 @@ def serve(config: ServeConfig) -> None:
 
     _preflight(config)
     options = dict(
-        host=config.host, port=config.port, access_log=config.access_log, log_config=_log_config(),
-        timeout_graceful_shutdown=config.graceful_timeout_s, lifespan="on",
+        host=config.host,
+        port=config.port,
+        access_log=config.access_log,
+        log_config=_log_config(),
+        timeout_graceful_shutdown=config.graceful_timeout_s,
+        lifespan="on",
     )
     if config.workers == 1:
         from .app import create_app

@@ -26,9 +26,10 @@ import random
 import shutil
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,7 +41,17 @@ if TYPE_CHECKING:
     from ..config import RunOptions
     from .distributed import World
 
-__all__ = ["Checkpoints", "StopSignals", "difference", "job_identity", "load", "open_for", "restore_rng", "rng_state", "to_device"]
+__all__ = [
+    "Checkpoints",
+    "StopSignals",
+    "difference",
+    "job_identity",
+    "load",
+    "open_for",
+    "restore_rng",
+    "rng_state",
+    "to_device",
+]
 
 FORMAT_VERSION = 1
 FOLDER = "checkpoints"
@@ -54,20 +65,26 @@ class Checkpoints:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"{folder}: cannot create the checkpoint folder ({exc.strerror}); pass another --checkpoint-dir.") from exc
+            raise ConfigError(
+                f"{folder}: cannot create the checkpoint folder ({exc.strerror}); pass another --checkpoint-dir."
+            ) from exc
         try:
             self._lock = (folder / "lock").open("w")
         except OSError as exc:
-            raise ConfigError(f"{folder}: cannot write in the checkpoint folder ({exc.strerror}); pass another --checkpoint-dir.") from exc
+            raise ConfigError(
+                f"{folder}: cannot write in the checkpoint folder ({exc.strerror}); pass another --checkpoint-dir."
+            ) from exc
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
-            raise ConfigError(f"{folder}: another `textclf train` is writing checkpoints there now; "
-                              "wait for it, or pass another --checkpoint-dir.") from None
+            raise ConfigError(
+                f"{folder}: another `textclf train` is writing checkpoints there now; "
+                "wait for it, or pass another --checkpoint-dir."
+            ) from None
 
     @classmethod
-    def left_by(cls, output: Path, keep: int) -> "Checkpoints | None":
+    def left_by(cls, output: Path, keep: int) -> Checkpoints | None:
         """The default checkpoint folder of an unfinished run into ``output`` (the newest one that no live run holds)."""
         for stage in artifact.staging_folders(output):
             if _files(stage / FOLDER):
@@ -109,8 +126,10 @@ class Checkpoints:
                 os.close(directory)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise ArtifactError(f"{path}: cannot write this checkpoint ({exc.strerror or exc}); free some space or pass "
-                                "another --checkpoint-dir (--keep-checkpoints 0 writes none).") from exc
+            raise ArtifactError(
+                f"{path}: cannot write this checkpoint ({exc.strerror or exc}); free some space or pass "
+                "another --checkpoint-dir (--keep-checkpoints 0 writes none)."
+            ) from exc
         for old in _files(self.folder)[: -self.keep]:
             old.unlink()
         return path
@@ -134,15 +153,16 @@ class Checkpoints:
     def close(self) -> None:
         self._lock.close()
 
-    def __enter__(self) -> "Checkpoints":
+    def __enter__(self) -> Checkpoints:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def open_for(output: Path, options: RunOptions, job: dict, world: World, log: Callable[[str], None],
-             cleanup: ExitStack) -> tuple[Checkpoints | None, dict | None]:
+def open_for(
+    output: Path, options: RunOptions, job: dict, world: World, log: Callable[[str], None], cleanup: ExitStack
+) -> tuple[Checkpoints | None, dict | None]:
     """Rank 0's checkpoint folder, held until ``cleanup`` (None: none yet, or no checkpoints) and,
     in every process, the checkpoint to resume from (None: start afresh)."""
     store, path, state = world.on_main(lambda: _find(output, options, job, log, cleanup)) or (None, None, None)
@@ -156,13 +176,16 @@ def open_for(output: Path, options: RunOptions, job: dict, world: World, log: Ca
                 problem = str(exc)
         problems = [p for p in world.gather(problem) if p]
         if problems:
-            raise ArtifactError(f"{len(problems)} of the {world.size} training processes cannot read the checkpoint: "
-                                f"{problems[0]} With several machines, pass a --checkpoint-dir that all of them can read.")
+            raise ArtifactError(
+                f"{len(problems)} of the {world.size} training processes cannot read the checkpoint: "
+                f"{problems[0]} With several machines, pass a --checkpoint-dir that all of them can read."
+            )
     return store, state
 
 
-def _find(output: Path, options: RunOptions, job: dict, log: Callable[[str], None],
-          cleanup: ExitStack) -> tuple[Checkpoints | None, Path | None, dict | None]:
+def _find(
+    output: Path, options: RunOptions, job: dict, log: Callable[[str], None], cleanup: ExitStack
+) -> tuple[Checkpoints | None, Path | None, dict | None]:
     """The checkpoint folder, and the checkpoint of this job to resume from and its path (rank 0's part of :func:`open_for`)."""
     if not options.keep_checkpoints:
         return None, None, None
@@ -180,13 +203,17 @@ def _find(output: Path, options: RunOptions, job: dict, log: Callable[[str], Non
     if path is None:
         if options.resume:
             where = options.checkpoint_dir or f"the staging folders of {output}"
-            raise ConfigError(f"resume: no checkpoint of an unfinished run in {where}; leave out --resume to start afresh.")
+            raise ConfigError(
+                f"resume: no checkpoint of an unfinished run in {where}; leave out --resume to start afresh."
+            )
         return store, None, None
     state = load(path)
     why = difference(state["job"], job)
     if why:
-        raise ConfigError(f"{path}: this checkpoint belongs to another training job: {why}. Run that job's "
-                          "command to resume it, or pass --no-resume to discard it and start afresh.")
+        raise ConfigError(
+            f"{path}: this checkpoint belongs to another training job: {why}. Run that job's "
+            "command to resume it, or pass --no-resume to discard it and start afresh."
+        )
     log(f"resuming from {path}: epoch {state['epoch']}, step {state['step']}")
     return store, path, state
 
@@ -195,11 +222,15 @@ def load(path: Path) -> dict:
     """A checkpoint file's contents, tensors on the CPU."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: pickle, zip and torch errors alike
-        raise ArtifactError(f"{path}: cannot read this checkpoint ({exc}); delete it to resume from an older one, "
-                            "or pass --no-resume to start over.") from exc
+    except Exception as exc:
+        raise ArtifactError(
+            f"{path}: cannot read this checkpoint ({exc}); delete it to resume from an older one, "
+            "or pass --no-resume to start over."
+        ) from exc
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: not a textclf checkpoint of format {FORMAT_VERSION}; pass --no-resume to start over.")
+        raise ArtifactError(
+            f"{path}: not a textclf checkpoint of format {FORMAT_VERSION}; pass --no-resume to start over."
+        )
     return state
 
 
@@ -236,8 +267,10 @@ def difference(old: dict, new: dict) -> str | None:
 
     A hyperparameter the checkpoint predates counts as the value its run had (ADDED_HYPERPARAMETERS)."""
     if old["processes"] != new["processes"]:
-        return (f"it was written by {old['processes']} training process(es) and this run has {new['processes']} "
-                f"(the data order and per-process state depend on it); resume with --nproc {old['processes']}")
+        return (
+            f"it was written by {old['processes']} training process(es) and this run has {new['processes']} "
+            f"(the data order and per-process state depend on it); resume with --nproc {old['processes']}"
+        )
     for name in ("hyperparameters", "read_options"):
         for key, value in new[name].items():
             was = old[name].get(key, ADDED_HYPERPARAMETERS.get(key) if name == "hyperparameters" else None)
@@ -256,7 +289,9 @@ def difference(old: dict, new: dict) -> str | None:
 def _stamps(path: Path) -> list:
     """[name, size, mtime_ns] of ``path``, or of every file under it."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [[str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return [
+        [str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files
+    ]
 
 
 # -- per-process state ------------------------------------------------------------------------------
@@ -319,7 +354,7 @@ class StopSignals:
         self._received = 0
         self._previous: dict = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if self.enabled:
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
@@ -338,5 +373,8 @@ class StopSignals:
         if self.requested is None:
             self.requested = signal.Signals(signum).name
             if self.announce:
-                os.write(2, f"{self.requested}: stopping after this optimizer step, once a checkpoint is written "
-                            f"(a third signal stops at once)\n".encode())
+                os.write(
+                    2,
+                    f"{self.requested}: stopping after this optimizer step, once a checkpoint is written "
+                    f"(a third signal stops at once)\n".encode(),
+                )

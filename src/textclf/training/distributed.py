@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager
+from typing import Any, ContextManager
 
 import torch
 
@@ -46,12 +47,15 @@ def resolve_device(option: str, local_rank: int = 0) -> torch.device:
     if option == "cpu" or (option == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ConfigError(f"device is 'cuda', but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
-                          "pass --device cpu (or auto).")
+        raise ConfigError(
+            f"device is 'cuda', but this PyTorch ({torch.__version__}) sees no CUDA GPU; pass --device cpu (or auto)."
+        )
     per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if per_machine > torch.cuda.device_count():
-        raise ConfigError(f"{per_machine} training processes on this machine, but it has {torch.cuda.device_count()} GPU(s): "
-                          "start at most one process per GPU, or pass --device cpu.")
+        raise ConfigError(
+            f"{per_machine} training processes on this machine, but it has {torch.cuda.device_count()} GPU(s): "
+            "start at most one process per GPU, or pass --device cpu."
+        )
     index = local_rank % torch.cuda.device_count()
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
@@ -60,12 +64,14 @@ def resolve_device(option: str, local_rank: int = 0) -> torch.device:
 class World:
     """This process's place among the training processes: rank, size, device and precision."""
 
-    def __init__(self, rank: int = 0, size: int = 1, device: torch.device = torch.device("cpu"), owns_group: bool = False):
+    def __init__(
+        self, rank: int = 0, size: int = 1, device: torch.device = torch.device("cpu"), owns_group: bool = False
+    ):
         self.rank, self.size, self.device, self._owns_group = rank, size, device, owns_group
         self.bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     @classmethod
-    def start(cls, device: str = "auto") -> "World":
+    def start(cls, device: str = "auto") -> World:
         """One process, or this one's place in the group torchrun started (joined here if not yet)."""
         if not launched() or int(os.environ["WORLD_SIZE"]) == 1:
             return cls(device=resolve_device(device))
@@ -74,7 +80,9 @@ class World:
         where = resolve_device(device, int(os.environ["LOCAL_RANK"]))
         owns = not dist.is_initialized()
         if owns:
-            dist.init_process_group("nccl" if where.type == "cuda" else "gloo", device_id=where if where.type == "cuda" else None)
+            dist.init_process_group(
+                "nccl" if where.type == "cuda" else "gloo", device_id=where if where.type == "cuda" else None
+            )
         return cls(dist.get_rank(), dist.get_world_size(), where, owns)
 
     @property
@@ -193,8 +201,9 @@ def launch(nproc: int, argv: list[str]) -> int:
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_SECONDS}",
-                                         "--module", "textclf"])
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_SECONDS}", "--module", "textclf"]
+    )
     args.training_script_args = list(argv)  # set, not parsed: torchrun's parser would read `--nproc` as its own
     try:
         run(args)

@@ -19,12 +19,12 @@ import dataclasses
 import json
 import math
 import random
-import sys
 import time
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,9 +36,18 @@ from ..config import Hyperparameters, RunOptions
 from ..data import LabelSet, ReadOptions, load_training_data
 from ..errors import ConfigError, TrainingInterrupted
 from ..inference import Classifier, TextEncoder
-from ..models import ModelSource, check_max_length, forward_logits, head_parameter_names, load_for_training, pads_left, quiet_transformers, resolve_model
+from ..models import (
+    ModelSource,
+    check_max_length,
+    forward_logits,
+    head_parameter_names,
+    load_for_training,
+    pads_left,
+    quiet_transformers,
+    resolve_model,
+)
 from ..plots import plot_curves
-from ..progress import ProgressBar
+from ..progress import ProgressBar, log_stderr
 from ..sifting import SiftingConfig, SiftingDataLoader
 from . import checkpoint
 from .checkpoint import Checkpoints, StopSignals
@@ -75,10 +84,6 @@ class TrainResult:
     total_seconds: float  # everything from loading the model to writing the folder (over resumed sessions)
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def train(
     data: str | Path,
     output: str | Path,
@@ -89,7 +94,7 @@ def train(
     read_options: ReadOptions | None = None,
     overwrite: bool = False,
     options: RunOptions | None = None,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = log_stderr,
     progress: bool | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     **overrides: Any,
@@ -117,8 +122,20 @@ def train(
     hp = (hyperparameters or Hyperparameters()).updated(overrides, source="train()")
     world = World.start(options.device)
     try:
-        result = _train(world, data, Path(output), model, validation, hp, options, read_options or ReadOptions(),
-                        overwrite, log if world.is_main else _quiet, progress if world.is_main else False, on_epoch)
+        result = _train(
+            world,
+            data,
+            Path(output),
+            model,
+            validation,
+            hp,
+            options,
+            read_options or ReadOptions(),
+            overwrite,
+            log if world.is_main else _quiet,
+            progress if world.is_main else False,
+            on_epoch,
+        )
     except BaseException:
         world.close(finished=False)
         raise
@@ -126,8 +143,20 @@ def train(
     return result
 
 
-def _train(world: World, data, output: Path, model, validation, hp: Hyperparameters, options: RunOptions,
-           read_options: ReadOptions, overwrite: bool, log, progress, on_epoch) -> TrainResult:
+def _train(
+    world: World,
+    data,
+    output: Path,
+    model,
+    validation,
+    hp: Hyperparameters,
+    options: RunOptions,
+    read_options: ReadOptions,
+    overwrite: bool,
+    log,
+    progress,
+    on_epoch,
+) -> TrainResult:
     world.on_main(lambda: artifact.check_output(output, overwrite))
     source = resolve_model(model)
     fixed_labels = _artifact_labels(source) if hp.reinitialize_top_layer != "true" else None
@@ -144,18 +173,36 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
         val_ids = encode(tokenizer, td.val_texts, hp.max_seq_length)
         pad_id, left = tokenizer.pad_token_id, pads_left(net.config, tokenizer)
         epoch_batches = EpochBatches(
-            train_ids, td.train_labels, hp.batch_size * (SIFTING_CANDIDATES if hp.sifting else 1), (pad_id, left), hp.seed,
-            shard=(world.rank, world.size), device=world.device,
+            train_ids,
+            td.train_labels,
+            hp.batch_size * (SIFTING_CANDIDATES if hp.sifting else 1),
+            (pad_id, left),
+            hp.seed,
+            shard=(world.rank, world.size),
+            device=world.device,
         )
         batches: Iterable[dict] = epoch_batches
         sifted_lr = 1.0
         if hp.sifting:  # each process sifts its own shard (scoring precision: sifting_scoring_dtype)
-            sifting = SiftingConfig(hp.sifting_beta, hp.sifting_loss_history_length, hp.sifting_delay, hp.seed + world.rank,
-                                    hp.sifting_scoring_dtype, hp.sifting_min_keep_probability)
+            sifting = SiftingConfig(
+                hp.sifting_beta,
+                hp.sifting_loss_history_length,
+                hp.sifting_delay,
+                hp.seed + world.rank,
+                hp.sifting_scoring_dtype,
+                hp.sifting_min_keep_probability,
+            )
             batches = SiftingDataLoader(
-                epoch_batches, net, _per_sample_loss, sifting, batch_size=hp.batch_size,
-                pad_values={"input_ids": pad_id}, padding_side="left" if left else "right", forward=_logits_of,
-                scoring_batch_size=hp.batch_size * SIFTING_SCORING_BATCHES, shuffle_batches=True,
+                epoch_batches,
+                net,
+                _per_sample_loss,
+                sifting,
+                batch_size=hp.batch_size,
+                pad_values={"input_ids": pad_id},
+                padding_side="left" if left else "right",
+                forward=_logits_of,
+                scoring_batch_size=hp.batch_size * SIFTING_SCORING_BATCHES,
+                shuffle_batches=True,
             )
             sifted_lr = _sifted_learning_rate(sifting, hp.sifting_lr_scaling)
         optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
@@ -166,10 +213,15 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
         if resume_from is not None:
             run.load(resume_from)
         model = world.wrap(net)
-        idle = {"input_ids": torch.full((1, 1), pad_id, device=world.device),
-                "attention_mask": torch.ones(1, 1, dtype=torch.long, device=world.device)}
-        validator = Classifier(TorchBackend(net, torch.bfloat16 if world.bf16 else None),
-                               TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left), td.labels)
+        idle = {
+            "input_ids": torch.full((1, 1), pad_id, device=world.device),
+            "attention_mask": torch.ones(1, 1, dtype=torch.long, device=world.device),
+        }
+        validator = Classifier(
+            TorchBackend(net, torch.bfloat16 if world.bf16 else None),
+            TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left),
+            td.labels,
+        )
 
         trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
         log(
@@ -185,11 +237,13 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
         keep = lambda exc: in_stage and store is not None and store.latest() is not None  # noqa: E731 - resumable work
         stage = None
         if world.is_main:
-            stage = cleanup.enter_context(artifact.staging(output, overwrite, store.folder.parent if store and in_stage else None, keep))
+            stage = cleanup.enter_context(
+                artifact.staging(output, overwrite, store.folder.parent if store and in_stage else None, keep)
+            )
             if store is None and checkpoints:
                 store = cleanup.enter_context(Checkpoints(stage / checkpoint.FOLDER, options.keep_checkpoints))
             (stage / artifact.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
-        stop = cleanup.enter_context(StopSignals(checkpoints, announce=log is _stderr))
+        stop = cleanup.enter_context(StopSignals(checkpoints, announce=log is log_stderr))
         run.resume_rng()
         for epoch in range(run.epoch, hp.epochs + 1):
             if hp.early_stopping and td.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
@@ -202,24 +256,47 @@ def _train(world: World, data, output: Path, model, validation, hp: Hyperparamet
             def after_step() -> None:
                 run.step += 1
                 stopping = stop.enabled and world.any(stop.requested is not None)
-                if stopping or (checkpoints and options.checkpoint_every_steps and run.step % options.checkpoint_every_steps == 0):
+                if stopping or (
+                    checkpoints and options.checkpoint_every_steps and run.step % options.checkpoint_every_steps == 0
+                ):
                     path = run.save(store, epoch_started)
                     if stopping:
                         raise _stopped(stop, run, hp.epochs, path)
 
-            with ProgressBar(progress, f"epoch {epoch}/{hp.epochs}", epoch_batches.total, completed=epoch_batches.produced,
-                             extra=("loss {task.fields[loss]:.4f}",), fields={"loss": float("nan")}) as advance:
+            with ProgressBar(
+                progress,
+                f"epoch {epoch}/{hp.epochs}",
+                epoch_batches.total,
+                completed=epoch_batches.produced,
+                extra=("loss {task.fields[loss]:.4f}",),
+                fields={"loss": float("nan")},
+            ) as advance:
                 tally = _train_epoch(
-                    model, batches, optimizer, hp.gradient_accumulation_steps,
-                    lambda consumed, sifted: schedule.set((done_before + consumed) / total_rows, sifted_lr if sifted else 1.0),
+                    model,
+                    batches,
+                    optimizer,
+                    hp.gradient_accumulation_steps,
+                    lambda consumed, sifted: schedule.set(
+                        (done_before + consumed) / total_rows, sifted_lr if sifted else 1.0
+                    ),
                     lambda loss: advance(epoch_batches.produced, loss=loss),
-                    world=world, tally=run.tally, consumed=lambda: epoch_batches.produced, after_step=after_step, idle_batch=idle,
+                    world=world,
+                    tally=run.tally,
+                    consumed=lambda: epoch_batches.produced,
+                    after_step=after_step,
+                    idle_batch=idle,
                     sifted=(lambda: batches.sifting_started) if hp.sifting else (lambda: False),
                 )
-            trained = training_figures(world, tally, batches.stats if hp.sifting else None,
-                                     tally.seconds + time.perf_counter() - epoch_started)
-            record = {"epoch": epoch, "train_loss": trained.pop("train_loss"), **validation_metrics(validator, val_ids, td.val_labels, world),
-                      **trained, "elapsed_seconds": time.perf_counter() - run.started}
+            trained = training_figures(
+                world, tally, batches.stats if hp.sifting else None, tally.seconds + time.perf_counter() - epoch_started
+            )
+            record = {
+                "epoch": epoch,
+                "train_loss": trained.pop("train_loss"),
+                **validation_metrics(validator, val_ids, td.val_labels, world),
+                **trained,
+                "elapsed_seconds": time.perf_counter() - run.started,
+            }
             history.append(record)
             if stage is not None:
                 with (stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
@@ -274,8 +351,19 @@ def _effective_batch(hp: Hyperparameters, world: World) -> int:
     return hp.batch_size * hp.gradient_accumulation_steps * world.size
 
 
-def _write_folder(stage: Path, net, tokenizer, history: list[dict], best: dict, source: ModelSource, td,
-                  hp: Hyperparameters, options: RunOptions, world: World, name: str) -> None:
+def _write_folder(
+    stage: Path,
+    net,
+    tokenizer,
+    history: list[dict],
+    best: dict,
+    source: ModelSource,
+    td,
+    hp: Hyperparameters,
+    options: RunOptions,
+    world: World,
+    name: str,
+) -> None:
     """The model folder's files, ``textclf.json`` last."""
     with quiet_transformers():
         net.save_pretrained(stage)
@@ -293,25 +381,43 @@ def _write_folder(stage: Path, net, tokenizer, history: list[dict], best: dict, 
             "data": td.summary,
             "metrics": {"best_epoch": best["epoch"], "best": best, "final": history[-1]},
             "training_seconds": sum(h["train_seconds"] for h in history),
-            "run": {"processes": world.size, "effective_batch_size": _effective_batch(hp, world), "device": world.device.type,
-                    "precision": world.precision, "gradient_checkpointing": options.gradient_checkpointing},
+            "run": {
+                "processes": world.size,
+                "effective_batch_size": _effective_batch(hp, world),
+                "device": world.device.type,
+                "precision": world.precision,
+                "gradient_checkpointing": options.gradient_checkpointing,
+            },
         },
     )
 
 
 def _stopped(stop: StopSignals, run: TrainingState, epochs: int, path: str) -> TrainingInterrupted:
-    return TrainingInterrupted(f"stopped by {stop.requested or 'a signal to another process'} in epoch {run.epoch}/{epochs} "
-                               f"at step {run.step}; checkpoint saved to {path}. Run the same command again to resume.")
+    return TrainingInterrupted(
+        f"stopped by {stop.requested or 'a signal to another process'} in epoch {run.epoch}/{epochs} "
+        f"at step {run.step}; checkpoint saved to {path}. Run the same command again to resume."
+    )
 
 
 def _quiet(message: str) -> None:
     """The log of every process but rank 0."""
 
 
-def _train_epoch(model, batches: Iterable[dict], optimizer, accumulation: int, before_step, advance, *,
-                 world: World | None = None, tally: Tally | None = None, consumed: Callable[[], int] = lambda: 0,
-                 after_step: Callable[[], None] = lambda: None, idle_batch: dict | None = None,
-                 sifted: Callable[[], bool] = lambda: False) -> Tally:
+def _train_epoch(
+    model,
+    batches: Iterable[dict],
+    optimizer,
+    accumulation: int,
+    before_step,
+    advance,
+    *,
+    world: World | None = None,
+    tally: Tally | None = None,
+    consumed: Callable[[], int] = lambda: 0,
+    after_step: Callable[[], None] = lambda: None,
+    idle_batch: dict | None = None,
+    sifted: Callable[[], bool] = lambda: False,
+) -> Tally:
     """One pass over this process's ``batches``; returns its running sums (``tally``, continued when given).
 
     Every sample of an optimizer step weighs the same, in every process: losses are summed over

@@ -20,7 +20,9 @@ __all__ = ["epoch_line", "training_figures", "validation_metrics"]
 def training_figures(world: World, tally: Tally, sifting: SiftingStats | None, train_seconds: float) -> dict:
     """The epoch's training figures, summed over the processes (scoring time: seconds per process)."""
     mine = sifting or SiftingStats(tally.rows, tally.rows)
-    loss_sum, rows, seen, kept, scoring = world.agree(tally.loss, tally.rows, mine.seen, mine.kept, mine.scoring_seconds)
+    loss_sum, rows, seen, kept, scoring = world.agree(
+        tally.loss, tally.rows, mine.seen, mine.kept, mine.scoring_seconds
+    )
     stats = SiftingStats(int(seen), int(kept), scoring / world.size)
     return {
         "train_loss": loss_sum / max(rows, 1),

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -35,8 +35,16 @@ class EpochBatches:
     data order. ``produced`` counts this process's rows so far in the pass, ``total`` all of them.
     """
 
-    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, padding: tuple[int, bool], seed: int,
-                 shard: tuple[int, int] = (0, 1), device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        ids: list[list[int]],
+        labels: list[int],
+        batch_size: int,
+        padding: tuple[int, bool],
+        seed: int,
+        shard: tuple[int, int] = (0, 1),
+        device: torch.device | str = "cpu",
+    ):
         self.ids, self.labels = ids, np.asarray(labels)
         self.lengths = [len(x) for x in ids]
         self.batch_size, self.padding, self.seed = batch_size, padding, seed
@@ -64,8 +72,11 @@ class EpochBatches:
                 continue
             self.produced += len(rows)
             batch = collate(self.ids, rows, *self.padding)
-            yield {"input_ids": batch.input_ids.to(self.device), "attention_mask": batch.attention_mask.to(self.device),
-                   "labels": torch.from_numpy(self.labels[rows]).to(self.device)}
+            yield {
+                "input_ids": batch.input_ids.to(self.device),
+                "attention_mask": batch.attention_mask.to(self.device),
+                "labels": torch.from_numpy(self.labels[rows]).to(self.device),
+            }
 
 
 class BestEpoch:
@@ -93,8 +104,11 @@ class BestEpoch:
             self.state = None if net is None else {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def state_dict(self) -> dict:
-        return {"best_epoch": None if self.best is None else self.best["epoch"], "stale_epochs": self.stale_epochs,
-                "state": self.state}
+        return {
+            "best_epoch": None if self.best is None else self.best["epoch"],
+            "stale_epochs": self.stale_epochs,
+            "state": self.state,
+        }
 
     def load_state_dict(self, state: dict, history: list[dict]) -> None:
         """Restore a :meth:`state_dict`; the best record becomes ``history``'s entry of that epoch."""
@@ -120,7 +134,9 @@ class TrainingState:
     position in the data order, its epoch tally, its sifting state.
     """
 
-    def __init__(self, world: World, job: dict, net, optimizer, epoch_batches: EpochBatches, sifted, tracker: BestEpoch):
+    def __init__(
+        self, world: World, job: dict, net, optimizer, epoch_batches: EpochBatches, sifted, tracker: BestEpoch
+    ):
         self.world, self.job, self.net, self.optimizer = world, job, net, optimizer
         self.epoch_batches, self.sifted, self.tracker = epoch_batches, sifted, tracker
         self.step, self.epoch, self.position = 0, 1, 0
@@ -135,7 +151,9 @@ class TrainingState:
         With a tally the epoch is in progress (``self.epoch``); without, it is done and the
         checkpoint resumes at the start of the next.
         """
-        tally = self.tally and dataclasses.replace(self.tally, seconds=self.tally.seconds + time.perf_counter() - epoch_started)
+        tally = self.tally and dataclasses.replace(
+            self.tally, seconds=self.tally.seconds + time.perf_counter() - epoch_started
+        )
         mine = {
             "rng": checkpoint.rng_state(self.world.device),
             "position": self.epoch_batches.position if tally else 0,
@@ -145,12 +163,21 @@ class TrainingState:
         everyone = self.world.gather_to_main(checkpoint.to_device(mine, "cpu"))
         path = None
         if self.world.is_main:
-            path = store.save({
-                "format_version": checkpoint.FORMAT_VERSION, "job": self.job, "step": self.step,
-                "epoch": self.epoch if tally else self.epoch + 1, "elapsed_seconds": time.perf_counter() - self.started,
-                "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history,
-                "tracker": self.tracker.state_dict(), "processes": everyone,
-            }, self.step)
+            path = store.save(
+                {
+                    "format_version": checkpoint.FORMAT_VERSION,
+                    "job": self.job,
+                    "step": self.step,
+                    "epoch": self.epoch if tally else self.epoch + 1,
+                    "elapsed_seconds": time.perf_counter() - self.started,
+                    "model": self.net.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "history": self.history,
+                    "tracker": self.tracker.state_dict(),
+                    "processes": everyone,
+                },
+                self.step,
+            )
         return str(self.world.broadcast(path))  # the others wait for the file
 
     def load(self, state: dict) -> None:

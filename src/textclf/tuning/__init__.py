@@ -1,11 +1,11 @@
 """Hyperparameter tuning with Optuna: ``textclf tune`` and :func:`textclf.tune`.
 
-    space.py    the search space file: parsed and checked against Hyperparameters
-    config.py   TuneConfig, the whole run, checked and picklable
-    study.py    the Optuna study: storage, sampler, pruner, recovery of lost trials
-    runner.py   one trial = one train() reporting each epoch; workers and processes
-    outputs.py  study.csv, plots, best/, --keep-top, the summary table
-    tuner.py    tune(): check, run, write, return a TuneResult
+space.py    the search space file: parsed and checked against Hyperparameters
+config.py   TuneConfig, the whole run, checked and picklable
+study.py    the Optuna study: storage, sampler, pruner, recovery of lost trials
+runner.py   one trial = one train() reporting each epoch; workers and processes
+outputs.py  study.csv, plots, best/, --keep-top, the summary table
+tuner.py    tune(): check, run, write, return a TuneResult
 """
 
 from .config import TuneConfig

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Hyperparameters, _at_least
+from ..config import Hyperparameters
 from ..data import ReadOptions
 from ..errors import ConfigError
+from ..validation import at_least
 from .space import SearchSpace
 
 __all__ = ["DIRECTIONS", "EARLY_STOPPING", "OBJECTIVES", "STRATEGIES", "TuneConfig"]
@@ -58,11 +59,11 @@ class TuneConfig:
         _one_of("direction", self.direction, DIRECTIONS)
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("early_stopping_trials", self.early_stopping_trials, EARLY_STOPPING)
-        _at_least(self, "max_trials", 1)
-        _at_least(self, "parallel_trials", 1)
-        _at_least(self, "pruning_startup_trials", 0)
+        at_least("max_trials", self.max_trials, 1)
+        at_least("parallel_trials", self.parallel_trials, 1)
+        at_least("pruning_startup_trials", self.pruning_startup_trials, 0)
         if self.keep_top is not None:
-            _at_least(self, "keep_top", 1)
+            at_least("keep_top", self.keep_top, 1)
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, but got timeout={self.timeout}.")
         if self.validation is None and self.hyperparameters.validation_split_ratio == 0:
@@ -82,9 +83,15 @@ class TuneConfig:
 
     def identity(self) -> dict:
         """What must not change when a study is resumed (stored with the study, compared on load)."""
-        return {"objective": self.objective, "direction": self.direction, "space": self.space.to_dict(),
-                "hyperparameters": self.hyperparameters.to_dict(), "model": self.model, "data": self.data,
-                "validation": self.validation}
+        return {
+            "objective": self.objective,
+            "direction": self.direction,
+            "space": self.space.to_dict(),
+            "hyperparameters": self.hyperparameters.to_dict(),
+            "model": self.model,
+            "data": self.data,
+            "validation": self.validation,
+        }
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -13,8 +13,8 @@ import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -24,12 +24,26 @@ from .config import TuneConfig
 from .runner import trial_dir
 from .study import is_retry_of
 
-__all__ = ["BEST_DIR", "PLOTS", "STUDY_CSV", "keep_top", "publish_best", "ranked", "render", "trial_rows", "trials_of",
-           "write_plots", "write_study_csv"]
+__all__ = [
+    "BEST_DIR",
+    "PLOTS",
+    "STUDY_CSV",
+    "keep_top",
+    "publish_best",
+    "ranked",
+    "render",
+    "trial_rows",
+    "trials_of",
+    "write_plots",
+    "write_study_csv",
+]
 
 BEST_DIR, STUDY_CSV = "best", "study.csv"
-PLOTS = {"optimization_history.png": "plot_optimization_history", "param_importances.png": "plot_param_importances",
-         "parallel_coordinate.png": "plot_parallel_coordinate"}
+PLOTS = {
+    "optimization_history.png": "plot_optimization_history",
+    "param_importances.png": "plot_param_importances",
+    "parallel_coordinate.png": "plot_parallel_coordinate",
+}
 
 
 def trials_of(study: optuna.Study) -> list[FrozenTrial]:
@@ -48,10 +62,19 @@ def trial_rows(study: optuna.Study, config: TuneConfig) -> list[dict]:
     names = config.space.names
     rows = []
     for t in trials_of(study):
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
-        row = {"number": t.number, "state": t.state.name, "value": t.value,
-               "duration_s": None if duration is None else round(duration, 1),
-               "epochs_run": max(t.intermediate_values, default=None), "retry_of": is_retry_of(t)}
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        row = {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "duration_s": None if duration is None else round(duration, 1),
+            "epochs_run": max(t.intermediate_values, default=None),
+            "retry_of": is_retry_of(t),
+        }
         row.update({name: t.params.get(name) for name in names})
         rows.append(row)
     return rows
@@ -109,16 +132,23 @@ def publish_best(best: FrozenTrial, config: TuneConfig, log: Callable[[str], Non
     target = config.output / BEST_DIR
     with artifact.staging(target, overwrite=True) as stage:
         shutil.copytree(source, stage, dirs_exist_ok=True)
-        artifact.update_metadata(stage, tuning={
-            "trial": best.number, "objective": config.objective, "direction": config.direction, "value": best.value,
-            "params": best.params, "study_name": config.study_name,
-        })
+        artifact.update_metadata(
+            stage,
+            tuning={
+                "trial": best.number,
+                "objective": config.objective,
+                "direction": config.direction,
+                "value": best.value,
+                "params": best.params,
+                "study_name": config.study_name,
+            },
+        )
     return target
 
 
 def keep_top(order: list[FrozenTrial], config: TuneConfig, log: Callable[[str], None]) -> None:
     """Remove the trial folders of complete trials outside the top ``config.keep_top``."""
-    for t in order[config.keep_top:]:
+    for t in order[config.keep_top :]:
         folder = trial_dir(config.output, t.number)
         if folder.exists():
             shutil.rmtree(folder)
@@ -133,8 +163,15 @@ def render(rows: list[dict], order: list[FrozenTrial], config: TuneConfig, limit
     table = [header]
     for t in order[:limit]:
         r = by_number[t.number]
-        table.append([str(t.number), f"{t.value:.4f}", str(r["epochs_run"]), f"{r['duration_s']:.0f}",
-                      *(_fmt(t.params.get(n)) for n in names)])
+        table.append(
+            [
+                str(t.number),
+                f"{t.value:.4f}",
+                str(r["epochs_run"]),
+                f"{r['duration_s']:.0f}",
+                *(_fmt(t.params.get(n)) for n in names),
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     states = {}
@@ -146,4 +183,3 @@ def render(rows: list[dict], order: list[FrozenTrial], config: TuneConfig, limit
 
 def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, bool) else str(value)
-

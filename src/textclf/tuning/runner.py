@@ -12,14 +12,15 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import optuna
 
 from ..backends import cores
 from ..config import RunOptions
+from ..progress import log_stderr
 from .config import TuneConfig
 from .study import EPOCHS_ATTR, counted, open_study, retry, worker_id
 
@@ -73,10 +74,17 @@ class _Objective:
                 raise optuna.TrialPruned()
 
         result = train(
-            config.data, trial_dir(config.output, trial.number), model=config.model, validation=config.validation,
-            hyperparameters=hp, read_options=config.read_options, overwrite=True, progress=False,
+            config.data,
+            trial_dir(config.output, trial.number),
+            model=config.model,
+            validation=config.validation,
+            hyperparameters=hp,
+            read_options=config.read_options,
+            overwrite=True,
+            progress=False,
             options=RunOptions(keep_checkpoints=0),  # a killed trial is retried from its start, as a new trial
-            log=lambda line: self.log(f"trial {trial.number}: {line}"), on_epoch=report,
+            log=lambda line: self.log(f"trial {trial.number}: {line}"),
+            on_epoch=report,
         )
         value = result.best[config.objective]
         trial.set_user_attr("best_epoch", result.best_epoch)
@@ -123,15 +131,9 @@ def run_workers(config: TuneConfig, log: Callable[[str], None]) -> None:
     threads = max(1, cores() // k)
     log(f"running {k} trials at a time, {threads} CPU thread(s) each")
     with ProcessPoolExecutor(k, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(work, config, _print_stderr, 1000 * (i + 1), threads) for i in range(k)]
+        futures = [pool.submit(work, config, log_stderr, 1000 * (i + 1), threads) for i in range(k)]
         for future in futures:
             future.result()  # a worker's error (a TextclfError too) is raised here
-
-
-def _print_stderr(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr, flush=True)
 
 
 def _state(study: optuna.Study, trial: optuna.Trial) -> str:

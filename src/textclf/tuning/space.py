@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import Hyperparameters
 from ..errors import ConfigError
@@ -29,8 +30,11 @@ from ..errors import ConfigError
 __all__ = ["DEFAULT_SPACE", "Param", "SearchSpace"]
 
 KINDS = ("float", "int", "categorical")
-_KEYS = {"float": {"type", "low", "high", "log", "step"}, "int": {"type", "low", "high", "log", "step"},
-         "categorical": {"type", "choices"}}
+_KEYS = {
+    "float": {"type", "low", "high", "log", "step"},
+    "int": {"type", "low", "high", "log", "step"},
+    "categorical": {"type", "choices"},
+}
 
 DEFAULT_SPACE: dict[str, dict] = {
     "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},
@@ -67,8 +71,10 @@ class Param:
         if self.kind == "int":
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
         if self.step is None:
-            raise ConfigError(f"{source}: {self.name}: a grid search needs a 'step' for a float range "
-                              f"(or use 'categorical' choices, or --strategy bayesian|random).")
+            raise ConfigError(
+                f"{source}: {self.name}: a grid search needs a 'step' for a float range "
+                f"(or use 'categorical' choices, or --strategy bayesian|random)."
+            )
         count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
         return [round(self.low + i * self.step, 12) for i in range(count)]
 
@@ -81,7 +87,7 @@ class SearchSpace:
     source: str = "search space"
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "SearchSpace":
+    def from_file(cls, path: str | Path) -> SearchSpace:
         """Read a ``.json``, ``.yaml`` or ``.yml`` space file."""
         path = Path(path)
         try:
@@ -101,23 +107,27 @@ class SearchSpace:
             try:
                 values = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}: not valid JSON ({exc}); expected an object such as "
-                                  '{"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": true}}.') from exc
+                raise ConfigError(
+                    f"{path}: not valid JSON ({exc}); expected an object such as "
+                    '{"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": true}}.'
+                ) from exc
         return cls.from_mapping(values, source=str(path))
 
     @classmethod
-    def from_mapping(cls, values: Any, source: str = "search space") -> "SearchSpace":
+    def from_mapping(cls, values: Any, source: str = "search space") -> SearchSpace:
         """Check and build a space from ``{name: spec}``."""
         if not isinstance(values, Mapping) or not values:
-            raise ConfigError(f"{source}: expected a non-empty object of hyperparameter name -> "
-                              '{"type": "float"|"int"|"categorical", ...}.')
+            raise ConfigError(
+                f"{source}: expected a non-empty object of hyperparameter name -> "
+                '{"type": "float"|"int"|"categorical", ...}.'
+            )
         return cls(tuple(_param(str(name), spec, source) for name, spec in values.items()), source)
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
 
-    def without(self, names) -> "SearchSpace":
+    def without(self, names) -> SearchSpace:
         return SearchSpace(tuple(p for p in self.params if p.name not in names), self.source)
 
     def suggest(self, trial) -> dict[str, Any]:
@@ -144,13 +154,17 @@ def _param(name: str, spec: Any, source: str) -> Param:
     if name not in types:
         Hyperparameters().updated({name: None}, source)  # raises: unknown hyperparameter, with a suggestion
     if not isinstance(spec, Mapping):
-        raise ConfigError(f'{where}: expected an object such as {{"type": "float", "low": 1e-5, "high": 1e-4}}, got {spec!r}.')
+        raise ConfigError(
+            f'{where}: expected an object such as {{"type": "float", "low": 1e-5, "high": 1e-4}}, got {spec!r}.'
+        )
     kind = spec.get("type")
     if kind not in KINDS:
         raise ConfigError(f"{where}: 'type' must be one of {', '.join(KINDS)}, but got {kind!r}.")
     unknown = sorted(set(spec) - _KEYS[kind])
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} for type {kind}; expected {', '.join(sorted(_KEYS[kind]))}.")
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} for type {kind}; expected {', '.join(sorted(_KEYS[kind]))}."
+        )
     field_type = types[name]
     if kind == "categorical":
         choices = spec.get("choices")
@@ -164,8 +178,10 @@ def _param(name: str, spec: Any, source: str) -> Param:
             raise ConfigError(f"{where}: 'choices' lists a value twice: {choices!r}.")
         return Param(name, kind, choices=tuple(choices))
     if field_type not in ("int", "float"):
-        raise ConfigError(f"{where}: {name} is a {field_type} hyperparameter; search it with "
-                          f'{{"type": "categorical", "choices": [...]}}, not a {kind} range.')
+        raise ConfigError(
+            f"{where}: {name} is a {field_type} hyperparameter; search it with "
+            f'{{"type": "categorical", "choices": [...]}}, not a {kind} range.'
+        )
     if kind == "float" and field_type == "int":
         raise ConfigError(f"{where}: {name} is an integer hyperparameter; use type int (or categorical), not float.")
     bounds = {}
@@ -191,7 +207,9 @@ def _param(name: str, spec: Any, source: str) -> Param:
         if kind == "int" and not float(step).is_integer():
             raise ConfigError(f"{where}: 'step' must be an integer for type int, but got {step!r}.")
         if log and (kind == "float" or step != 1):
-            raise ConfigError(f"{where}: 'log' and 'step' cannot be combined (Optuna samples log ranges continuously); drop one.")
+            raise ConfigError(
+                f"{where}: 'log' and 'step' cannot be combined (Optuna samples log ranges continuously); drop one."
+            )
         step = int(step) if kind == "int" else float(step)
     for value in (low, high):
         _check_value(name, value, where)

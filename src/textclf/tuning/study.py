@@ -20,8 +20,19 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import ConfigError
 from .config import TuneConfig
 
-__all__ = ["EPOCHS_ATTR", "FINISHED", "PeerMedianPruner", "counted", "is_retry_of", "make_pruner", "make_sampler", "open_study", "recover_lost_trials", "retry",
-           "worker_id"]
+__all__ = [
+    "EPOCHS_ATTR",
+    "FINISHED",
+    "PeerMedianPruner",
+    "counted",
+    "is_retry_of",
+    "make_pruner",
+    "make_sampler",
+    "open_study",
+    "recover_lost_trials",
+    "retry",
+    "worker_id",
+]
 
 HEARTBEAT_SECONDS, GRACE_SECONDS, MAX_RETRIES = 30, 120, 3
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -63,7 +74,6 @@ def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-
 EPOCHS_ATTR = "epochs"
 """The user attribute holding the epochs a trial is planned for (set before it trains)."""
 
@@ -97,27 +107,38 @@ class _Peers:
     def get_trials(self, *args, **kwargs) -> list[optuna.trial.FrozenTrial]:
         return [t for t in self._study.get_trials(*args, **kwargs) if t.user_attrs.get(EPOCHS_ATTR) == self._epochs]
 
+
 def open_study(config: TuneConfig, offset: int = 0) -> optuna.Study:
     """Create the study, or load it and check that it was made by the same command."""
     url = config.storage_url
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use since 2.x
+            warnings.simplefilter(
+                "ignore", optuna.exceptions.ExperimentalWarning
+            )  # heartbeats: stable in use since 2.x
             storage = RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-                heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry,
+                url,
+                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=retry,
             )
         study = optuna.create_study(
-            storage=storage, study_name=config.study_name, load_if_exists=True,
+            storage=storage,
+            study_name=config.study_name,
+            load_if_exists=True,
             direction="maximize" if config.maximize else "minimize",
-            sampler=make_sampler(config, offset), pruner=make_pruner(config),
+            sampler=make_sampler(config, offset),
+            pruner=make_pruner(config),
         )
     except ImportError as exc:  # a database driver missing, e.g. psycopg2 for postgresql://
         raise ConfigError(f"--storage {url}: {exc}; install the database driver.") from exc
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna errors about the URL or the database
+    except Exception as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"--storage {url}: cannot open the study ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}).") from exc
+        raise ConfigError(
+            f"--storage {url}: cannot open the study ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})."
+        ) from exc
     stored = study.user_attrs.get(_IDENTITY)
     wanted = config.identity()
     finished = study.get_trials(deepcopy=False, states=FINISHED)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .. import artifact
 from ..config import Hyperparameters
 from ..data import ReadOptions, load_training_data
 from ..errors import ArtifactError, ConfigError
 from ..models import resolve_model
+from ..progress import log_stderr
 from .config import TuneConfig
 from .space import DEFAULT_SPACE, SearchSpace
 
@@ -40,10 +41,6 @@ class TuneResult:
         return f"{self.summary}\nbest: trial {self.best_trial}, {self.objective} {self.best_value:.4f}; {where}"
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def tune(
     data: str | Path,
     output: str | Path,
@@ -66,7 +63,7 @@ def tune(
     hyperparameters: Hyperparameters | None = None,
     read_options: ReadOptions | None = None,
     first_trials: Sequence[Mapping[str, Any]] = (),
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = log_stderr,
     **overrides: Any,
 ) -> TuneResult:
     """Search hyperparameters with Optuna and keep the best trial's model in ``output/best``.
@@ -88,20 +85,39 @@ def tune(
     if search_space is None:
         space = SearchSpace.from_mapping(DEFAULT_SPACE, "default search space").without(fixed)
     else:
-        space = (search_space if isinstance(search_space, SearchSpace) else
-                 SearchSpace.from_mapping(search_space) if isinstance(search_space, Mapping) else
-                 SearchSpace.from_file(search_space))
+        space = (
+            search_space
+            if isinstance(search_space, SearchSpace)
+            else SearchSpace.from_mapping(search_space)
+            if isinstance(search_space, Mapping)
+            else SearchSpace.from_file(search_space)
+        )
         both = [n for n in space.names if n in fixed]
         if both:
-            raise ConfigError(f"{space.source}: {both[0]} is searched there and also fixed to {fixed[both[0]]!r}; "
-                              "drop one of the two.")
+            raise ConfigError(
+                f"{space.source}: {both[0]} is searched there and also fixed to {fixed[both[0]]!r}; "
+                "drop one of the two."
+            )
     config = TuneConfig(
-        data=str(data), output=Path(output), space=space, hyperparameters=hp,
-        model=None if model is None else str(model), validation=None if validation is None else str(validation),
-        read_options=read_options or ReadOptions(), objective=objective, direction=direction, max_trials=max_trials,
-        parallel_trials=parallel_trials, strategy=strategy, early_stopping_trials=early_stopping_trials,
-        pruning_startup_trials=pruning_startup_trials, timeout=timeout, storage=storage, study_name=study_name,
-        keep_top=keep_top, seed=seed,
+        data=str(data),
+        output=Path(output),
+        space=space,
+        hyperparameters=hp,
+        model=None if model is None else str(model),
+        validation=None if validation is None else str(validation),
+        read_options=read_options or ReadOptions(),
+        objective=objective,
+        direction=direction,
+        max_trials=max_trials,
+        parallel_trials=parallel_trials,
+        strategy=strategy,
+        early_stopping_trials=early_stopping_trials,
+        pruning_startup_trials=pruning_startup_trials,
+        timeout=timeout,
+        storage=storage,
+        study_name=study_name,
+        keep_top=keep_top,
+        seed=seed,
     )
     _check_output(config.output)
     resolve_model(config.model)  # a bad --model or data file fails here, before the study exists
@@ -109,7 +125,9 @@ def tune(
     return run(config, first_trials, log)
 
 
-def run(config: TuneConfig, first_trials: Sequence[Mapping[str, Any]] = (), log: Callable[[str], None] = _stderr) -> TuneResult:
+def run(
+    config: TuneConfig, first_trials: Sequence[Mapping[str, Any]] = (), log: Callable[[str], None] = log_stderr
+) -> TuneResult:
     """Run a checked study (see :func:`tune`) and write its outputs."""
     from . import outputs
     from .runner import remove_partial, run_workers
@@ -139,13 +157,25 @@ def run(config: TuneConfig, first_trials: Sequence[Mapping[str, Any]] = (), log:
     order = outputs.ranked(study, config)
     summary = outputs.render(rows, order, config)
     if not order:
-        return TuneResult(config.output, config.objective, config.direction, None, None, trials=rows, plots=plots, summary=summary)
+        return TuneResult(
+            config.output, config.objective, config.direction, None, None, trials=rows, plots=plots, summary=summary
+        )
     best = order[0]
     best_path = outputs.publish_best(best, config, log)
     if config.keep_top:
         outputs.keep_top(order, config, log)
-    return TuneResult(config.output, config.objective, config.direction, best.number, best.value, dict(best.params),
-                      best_path, rows, plots, summary)
+    return TuneResult(
+        config.output,
+        config.objective,
+        config.direction,
+        best.number,
+        best.value,
+        dict(best.params),
+        best_path,
+        rows,
+        plots,
+        summary,
+    )
 
 
 def _check_output(output: Path) -> None:

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, make_sentences, write_csv
 from safetensors.torch import load_file
 
 import textclf
+from conftest import FAST, make_sentences, write_csv
 from textclf.batching import collate, encode
 from textclf.data import LabelSet, ReadOptions
 from textclf.errors import ArtifactError, ConfigError, DataError
@@ -21,7 +21,14 @@ QUIET = {"progress": False, "log": lambda _: None}
 
 def test_model_folder_is_complete_and_learns(bert_artifact):
     names = {p.name for p in bert_artifact.iterdir()}
-    assert {"config.json", "model.safetensors", "textclf.json", "metrics.jsonl", "curves.png", "tokenizer.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "textclf.json",
+        "metrics.jsonl",
+        "curves.png",
+        "tokenizer.json",
+    } <= names
     meta = json.loads((bert_artifact / "textclf.json").read_text())
     assert meta["labels"] == ["negative", "positive"] and meta["label_type"] == "str"
     assert meta["hyperparameters"]["learning_rate"] == FAST["learning_rate"]
@@ -72,7 +79,9 @@ def test_best_epoch_is_kept(tiny_bert, sentiment_files, tmp_path):
 
 def test_train_only_top_layer_changes_only_the_head(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
-    result = textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, train_only_top_layer=True, **QUIET, **FAST)
+    result = textclf.train(
+        train, tmp_path / "out", model=tiny_bert, validation=val, train_only_top_layer=True, **QUIET, **FAST
+    )
     base = load_file(tiny_bert / "model.safetensors")
     tuned = load_file(result.output / "model.safetensors")
     body = [k for k in tuned if k.startswith("bert.")]
@@ -97,8 +106,15 @@ def test_decoder_model_trains_and_serves_through_pipeline(tiny_gpt2, sentiment_f
 def test_incremental_training_keeps_the_head_when_labels_match(bert_artifact, sentiment_files, tmp_path):
     train, val = sentiment_files
     logs: list[str] = []
-    result = textclf.train(train, tmp_path / "again", model=bert_artifact, validation=val, progress=False,
-                           log=logs.append, **{**FAST, "epochs": 1, "learning_rate": 1e-5})
+    result = textclf.train(
+        train,
+        tmp_path / "again",
+        model=bert_artifact,
+        validation=val,
+        progress=False,
+        log=logs.append,
+        **{**FAST, "epochs": 1, "learning_rate": 1e-5},
+    )
     assert any("continuing from the model's head" in line for line in logs)
     assert result.history[0]["val_accuracy"] >= 0.9  # starts from a trained model
 
@@ -113,7 +129,9 @@ def test_incremental_training_with_new_labels_needs_reinitialize(bert_artifact, 
     fresh, *_ = load_for_training(resolve_model(bert_artifact), LabelSet(("bad", "good"), integer=False), "true")
     assert not torch.allclose(fresh.classifier.weight, old_head)
     assert fresh.classifier.weight.std().item() == pytest.approx(0.02, rel=0.5)  # initializer_range, not trained values
-    result = textclf.train(data, tmp_path / "y", model=bert_artifact, reinitialize_top_layer="true", **QUIET, **{**FAST, "epochs": 1})
+    result = textclf.train(
+        data, tmp_path / "y", model=bert_artifact, reinitialize_top_layer="true", **QUIET, **{**FAST, "epochs": 1}
+    )
     assert json.loads((result.output / "textclf.json").read_text())["labels"] == ["bad", "good"]
 
 
@@ -129,25 +147,41 @@ def test_integer_labels_and_split_without_validation_file(tiny_bert, tmp_path):
 
 
 def test_no_validation_at_all(tiny_bert, sentiment_files, tmp_path):
-    result = textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, validation_split_ratio=0, **QUIET, **{**FAST, "epochs": 2})
+    result = textclf.train(
+        sentiment_files[0],
+        tmp_path / "out",
+        model=tiny_bert,
+        validation_split_ratio=0,
+        **QUIET,
+        **{**FAST, "epochs": 2},
+    )
     assert result.best_epoch == 2 and result.history[-1]["val_accuracy"] is None
 
 
 def test_early_stopping_stops_after_patience(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     logs: list[str] = []
-    result = textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, progress=False, log=logs.append,
-                           **{**FAST, "epochs": 30, "early_stopping": True, "early_stopping_patience": 2,
-                              "early_stopping_min_delta": 0.5})
+    result = textclf.train(
+        train,
+        tmp_path / "out",
+        model=tiny_bert,
+        validation=val,
+        progress=False,
+        log=logs.append,
+        **{**FAST, "epochs": 30, "early_stopping": True, "early_stopping_patience": 2, "early_stopping_min_delta": 0.5},
+    )
     assert len(result.history) == 3  # epoch 1 sets the bar; no later epoch can beat it by 0.5
     assert any("early stopping" in line for line in logs)
 
 
-@pytest.mark.parametrize(("sizes", "reference"), [
-    ([16, 16], [32]),
-    ([16, 16, 16], [32, 16]),  # a short last group
-    ([20, 12, 9], [32, 9]),  # uneven micro-batches: every sample must weigh the same
-])
+@pytest.mark.parametrize(
+    ("sizes", "reference"),
+    [
+        ([16, 16], [32]),
+        ([16, 16, 16], [32, 16]),  # a short last group
+        ([20, 12, 9], [32, 9]),  # uneven micro-batches: every sample must weigh the same
+    ],
+)
 def test_gradient_accumulation_equals_one_big_batch(tiny_bert, monkeypatch, sizes, reference):
     from textclf.training import loop
 
@@ -167,9 +201,16 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_bert, monkeypatch, size
         dicts = []
         for start, end in zip(bounds[:-1], bounds[1:]):
             padded = collate(ids, np.arange(start, end), tokenizer.pad_token_id)
-            dicts.append({"input_ids": padded.input_ids, "attention_mask": padded.attention_mask,
-                          "labels": torch.tensor(y[start:end])})
-        loop._train_epoch(net, dicts, torch.optim.SGD(net.parameters(), lr=0.1), accumulation, lambda *_: None, lambda _: None)
+            dicts.append(
+                {
+                    "input_ids": padded.input_ids,
+                    "attention_mask": padded.attention_mask,
+                    "labels": torch.tensor(y[start:end]),
+                }
+            )
+        loop._train_epoch(
+            net, dicts, torch.optim.SGD(net.parameters(), lr=0.1), accumulation, lambda *_: None, lambda _: None
+        )
         return net.classifier.weight.detach().clone()
 
     torch.testing.assert_close(run(sizes, accumulation=2), run(reference, accumulation=1), atol=1e-6, rtol=1e-4)
@@ -196,7 +237,9 @@ def test_max_seq_length_beyond_the_model_is_refused(tiny_bert, sentiment_files, 
 def test_skipping_every_row_is_a_data_error_not_a_crash(bert_artifact, tmp_path):
     data = write_csv(tmp_path / "other.csv", [("cat", "the food was great"), ("dog", "bad phone")] * 5)
     with pytest.raises(DataError, match="no usable rows"):
-        textclf.train(data, tmp_path / "out", model=bert_artifact, read_options=ReadOptions(on_bad_rows="skip"), **QUIET, **FAST)
+        textclf.train(
+            data, tmp_path / "out", model=bert_artifact, read_options=ReadOptions(on_bad_rows="skip"), **QUIET, **FAST
+        )
 
 
 def test_failed_run_leaves_no_folder_behind(tiny_bert, sentiment_files, tmp_path):
@@ -228,10 +271,24 @@ def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_f
     real = loop._enable_gradient_checkpointing
     monkeypatch.setattr(loop, "_enable_gradient_checkpointing", lambda net: (nets.append(net), real(net)))
     train, val = sentiment_files
-    runs = [textclf.train(train, tmp_path / f"run{flag}", model=tiny_bert, validation=val, gradient_checkpointing=flag,
-                          **QUIET, **{**FAST, "epochs": 2}) for flag in (False, True)]
+    runs = [
+        textclf.train(
+            train,
+            tmp_path / f"run{flag}",
+            model=tiny_bert,
+            validation=val,
+            gradient_checkpointing=flag,
+            **QUIET,
+            **{**FAST, "epochs": 2},
+        )
+        for flag in (False, True)
+    ]
     on = getattr(nets[0], "is_activation_checkpointing", None)  # transformers >= 5.23's name
-    assert len(nets) == 1 and (nets[0].is_gradient_checkpointing if on is None else on)  # recomputed in the backward pass
+    assert len(nets) == 1 and (
+        nets[0].is_gradient_checkpointing if on is None else on
+    )  # recomputed in the backward pass
     plain, recomputed = (load_file(r.output / "model.safetensors") for r in runs)
     assert all(torch.allclose(plain[k], recomputed[k], atol=1e-5) for k in plain)  # same dropout masks, same result
-    assert [h["train_loss"] for h in runs[1].history] == pytest.approx([h["train_loss"] for h in runs[0].history], abs=1e-5)
+    assert [h["train_loss"] for h in runs[1].history] == pytest.approx(
+        [h["train_loss"] for h in runs[0].history], abs=1e-5
+    )

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FAST
 
 import textclf
+from conftest import FAST
 from textclf.errors import ConfigError
 from textclf.sifting import RelativeProbabilisticSifter, SiftingConfig, SiftingDataLoader
 
@@ -28,8 +28,10 @@ def test_keep_fraction_is_one_over_one_plus_beta(beta):
     assert kept.mean() == pytest.approx(1 / (1 + beta), abs=0.015)
 
 
-@pytest.mark.parametrize(("beta", "floor", "expected"), [(0.5, 0.2, 0.6693), (1.0, 0.2, 0.52), (3.0, 0.2, 0.3377),
-                                                         (3.0, 0.5, 0.5476), (1.0, 0.0, 0.5), (0.0, 0.2, 1.0)])
+@pytest.mark.parametrize(
+    ("beta", "floor", "expected"),
+    [(0.5, 0.2, 0.6693), (1.0, 0.2, 0.52), (3.0, 0.2, 0.3377), (3.0, 0.5, 0.5476), (1.0, 0.0, 0.5), (0.0, 0.2, 1.0)],
+)
 def test_the_floor_raises_the_keep_fraction_to_keep_fraction(beta, floor, expected):
     config = SiftingConfig(beta=beta, min_keep_probability=floor)
     assert config.keep_fraction == pytest.approx(expected, abs=1e-4)
@@ -73,9 +75,19 @@ def test_same_seed_same_selection_other_seed_differs():
     assert not np.array_equal(a, keep_masks(SiftingConfig(seed=8), losses))
 
 
-@pytest.mark.parametrize("bad", [{"beta": -1}, {"beta": float("nan")}, {"loss_history_length": 0}, {"delay": -1},
-                                 {"scoring_dtype": "float16"}, {"min_keep_probability": -0.1},
-                                 {"min_keep_probability": 1.5}, {"min_keep_probability": float("nan")}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"beta": -1},
+        {"beta": float("nan")},
+        {"loss_history_length": 0},
+        {"delay": -1},
+        {"scoring_dtype": "float16"},
+        {"min_keep_probability": -0.1},
+        {"min_keep_probability": 1.5},
+        {"min_keep_probability": float("nan")},
+    ],
+)
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError):
         SiftingConfig(**bad)
@@ -112,14 +124,16 @@ def test_scoring_pass_runs_in_the_asked_precision_and_training_in_float32(dtype,
     monkeypatch.setattr(sifting, "native_bf16", lambda: True)  # auto follows the hardware check
     model = RecordsAutocast()
     batches = [(torch.randn(8, 1), torch.zeros(8)) for _ in range(4)]
-    sifted = SiftingDataLoader(batches, model, lambda out, _: out[:, 0].float(), SiftingConfig(delay=0, scoring_dtype=dtype),
-                               batch_size=8)
+    sifted = SiftingDataLoader(
+        batches, model, lambda out, _: out[:, 0].float(), SiftingConfig(delay=0, scoring_dtype=dtype), batch_size=8
+    )
     for batch in sifted:
         model(batch[0])  # the caller's training forward, outside the scoring pass
     scoring = [bf16 for is_scoring, bf16 in model.calls if is_scoring]
     training = [bf16 for is_scoring, bf16 in model.calls if not is_scoring]
     assert scoring == [True if expected is None else expected] * 4
     assert training and not any(training)
+
 
 def toy_loader(n: int = 640, batch: int = 32, seed: int = 0):
     rng = np.random.default_rng(seed)
@@ -138,7 +152,11 @@ def test_wrapper_yields_full_batches_in_order_without_duplicates():
     assert all(len(b[1]) == 32 for b in batches[:-1]) and 0 < len(batches[-1][1]) <= 32
     assert 0.3 < sifted.stats.fraction_sifted < 0.6
     assert sifted.stats.seen == 640
-    dropped = list(SiftingDataLoader(loader, LossIsTheInput(), identity_loss, SiftingConfig(delay=3), batch_size=32, drop_last=True))
+    dropped = list(
+        SiftingDataLoader(
+            loader, LossIsTheInput(), identity_loss, SiftingConfig(delay=3), batch_size=32, drop_last=True
+        )
+    )
     assert all(len(b[1]) == 32 for b in dropped)
 
 
@@ -159,11 +177,20 @@ def test_wrapper_joins_dict_batches_of_different_widths_with_padding():
         def forward(self, input_ids, attention_mask):
             return input_ids[:, :1].float()
 
-    short = {"input_ids": torch.tensor([[5, 1], [6, 1]]), "attention_mask": torch.ones(2, 2, dtype=torch.long), "labels": torch.tensor([0, 1])}
-    wide = {"input_ids": torch.tensor([[7, 1, 1], [8, 1, 1]]), "attention_mask": torch.ones(2, 3, dtype=torch.long), "labels": torch.tensor([1, 0])}
+    short = {
+        "input_ids": torch.tensor([[5, 1], [6, 1]]),
+        "attention_mask": torch.ones(2, 2, dtype=torch.long),
+        "labels": torch.tensor([0, 1]),
+    }
+    wide = {
+        "input_ids": torch.tensor([[7, 1, 1], [8, 1, 1]]),
+        "attention_mask": torch.ones(2, 3, dtype=torch.long),
+        "labels": torch.tensor([1, 0]),
+    }
     always = SiftingConfig(beta=0.0, delay=0)  # p ** 0 == 1: keep everything
-    (batch,) = SiftingDataLoader([short, wide], FirstToken(), lambda out, y: out[:, 0], always, batch_size=4,
-                                 pad_values={"input_ids": 9})
+    (batch,) = SiftingDataLoader(
+        [short, wide], FirstToken(), lambda out, y: out[:, 0], always, batch_size=4, pad_values={"input_ids": 9}
+    )
     assert batch["input_ids"].tolist() == [[5, 1, 9], [6, 1, 9], [7, 1, 1], [8, 1, 1]]
     assert batch["attention_mask"].tolist()[0] == [1, 1, 0]
     assert batch["labels"].tolist() == [0, 1, 1, 0]
@@ -175,9 +202,20 @@ def test_wrapper_pads_on_the_left_for_left_padded_models():
             return input_ids[:, -1:].float()
 
     short = {"input_ids": torch.tensor([[0, 5]]), "attention_mask": torch.tensor([[0, 1]]), "labels": torch.tensor([0])}
-    wide = {"input_ids": torch.tensor([[6, 7, 8]]), "attention_mask": torch.tensor([[1, 1, 1]]), "labels": torch.tensor([1])}
-    (batch,) = SiftingDataLoader([short, wide], LastToken(), lambda out, y: out[:, 0], SiftingConfig(beta=0.0, delay=0),
-                                 batch_size=2, pad_values={"input_ids": 0}, padding_side="left")
+    wide = {
+        "input_ids": torch.tensor([[6, 7, 8]]),
+        "attention_mask": torch.tensor([[1, 1, 1]]),
+        "labels": torch.tensor([1]),
+    }
+    (batch,) = SiftingDataLoader(
+        [short, wide],
+        LastToken(),
+        lambda out, y: out[:, 0],
+        SiftingConfig(beta=0.0, delay=0),
+        batch_size=2,
+        pad_values={"input_ids": 0},
+        padding_side="left",
+    )
     assert batch["input_ids"].tolist() == [[0, 0, 5], [6, 7, 8]]
     assert batch["attention_mask"].tolist() == [[0, 0, 1], [1, 1, 1]]
 
@@ -192,13 +230,16 @@ def test_joined_batches_drop_columns_that_are_all_padding():
         def forward(self, input_ids, attention_mask):
             return torch.zeros(len(input_ids), 1)
 
-    (batch,) = SiftingDataLoader([padded(9, 2), padded(4, 3)], Zero(), lambda out, y: out[:, 0],
-                                 SiftingConfig(beta=0.0, delay=0), batch_size=2)
+    (batch,) = SiftingDataLoader(
+        [padded(9, 2), padded(4, 3)], Zero(), lambda out, y: out[:, 0], SiftingConfig(beta=0.0, delay=0), batch_size=2
+    )
     assert batch["input_ids"].shape == (2, 3)
 
 
 def test_loss_fn_must_be_per_sample():
-    sifted = SiftingDataLoader(toy_loader(), LossIsTheInput(), lambda out, y: out.mean(), SiftingConfig(delay=0), batch_size=32)
+    sifted = SiftingDataLoader(
+        toy_loader(), LossIsTheInput(), lambda out, y: out.mean(), SiftingConfig(delay=0), batch_size=32
+    )
     with pytest.raises(ConfigError, match="one loss per sample"):
         list(sifted)
 
@@ -209,8 +250,14 @@ def test_training_with_sifting_records_what_it_sifted(model, request, sentiment_
     # the start fails here: at chance level the loss only tells the labels apart, so the batches kept are nearly
     # all of one class, then of the other, and the model learns a swinging bias instead of the words.
     train, val = sentiment_files
-    result = textclf.train(train, tmp_path / "out", model=request.getfixturevalue(model), validation=val, **QUIET,
-                           **{**FAST, "epochs": 8, "sifting": True, "sifting_delay": 39, "sifting_beta": 1.0})
+    result = textclf.train(
+        train,
+        tmp_path / "out",
+        model=request.getfixturevalue(model),
+        validation=val,
+        **QUIET,
+        **{**FAST, "epochs": 8, "sifting": True, "sifting_delay": 39, "sifting_beta": 1.0},
+    )
     lines = [json.loads(x) for x in (result.output / "metrics.jsonl").read_text().splitlines()]
     assert all(x["samples_seen"] == 200 for x in lines)
     assert all(x["samples_kept"] + round(x["fraction_sifted"] * 200) == 200 for x in lines)
@@ -223,25 +270,39 @@ def test_training_with_sifting_records_what_it_sifted(model, request, sentiment_
 
 def test_epoch_line_reports_seen_kept_and_scoring_time(tiny_bert, sentiment_files, tmp_path):
     logs: list[str] = []
-    textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, progress=False, log=logs.append,
-                  **{**FAST, "epochs": 2, "sifting": True, "sifting_delay": 0})
+    textclf.train(
+        sentiment_files[0],
+        tmp_path / "out",
+        model=tiny_bert,
+        progress=False,
+        log=logs.append,
+        **{**FAST, "epochs": 2, "sifting": True, "sifting_delay": 0},
+    )
     epoch_lines = [line for line in logs if line.startswith("epoch ")]
     assert len(epoch_lines) == 2
     assert all("kept " in line and "/160 (sifted " in line and "scoring " in line for line in epoch_lines)
 
 
 def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentiment_files, tmp_path):
-    result = textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, validation=sentiment_files[1], **QUIET,
-                           **{**FAST, "sifting": True, "sifting_delay": 2, "train_only_top_layer": True,
-                              "gradient_accumulation_steps": 2})
+    result = textclf.train(
+        sentiment_files[0],
+        tmp_path / "out",
+        model=tiny_bert,
+        validation=sentiment_files[1],
+        **QUIET,
+        **{**FAST, "sifting": True, "sifting_delay": 2, "train_only_top_layer": True, "gradient_accumulation_steps": 2},
+    )
     assert result.history[-1]["fraction_sifted"] > 0.2
 
 
 # beta 3: sqrt(1 + beta) without the floor; with the default floor 0.2, 0.3377 of the data is kept: sqrt(1 / 0.3377)
-@pytest.mark.parametrize(("scaling", "accumulation", "floor", "factor"),
-                         [("sqrt", 1, 0.2, 1.7208), ("sqrt", 3, 0.2, 1.7208), ("sqrt", 1, 0.0, 2.0), ("none", 1, 0.2, 1.0)])
-def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scaling, accumulation, floor, factor, tiny_bert,
-                                                                         sentiment_files, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("scaling", "accumulation", "floor", "factor"),
+    [("sqrt", 1, 0.2, 1.7208), ("sqrt", 3, 0.2, 1.7208), ("sqrt", 1, 0.0, 2.0), ("none", 1, 0.2, 1.0)],
+)
+def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(
+    scaling, accumulation, floor, factor, tiny_bert, sentiment_files, tmp_path, monkeypatch
+):
     from textclf import sifting
     from textclf.training import loop
 
@@ -259,10 +320,23 @@ def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scalin
 
     monkeypatch.setattr(loop._LinearSchedule, "set", recording_set)
     monkeypatch.setattr(sifting.SiftingDataLoader, "_losses", recording_losses)
-    result = textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, **QUIET,
-                           **{**FAST, "epochs": 2, "batch_size": 4, "sifting": True, "sifting_beta": 3.0, "sifting_delay": 5,
-                              "sifting_lr_scaling": scaling, "gradient_accumulation_steps": accumulation,
-                              "sifting_min_keep_probability": floor})
+    result = textclf.train(
+        sentiment_files[0],
+        tmp_path / "out",
+        model=tiny_bert,
+        **QUIET,
+        **{
+            **FAST,
+            "epochs": 2,
+            "batch_size": 4,
+            "sifting": True,
+            "sifting_beta": 3.0,
+            "sifting_delay": 5,
+            "sifting_lr_scaling": scaling,
+            "gradient_accumulation_steps": accumulation,
+            "sifting_min_keep_probability": floor,
+        },
+    )
     # 160 training rows, batch 4: candidates of 64, 64 and 32 rows (16, 16 and 8 batches) in random order. The
     # delay (5 batches) ends inside the first, so all of it trains unsifted at the plain rate; sifting, and the
     # scaled rate, start within epoch 1 with the next. With accumulation 3 the step holding the first candidate's
@@ -277,8 +351,16 @@ def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(scalin
 
 
 def test_sifting_is_deterministic(tiny_bert, sentiment_files, tmp_path):
-    runs = [textclf.train(sentiment_files[0], tmp_path / f"r{i}", model=tiny_bert, **QUIET,
-                          **{**FAST, "epochs": 3, "sifting": True, "sifting_delay": 2}) for i in range(2)]
+    runs = [
+        textclf.train(
+            sentiment_files[0],
+            tmp_path / f"r{i}",
+            model=tiny_bert,
+            **QUIET,
+            **{**FAST, "epochs": 3, "sifting": True, "sifting_delay": 2},
+        )
+        for i in range(2)
+    ]
     keep = lambda r: [(h["samples_kept"], h["train_loss"], h["val_accuracy"]) for h in r.history]  # noqa: E731
     assert keep(runs[0]) == keep(runs[1])
 
@@ -306,8 +388,9 @@ def test_large_candidates_are_scored_in_slices_cut_to_their_own_longest_row():
     kept = {}
     for slices in (None, 5):
         model = MeanId()
-        sifted = SiftingDataLoader(candidates, model, identity_loss, SiftingConfig(delay=0, seed=3), batch_size=4,
-                                   scoring_batch_size=slices)
+        sifted = SiftingDataLoader(
+            candidates, model, identity_loss, SiftingConfig(delay=0, seed=3), batch_size=4, scoring_batch_size=slices
+        )
         kept[slices] = [b["input_ids"].tolist() for b in sifted]
         if slices:
             assert [rows for rows, _ in model.shapes] == [5, 5, 2] * 8
@@ -323,8 +406,15 @@ def test_large_candidates_are_scored_in_slices_cut_to_their_own_longest_row():
 def test_shuffle_batches_yields_the_arrival_order_batches_in_random_order():
     loader, config = toy_loader(batch=128), SiftingConfig(delay=2, seed=6)
     plain = [b[1].tolist() for b in SiftingDataLoader(loader, LossIsTheInput(), identity_loss, config, batch_size=16)]
-    runs = [[b[1].tolist() for b in SiftingDataLoader(loader, LossIsTheInput(), identity_loss, config, batch_size=16,
-                                                       shuffle_batches=True)] for _ in range(2)]
+    runs = [
+        [
+            b[1].tolist()
+            for b in SiftingDataLoader(
+                loader, LossIsTheInput(), identity_loss, config, batch_size=16, shuffle_batches=True
+            )
+        ]
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1] != plain  # seeded, and not the arrival order
     assert sorted(runs[0]) == sorted(plain)  # the same batches: each cut from consecutive kept rows
     assert all(len(b) == 16 for b in runs[0][:-1])
@@ -362,8 +452,9 @@ def test_a_restored_pass_yields_waiting_full_batches_before_pulling_the_next_can
     # the next candidate is scored, so the order of pulls and yields is part of what must resume exactly.
     loader, config = toy_loader(batch=64), SiftingConfig(delay=6, seed=2)
     events: list = []
-    reference = SiftingDataLoader(Logged(loader, events), LossIsTheInput(), identity_loss, config, batch_size=16,
-                                  shuffle_batches=shuffle)
+    reference = SiftingDataLoader(
+        Logged(loader, events), LossIsTheInput(), identity_loss, config, batch_size=16, shuffle_batches=shuffle
+    )
     for b in reference:
         events.append(("yield", b[1].tolist()))
     yields = [i for i, e in enumerate(events) if e[0] == "yield"]
@@ -371,14 +462,26 @@ def test_a_restored_pass_yields_waiting_full_batches_before_pulling_the_next_can
     assert len(cuts) >= 4
     for k in cuts:
         first_events: list = []
-        first = SiftingDataLoader(Logged(loader, first_events), LossIsTheInput(), identity_loss, config, batch_size=16,
-                                  shuffle_batches=shuffle)
+        first = SiftingDataLoader(
+            Logged(loader, first_events),
+            LossIsTheInput(),
+            identity_loss,
+            config,
+            batch_size=16,
+            shuffle_batches=shuffle,
+        )
         passing = iter(first)
         for _ in range(k):
             first_events.append(("yield", next(passing)[1].tolist()))
         resumed_events = list(first_events)
-        second = SiftingDataLoader(Logged(loader, resumed_events, first.dataloader.position), LossIsTheInput(), identity_loss,
-                                   config, batch_size=16, shuffle_batches=shuffle)
+        second = SiftingDataLoader(
+            Logged(loader, resumed_events, first.dataloader.position),
+            LossIsTheInput(),
+            identity_loss,
+            config,
+            batch_size=16,
+            shuffle_batches=shuffle,
+        )
         second.load_state_dict(first.state_dict())
         for b in second:
             resumed_events.append(("yield", b[1].tolist()))
@@ -400,7 +503,9 @@ def test_state_dict_mid_pass_and_between_passes_continues_exactly():
     mid = first.state_dict()
     assert mid["in_pass"] and mid["pending"]  # kept rows not yet yielded travel with the state
 
-    second = SiftingDataLoader(Positioned(loader, first.dataloader.position), LossIsTheInput(), identity_loss, config, batch_size=32)
+    second = SiftingDataLoader(
+        Positioned(loader, first.dataloader.position), LossIsTheInput(), identity_loss, config, batch_size=32
+    )
     second.load_state_dict(mid)
     got += [b[1].tolist() for b in second]
     assert got == expected[0] and (second.stats.seen, second.stats.kept) == stats[0]

@@ -19,13 +19,19 @@ LABELS = ["negative", "positive"]
     ("content_type", "body", "texts", "single", "style"),
     [
         ("application/x-text", "I loved it", ["I loved it"], True, "jumpstart"),
-        ("text/plain; charset=utf-8", "a, b \"c\"\nd", ["a, b \"c\"\nd"], True, "jumpstart"),
+        ("text/plain; charset=utf-8", 'a, b "c"\nd', ['a, b "c"\nd'], True, "jumpstart"),
         ("application/json", '"one text"', ["one text"], True, "jumpstart"),
         ("application/json", '["a", "b"]', ["a", "b"], False, "jumpstart"),
         ("application/json", '{"inputs": "x"}', ["x"], True, "pipeline"),
         ("application/json", '{"inputs": ["x", "y"], "parameters": {"top_k": 2}}', ["x", "y"], False, "pipeline"),
-        ("text/csv", "first text\nsecond, with a comma\n\"quoted, one field\"\n", ["first text", "second, with a comma", "quoted, one field"], False, "jumpstart"),
-        ("text/csv", "id,inputs\n1,hello\n2,\"hi, there\"\n", ["hello", "hi, there"], False, "jumpstart"),
+        (
+            "text/csv",
+            'first text\nsecond, with a comma\n"quoted, one field"\n',
+            ["first text", "second, with a comma", "quoted, one field"],
+            False,
+            "jumpstart",
+        ),
+        ("text/csv", 'id,inputs\n1,hello\n2,"hi, there"\n', ["hello", "hi, there"], False, "jumpstart"),
         ("application/jsonlines", '{"inputs": "a"}\n\n{"text": "b"}\n"c"\n', ["a", "b", "c"], False, "jumpstart"),
         ("application/x-jsonlines", '{"inputs": "a"}', ["a"], False, "jumpstart"),
     ],
@@ -48,14 +54,19 @@ def test_every_content_type_decodes(content_type, body, texts, single, style):
         ("application/json", '["ok", 3]', 400, "item 2 must be a string"),
         ("application/json", '{"text": "x"}', 400, "unexpected key 'text'"),
         ("application/json", "42", 400, "got JSON int"),
-        ("application/json", '{"inputs": "x", "parameters": {"temperature": 1}}', 400, "'temperature' is not supported"),
+        (
+            "application/json",
+            '{"inputs": "x", "parameters": {"temperature": 1}}',
+            400,
+            "'temperature' is not supported",
+        ),
         ("application/json", '{"inputs": "x", "parameters": {"top_k": 0}}', 400, "top_k must be a positive integer"),
         ("text/csv", "a\n\nb\n", 400, "line 2 is empty"),
         ("text/csv", 'id,inputs\n1,"unterminated\n', 400, "malformed CSV"),
         ("text/csv", "id,inputs\n1,a,extra\n", 400, "malformed CSV at line 2: 3 fields, expected 2"),
         ("text/csv", "inputs\n", 400, "header but no rows"),
         ("application/jsonlines", '{"inputs": "a"}\n{oops}\n', 400, "jsonlines line 2"),
-        ("application/jsonlines", '{"label": 1}\n', 400, "neither \"inputs\" nor \"text\""),
+        ("application/jsonlines", '{"label": 1}\n', 400, 'neither "inputs" nor "text"'),
         ("image/png", "x", 415, "Content-Type image/png is not supported"),
         (None, "x", 415, "Content-Type none is not supported"),
     ],
@@ -100,11 +111,19 @@ def test_jumpstart_shapes():
     single = _predictions(Request(["x"], single=True))
     assert json.loads(encode(single, "application/json")) == {"probabilities": [0.2, 0.8]}
     assert json.loads(encode(single, "application/json;verbose")) == {
-        "probabilities": [0.2, 0.8], "labels": LABELS, "predicted_label": "positive"
+        "probabilities": [0.2, 0.8],
+        "labels": LABELS,
+        "predicted_label": "positive",
     }
     many = _predictions(Request(["x", "y"]))
-    assert json.loads(encode(many, "application/json")) == [{"probabilities": [0.2, 0.8]}, {"probabilities": [0.9, 0.1]}]
-    assert [r["predicted_label"] for r in json.loads(encode(many, "application/json;verbose"))] == ["positive", "negative"]
+    assert json.loads(encode(many, "application/json")) == [
+        {"probabilities": [0.2, 0.8]},
+        {"probabilities": [0.9, 0.1]},
+    ]
+    assert [r["predicted_label"] for r in json.loads(encode(many, "application/json;verbose"))] == [
+        "positive",
+        "negative",
+    ]
 
 
 def test_csv_and_jsonlines_answer_one_line_per_text():
@@ -124,6 +143,9 @@ def test_pipeline_shape_honours_top_k():
 
     assert shape("x") == [{"label": "positive", "score": 0.8}]
     assert shape(["x", "y"]) == [{"label": "positive", "score": 0.8}, {"label": "negative", "score": 0.9}]
-    assert shape("x", top_k=2) == [{"label": "positive", "score": 0.8}, {"label": "negative", "score": pytest.approx(0.2)}]
+    assert shape("x", top_k=2) == [
+        {"label": "positive", "score": 0.8},
+        {"label": "negative", "score": pytest.approx(0.2)},
+    ]
     assert shape("x", top_k=None) == shape("x", top_k=2)
     assert shape(["x", "y"], top_k=1) == [[{"label": "positive", "score": 0.8}], [{"label": "negative", "score": 0.9}]]

@@ -12,10 +12,10 @@ import threading
 
 import pytest
 import torch
-from conftest import FAST, REPO, make_sentences, write_csv
 from safetensors.torch import load_file
 
 import textclf
+from conftest import FAST, REPO, make_sentences, write_csv
 from textclf.training.state import EpochBatches
 
 QUIET = {"progress": False, "log": lambda _: None}
@@ -70,15 +70,41 @@ def bert_without_dropout(tiny_bert, tmp_path_factory):
     return folder
 
 
-def test_two_gloo_processes_match_one_process_with_the_same_global_batch(bert_without_dropout, sentiment_files, tmp_path):
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
+    bert_without_dropout, sentiment_files, tmp_path
+):
     train, val = sentiment_files
     settings = {**FAST, "epochs": 4}
-    one = textclf.train(train, tmp_path / "one", model=bert_without_dropout, validation=val, **QUIET, **{**settings, "batch_size": 16})
+    one = textclf.train(
+        train, tmp_path / "one", model=bert_without_dropout, validation=val, **QUIET, **{**settings, "batch_size": 16}
+    )
     two = subprocess.run(
-        textclf_cli("--nproc", "2", "--data", str(train), "--validation", str(val), "--model", str(bert_without_dropout),
-                    "--output", str(tmp_path / "two"), "--epochs", "4", "--learning-rate", str(FAST["learning_rate"]),
-                    "--batch-size", "8", "--max-seq-length", str(FAST["max_seq_length"]), "--warmup-ratio", "0"),
-        capture_output=True, text=True, env=env(), timeout=300,
+        textclf_cli(
+            "--nproc",
+            "2",
+            "--data",
+            str(train),
+            "--validation",
+            str(val),
+            "--model",
+            str(bert_without_dropout),
+            "--output",
+            str(tmp_path / "two"),
+            "--epochs",
+            "4",
+            "--learning-rate",
+            str(FAST["learning_rate"]),
+            "--batch-size",
+            "8",
+            "--max-seq-length",
+            str(FAST["max_seq_length"]),
+            "--warmup-ratio",
+            "0",
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
     )
     assert two.returncode == 0, two.stderr
     assert two.stderr.count("epoch 1/4") == 1 and "2 processes, 16 samples per step" in two.stderr  # rank 0 alone logs
@@ -93,21 +119,56 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(bert_wi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # written once, staging gone
 
 
-def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupted_result(tiny_bert, sentiment_files, tmp_path):
+def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupted_result(
+    tiny_bert, sentiment_files, tmp_path
+):
     # 129 rows in global sifting candidates of 128 (16 batches of 4, 2 processes): the last has 1 row, so rank 1
     # has a candidate fewer, and sifting keeps different numbers of rows in each process: the processes take
     # different numbers of micro-batches.
     train = write_csv(tmp_path / "train.csv", make_sentences(129, 5))
-    args = ["--nproc", "2", "--data", str(train), "--validation", str(sentiment_files[1]), "--model", str(tiny_bert),
-            "--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "4", "--max-seq-length", "32", "--sifting", "true",
-            "--sifting-delay", "4", "--gradient-accumulation-steps", "2", "--checkpoint-every-steps", "3"]
-    reference = subprocess.run(textclf_cli(*args, "--output", str(tmp_path / "reference")), capture_output=True, text=True,
-                               env=env(), timeout=300)
+    args = [
+        "--nproc",
+        "2",
+        "--data",
+        str(train),
+        "--validation",
+        str(sentiment_files[1]),
+        "--model",
+        str(tiny_bert),
+        "--epochs",
+        "3",
+        "--learning-rate",
+        "3e-3",
+        "--batch-size",
+        "4",
+        "--max-seq-length",
+        "32",
+        "--sifting",
+        "true",
+        "--sifting-delay",
+        "4",
+        "--gradient-accumulation-steps",
+        "2",
+        "--checkpoint-every-steps",
+        "3",
+    ]
+    reference = subprocess.run(
+        textclf_cli(*args, "--output", str(tmp_path / "reference")),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "out"
-    first = subprocess.Popen(textclf_cli(*args, "--output", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True, env=env())
+    first = subprocess.Popen(
+        textclf_cli(*args, "--output", str(out)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
     watchdog = threading.Timer(300, first.kill)  # a hang in the stop path fails the test instead of blocking it
     watchdog.start()
     seen = []
@@ -123,7 +184,9 @@ def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupt
     assert len(stopped) == 1 and "Run the same command again to resume." in stopped[0], "".join(seen)
     assert not out.exists()
 
-    resumed = subprocess.run(textclf_cli(*args, "--output", str(out)), capture_output=True, text=True, env=env(), timeout=300)
+    resumed = subprocess.run(
+        textclf_cli(*args, "--output", str(out)), capture_output=True, text=True, env=env(), timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.count("resuming from") == 1
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
@@ -138,8 +201,22 @@ def test_an_error_of_rank_0_alone_stops_both_processes_with_one_line(tiny_bert, 
     # must not add its own report of the failed workers.
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("not a model")
-    done = subprocess.run(textclf_cli("--nproc", "2", "--data", str(sentiment_files[0]), "--model", str(tiny_bert),
-                                      "--output", str(tmp_path / "taken")), capture_output=True, text=True, env=env(), timeout=300)
+    done = subprocess.run(
+        textclf_cli(
+            "--nproc",
+            "2",
+            "--data",
+            str(sentiment_files[0]),
+            "--model",
+            str(tiny_bert),
+            "--output",
+            str(tmp_path / "taken"),
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--overwrite" in lines[0], done.stderr

@@ -12,17 +12,29 @@ from textclf.serving import ServeConfig, create_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a closed network and no sandbox user (CI runs as root).
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
-pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (`make test` installs it)")
+pytestmark = pytest.mark.skipif(
+    not shutil.which("chromium"), reason="Debian's chromium is not installed (`make test` installs it)"
+)
 
 
 def test_type_click_and_read_the_prediction(bert_artifact, tmp_path):
     from playwright.sync_api import sync_playwright
 
     expected = textclf.Classifier.load(bert_artifact).predict("the food was excellent and lovely")[0]
-    with LiveServer(create_app(ServeConfig(model_dir=str(bert_artifact), dtype="float32"))) as live, sync_playwright() as p:
+    with (
+        LiveServer(create_app(ServeConfig(model_dir=str(bert_artifact), dtype="float32"))) as live,
+        sync_playwright() as p,
+    ):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
             page = browser.new_page()

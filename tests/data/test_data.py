@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATA
 from textclf.data import LabelSet, ReadOptions, load_training_data, read_examples, read_texts, stratified_split
 from textclf.errors import DataError, TextclfError
-
-from conftest import SHARED_DATA
 
 
 def write(folder: Path, name: str, content: str | bytes) -> Path:
@@ -237,22 +236,82 @@ BAD_INPUTS = {
     "empty-file": ({"data.csv": "\n  \n"}, "data.csv", {}, "data.csv", "empty"),
     "header-only": ({"data.csv": "text,label\n"}, "data.csv", {}, "data.csv:1", "no data rows"),
     "too-many-columns": ({"data.csv": "0,a\n1,b,c\n"}, "data.csv", {}, "data.csv:2", "expected 2 columns"),
-    "too-few-columns-vs-header": ({"data.csv": "text,label\na,0\nb\n"}, "data.csv", {}, "data.csv:3", "expected 2 columns like the header, found 1"),
-    "too-few-columns-for-index": ({"data.tsv": "s\t1\t\ta\ns\t0\n"}, "data.tsv", {"text_column": "3", "label_column": "1"}, "data.tsv:2", "expected at least 4 columns, found 2"),
-    "jumpstart-label-not-integer": ({"train/data.csv": "0,a\npos,b\n"}, "train", {}, "train/data.csv:2", "label 'pos' is not an integer"),
+    "too-few-columns-vs-header": (
+        {"data.csv": "text,label\na,0\nb\n"},
+        "data.csv",
+        {},
+        "data.csv:3",
+        "expected 2 columns like the header, found 1",
+    ),
+    "too-few-columns-for-index": (
+        {"data.tsv": "s\t1\t\ta\ns\t0\n"},
+        "data.tsv",
+        {"text_column": "3", "label_column": "1"},
+        "data.tsv:2",
+        "expected at least 4 columns, found 2",
+    ),
+    "jumpstart-label-not-integer": (
+        {"train/data.csv": "0,a\npos,b\n"},
+        "train",
+        {},
+        "train/data.csv:2",
+        "label 'pos' is not an integer",
+    ),
     "label-gap": ({"data.csv": "0,a\n1,b\n3,c\n1,d\n"}, "data.csv", {}, "data.csv:3", "0..K-1"),
     "labels-from-1": ({"data.csv": "1,a\n2,b\n"}, "data.csv", {}, "data.csv:2", "outside 0..1"),
     "empty-text": ({"data.csv": "0,a\n1,  \n"}, "data.csv", {}, "data.csv:2", "empty text"),
     "empty-label": ({"data.csv": "text,label\na,0\nb,\n"}, "data.csv", {}, "data.csv:3", "empty label"),
-    "undecodable-bytes": ({"data.csv": b"0,ok\n1,caf\xe9\n"}, "data.csv", {}, "data.csv:2", "not valid utf-8; pass --encoding"),
+    "undecodable-bytes": (
+        {"data.csv": b"0,ok\n1,caf\xe9\n"},
+        "data.csv",
+        {},
+        "data.csv:2",
+        "not valid utf-8; pass --encoding",
+    ),
     "single-class": ({"data.csv": "0,a\n0,b\n"}, "data.csv", {}, "data.csv", "at least two classes"),
-    "malformed-jsonl": ({"data.jsonl": '{"text": "a", "label": 0}\n{"text": "b", "label": \n'}, "data.jsonl", {}, "data.jsonl:2", "not valid JSON"),
-    "jsonl-not-an-object": ({"data.jsonl": '{"text": "a", "label": 0}\n["b", 1]\n'}, "data.jsonl", {}, "data.jsonl:2", "expected a JSON object"),
-    "jsonl-missing-key": ({"data.jsonl": '{"text": "a", "label": 0}\n{"text": "b"}\n'}, "data.jsonl", {}, "data.jsonl:2", "missing key 'label'"),
-    "label-line-without-text": ({"data.label": "A:b what ?\nC:d\n"}, "data.label", {}, "data.label:2", "expected 'LABEL text'"),
-    "unknown-column-name": ({"data.csv": "text,label\na,0\n"}, "data.csv", {"text_column": "body"}, "data.csv:1", "no column named 'body'"),
+    "malformed-jsonl": (
+        {"data.jsonl": '{"text": "a", "label": 0}\n{"text": "b", "label": \n'},
+        "data.jsonl",
+        {},
+        "data.jsonl:2",
+        "not valid JSON",
+    ),
+    "jsonl-not-an-object": (
+        {"data.jsonl": '{"text": "a", "label": 0}\n["b", 1]\n'},
+        "data.jsonl",
+        {},
+        "data.jsonl:2",
+        "expected a JSON object",
+    ),
+    "jsonl-missing-key": (
+        {"data.jsonl": '{"text": "a", "label": 0}\n{"text": "b"}\n'},
+        "data.jsonl",
+        {},
+        "data.jsonl:2",
+        "missing key 'label'",
+    ),
+    "label-line-without-text": (
+        {"data.label": "A:b what ?\nC:d\n"},
+        "data.label",
+        {},
+        "data.label:2",
+        "expected 'LABEL text'",
+    ),
+    "unknown-column-name": (
+        {"data.csv": "text,label\na,0\n"},
+        "data.csv",
+        {"text_column": "body"},
+        "data.csv:1",
+        "no column named 'body'",
+    ),
     "no-recognisable-header": ({"data.csv": "foo,bar,baz\na,b,c\n"}, "data.csv", {}, "data.csv:1", "--text-column"),
-    "unknown-encoding": ({"data.csv": "0,a\n1,b\n"}, "data.csv", {"encoding": "klingon"}, "data.csv", "unknown encoding 'klingon'"),
+    "unknown-encoding": (
+        {"data.csv": "0,a\n1,b\n"},
+        "data.csv",
+        {"encoding": "klingon"},
+        "data.csv",
+        "unknown encoding 'klingon'",
+    ),
 }
 
 

@@ -17,11 +17,10 @@ import torch
 from click.testing import CliRunner, Result
 
 import textclf
-from textclf.batch import BatchOptions, run_batch
-from textclf.cli import main
-
 from conftest import make_sentences, write_csv
 from test_cli_errors import assert_one_line_error
+from textclf.batch import BatchOptions, run_batch
+from textclf.cli import main
 
 WORKDIR = ".textclf-batch"
 
@@ -52,26 +51,40 @@ def lines(path: Path) -> list[dict]:
 
 def outputs(folder: Path) -> dict[str, bytes]:
     """Every file the job left outside its working folder, by relative name."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and WORKDIR not in p.parts}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and WORKDIR not in p.parts
+    }
 
 
 def quiet_run(clf, model_dir: Path, source: Path | str, output: Path, **options) -> textclf.batch.BatchResult:
-    return run_batch(model_dir, source, output, BatchOptions(**options), progress=False, log=lambda _: None, classifier=clf)
+    return run_batch(
+        model_dir, source, output, BatchOptions(**options), progress=False, log=lambda _: None, classifier=clf
+    )
 
 
 # -- formats ------------------------------------------------------------------
 
 FORMAT_FILES = {
-    "plain.txt": ("the food was great\n\n  awful phone  \r\nnice\n", [(1, "the food was great"), (3, "awful phone"), (4, "nice")]),
-    "header.csv": ('id,review,label\n1,lovely movie,positive\n2,"bad, really bad",negative\n',
-                   [(2, "lovely movie"), (3, "bad, really bad")]),
-    "pairs.csv": ('positive,nice phone\nnegative,"multi\nline bad"\n\npositive,great\n',
-                  [(1, "nice phone"), (2, "multi\nline bad"), (5, "great")]),
+    "plain.txt": (
+        "the food was great\n\n  awful phone  \r\nnice\n",
+        [(1, "the food was great"), (3, "awful phone"), (4, "nice")],
+    ),
+    "header.csv": (
+        'id,review,label\n1,lovely movie,positive\n2,"bad, really bad",negative\n',
+        [(2, "lovely movie"), (3, "bad, really bad")],
+    ),
+    "pairs.csv": (
+        'positive,nice phone\nnegative,"multi\nline bad"\n\npositive,great\n',
+        [(1, "nice phone"), (2, "multi\nline bad"), (5, "great")],
+    ),
     "one-column.csv": ('"good, very good"\nbad\n', [(1, "good, very good"), (2, "bad")]),
     "data.tsv": ("sentence\tlabel\ngood food\tpositive\nsad\tnegative\n", [(2, "good food"), (3, "sad")]),
-    "rows.jsonl": ('{"Text": "superb", "label": "positive"}\n\n{"label": "negative", "Text": "ugly food"}\n',
-                   [(1, "superb"), (3, "ugly food")]),
+    "rows.jsonl": (
+        '{"Text": "superb", "label": "positive"}\n\n{"label": "negative", "Text": "ugly food"}\n',
+        [(1, "superb"), (3, "ugly food")],
+    ),
     "sub/nested.txt": ("\ufeffpoor service\n", [(1, "poor service")]),
 }
 
@@ -79,7 +92,9 @@ FORMAT_FILES = {
 def test_every_input_format_scores_each_record_once_in_input_order(bert_artifact, clf, tmp_path):
     for name, (content, _) in FORMAT_FILES.items():
         write(tmp_path / "in" / name, content)
-    result = batch("--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", tmp_path / "out", "--chunk-size", 2)
+    result = batch(
+        "--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", tmp_path / "out", "--chunk-size", 2
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == f"{tmp_path / 'out'}: 15 records scored in 7 file(s).\n"
     assert sorted(outputs(tmp_path / "out")) == sorted(f"{name}.out" for name in FORMAT_FILES)
@@ -99,8 +114,17 @@ def test_jumpstart_text_csv_has_no_header_and_glob_input(bert_artifact, tmp_path
     write(tmp_path / "in" / "a.csv", 'text\n"good, very good"\n"two\nlines"\n')
     write(tmp_path / "in" / "b.csv", "bad\n")
     write(tmp_path / "in" / "skip.txt", "not matched by the glob\n")
-    result = batch("--model-dir", bert_artifact, "--input", f"{tmp_path}/in/*.csv", "--output", tmp_path / "out", "--format", "text-csv",
-                   "--progress")
+    result = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        f"{tmp_path}/in/*.csv",
+        "--output",
+        tmp_path / "out",
+        "--format",
+        "text-csv",
+        "--progress",
+    )
     assert result.exit_code == 0, result.output
     assert sorted(outputs(tmp_path / "out")) == ["a.csv.out", "b.csv.out"]
     assert [g["line"] for g in lines(tmp_path / "out" / "a.csv.out")] == [1, 2, 3]
@@ -110,31 +134,66 @@ def test_jumpstart_text_csv_has_no_header_and_glob_input(bert_artifact, tmp_path
 
 def test_columns_by_index_without_a_header_and_id_column(bert_artifact, tmp_path):
     write(tmp_path / "cola.tsv", "src1\t1\t\tthe food was great\nsrc2\t0\t*\tawful phone\n")
-    result = batch("--model-dir", bert_artifact, "--input", tmp_path / "cola.tsv", "--output", tmp_path / "out",
-                   "--text-column", 3, "--id-column", 0)
+    result = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        tmp_path / "cola.tsv",
+        "--output",
+        tmp_path / "out",
+        "--text-column",
+        3,
+        "--id-column",
+        0,
+    )
     assert result.exit_code == 0, result.output
     got = lines(tmp_path / "out" / "cola.tsv.out")
-    assert [(g["line"], g["id"], g["predicted_label"]) for g in got] == [(1, "src1", "positive"), (2, "src2", "negative")]
+    assert [(g["line"], g["id"], g["predicted_label"]) for g in got] == [
+        (1, "src1", "positive"),
+        (2, "src2", "negative"),
+    ]
 
 
 # -- bad records --------------------------------------------------------------
 
 
 def test_unreadable_records_go_to_errors_with_line_and_reason_and_exit_code_3(bert_artifact, tmp_path):
-    write(tmp_path / "in" / "t.csv", b'text,label\nfine,positive\n,negative\ncaf\xe9,positive\na,b,c\n"open"x,positive\nnice,negative\n')
-    write(tmp_path / "in" / "j.jsonl", '{"text": "good"}\n{"text": \n[1]\n{"label": 1}\n{"text": 5}\n{"text": "  "}\n{"text": "bad"}\n')
+    write(
+        tmp_path / "in" / "t.csv",
+        b'text,label\nfine,positive\n,negative\ncaf\xe9,positive\na,b,c\n"open"x,positive\nnice,negative\n',
+    )
+    write(
+        tmp_path / "in" / "j.jsonl",
+        '{"text": "good"}\n{"text": \n[1]\n{"label": 1}\n{"text": 5}\n{"text": "  "}\n{"text": "bad"}\n',
+    )
     write(tmp_path / "in" / "p.txt", b"ok\nnot \xff ok\n")
-    result = batch("--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", tmp_path / "out", "--chunk-size", 2)
+    result = batch(
+        "--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", tmp_path / "out", "--chunk-size", 2
+    )
     assert result.exit_code == 3, result.output
     assert "5 records scored" in result.stderr and "10 records could not be read" in result.stderr
-    errors = {name: [(e["line"], e["error"]) for e in lines(tmp_path / "out" / f"{name}.errors")] for name in ("t.csv", "j.jsonl", "p.txt")}
+    errors = {
+        name: [(e["line"], e["error"]) for e in lines(tmp_path / "out" / f"{name}.errors")]
+        for name in ("t.csv", "j.jsonl", "p.txt")
+    }
     assert [line for line, _ in errors["t.csv"]] == [3, 4, 5, 6]
     assert [why.split(";")[0].split(" (")[0] for _, why in errors["t.csv"]] == [
-        "empty text", "bytes that are not valid utf-8", "expected 2 columns like the header, found 3", "malformed CSV"]
+        "empty text",
+        "bytes that are not valid utf-8",
+        "expected 2 columns like the header, found 3",
+        "malformed CSV",
+    ]
     assert [line for line, _ in errors["j.jsonl"]] == [2, 3, 4, 5, 6]
     assert [why.split(" (")[0].split(";")[0] for _, why in errors["j.jsonl"]] == [
-        "not valid JSON", "expected a JSON object, found list", "missing key 'text'", "'text' must be a string, found int", "empty text"]
-    assert errors["p.txt"] == [(2, "bytes that are not valid utf-8; pass --encoding with the file's real encoding (e.g. --encoding latin-1)")]
+        "not valid JSON",
+        "expected a JSON object, found list",
+        "missing key 'text'",
+        "'text' must be a string, found int",
+        "empty text",
+    ]
+    assert errors["p.txt"] == [
+        (2, "bytes that are not valid utf-8; pass --encoding with the file's real encoding (e.g. --encoding latin-1)")
+    ]
     assert [g["line"] for g in lines(tmp_path / "out" / "t.csv.out")] == [2, 7]
     assert [g["line"] for g in lines(tmp_path / "out" / "j.jsonl.out")] == [1, 7]
     assert [g["line"] for g in lines(tmp_path / "out" / "p.txt.out")] == [1]
@@ -142,8 +201,17 @@ def test_unreadable_records_go_to_errors_with_line_and_reason_and_exit_code_3(be
 
 def test_encoding_flag_reads_a_latin1_file(bert_artifact, tmp_path):
     write(tmp_path / "l.txt", "caf\xe9 was great\nna\xefve and sad\n".encode("latin-1"))
-    result = batch("--model-dir", bert_artifact, "--input", tmp_path / "l.txt", "--output", tmp_path / "out",
-                   "--encoding", "latin-1", "--join-source")
+    result = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        tmp_path / "l.txt",
+        "--output",
+        tmp_path / "out",
+        "--encoding",
+        "latin-1",
+        "--join-source",
+    )
     assert result.exit_code == 0, result.output
     assert [g["source"] for g in lines(tmp_path / "out" / "l.txt.out")] == ["caf\xe9 was great", "na\xefve and sad"]
 
@@ -185,13 +253,31 @@ def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(bert_artifact
     probabilities can differ; which records, in which order, with which labels, cannot.)
     """
     write_rows(tmp_path / "in" / "big.csv", make_sentences(400, 3))
-    write(tmp_path / "in" / "small.jsonl", "".join(json.dumps({"text": t, "label": y}) + "\n" for y, t in make_sentences(100, 4)))
+    write(
+        tmp_path / "in" / "small.jsonl",
+        "".join(json.dumps({"text": t, "label": y}) + "\n" for y, t in make_sentences(100, 4)),
+    )
     write(tmp_path / "in" / "bad.txt", b"good\n\xff\nbad\n")
-    args = ["--model-dir", str(bert_artifact), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-            "--chunk-size", "5", "--workers", "2", "--join-source"]
+    args = [
+        "--model-dir",
+        str(bert_artifact),
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+        "--chunk-size",
+        "5",
+        "--workers",
+        "2",
+        "--join-source",
+    ]
     out = tmp_path / "out"
-    run = subprocess.Popen([sys.executable, "-m", "textclf", "batch", *args], env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "textclf", "batch", *args],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while _done_chunks(out) < 4:
         assert run.poll() is None, f"the run ended before it could be killed: {run.stderr.read().decode()}"
@@ -213,7 +299,9 @@ def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(bert_artifact
     before = torch.get_num_threads()
     try:  # the threads each of 2 workers has
         like_a_worker = textclf.Classifier.load(bert_artifact, threads=textclf.batch._job._threads(2))
-        whole = quiet_run(like_a_worker, bert_artifact, tmp_path / "in", tmp_path / "whole", chunk_size=5, join_source=True)
+        whole = quiet_run(
+            like_a_worker, bert_artifact, tmp_path / "in", tmp_path / "whole", chunk_size=5, join_source=True
+        )
     finally:
         torch.set_num_threads(before)
     assert (whole.records, whole.errors) == (503, 1)
@@ -288,7 +376,18 @@ def test_shards_cover_every_record_exactly_once(bert_artifact, clf, tmp_path):
     concatenated: dict[str, bytes] = {}
     for i in range(3):
         part = tmp_path / f"shard-{i}"
-        result = batch("--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", part, "--chunk-size", 4, "--shard", f"{i}/3")
+        result = batch(
+            "--model-dir",
+            bert_artifact,
+            "--input",
+            tmp_path / "in",
+            "--output",
+            part,
+            "--chunk-size",
+            4,
+            "--shard",
+            f"{i}/3",
+        )
         assert result.exit_code == 0, result.output
         for name, data in outputs(part).items():
             concatenated[name] = concatenated.get(name, b"") + data
@@ -297,7 +396,18 @@ def test_shards_cover_every_record_exactly_once(bert_artifact, clf, tmp_path):
     for name, data in everything.items():
         lines_whole = [json.loads(line)["line"] for line in data.decode().splitlines()]
         assert sorted(seen[name]) == lines_whole and len(set(seen[name])) == len(seen[name])
-    empty = batch("--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", tmp_path / "none", "--chunk-size", 4, "--shard", "0/10")
+    empty = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        tmp_path / "in",
+        "--output",
+        tmp_path / "none",
+        "--chunk-size",
+        4,
+        "--shard",
+        "0/10",
+    )
     assert empty.exit_code == 0 and "has no chunks" in empty.stderr
     assert outputs(tmp_path / "none") == {}
 
@@ -309,7 +419,9 @@ def test_evaluate_reports_what_textclf_evaluate_reports(bert_artifact, sentiment
     val = str(sentiment_files[1])
     plain = CliRunner().invoke(main, ["evaluate", "--model-dir", str(bert_artifact), "--data", val, "--json"])
     with CliRunner().isolated_filesystem():
-        scored = batch("--model-dir", bert_artifact, "--input", val, "--output", "out", "--evaluate", "--json", "--chunk-size", 7)
+        scored = batch(
+            "--model-dir", bert_artifact, "--input", val, "--output", "out", "--evaluate", "--json", "--chunk-size", 7
+        )
         table = batch("--model-dir", bert_artifact, "--input", val, "--output", "out", "--evaluate", "--chunk-size", 7)
     assert scored.exit_code == 0, scored.output
     want, got = json.loads(plain.stdout), json.loads(scored.stdout)
@@ -319,9 +431,21 @@ def test_evaluate_reports_what_textclf_evaluate_reports(bert_artifact, sentiment
 
 
 def test_evaluate_counts_unknown_labels_and_bad_records_as_skipped(bert_artifact, tmp_path):
-    write(tmp_path / "d.jsonl", '{"text": "great", "label": "positive"}\n{"text": "awful", "label": "negative"}\n'
-                               '{"text": "meh", "label": "neutral"}\n{"text": ""}\n')
-    result = batch("--model-dir", bert_artifact, "--input", tmp_path / "d.jsonl", "--output", tmp_path / "out", "--evaluate", "--json")
+    write(
+        tmp_path / "d.jsonl",
+        '{"text": "great", "label": "positive"}\n{"text": "awful", "label": "negative"}\n'
+        '{"text": "meh", "label": "neutral"}\n{"text": ""}\n',
+    )
+    result = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        tmp_path / "d.jsonl",
+        "--output",
+        tmp_path / "out",
+        "--evaluate",
+        "--json",
+    )
     assert result.exit_code == 3, result.output
     report = json.loads(result.stdout)
     assert (report["rows"], report["skipped_rows"], report["accuracy"]) == (2, 2, 1.0)
@@ -331,30 +455,59 @@ def test_join_source_and_csv_output(bert_artifact, tmp_path):
     write(tmp_path / "in" / "h.csv", 'id,text,label\n7,"good, really",positive\n')
     write(tmp_path / "in" / "r.jsonl", '{"text": "awful", "meta": {"k": [1, "é"]}}\n')
     write(tmp_path / "in" / "p.txt", "  nice one  \n")
-    jsonl = batch("--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", tmp_path / "json", "--join-source")
+    jsonl = batch(
+        "--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", tmp_path / "json", "--join-source"
+    )
     assert jsonl.exit_code == 0, jsonl.output
-    assert lines(tmp_path / "json" / "h.csv.out")[0]["source"] == {"id": "7", "text": "good, really", "label": "positive"}
+    assert lines(tmp_path / "json" / "h.csv.out")[0]["source"] == {
+        "id": "7",
+        "text": "good, really",
+        "label": "positive",
+    }
     assert lines(tmp_path / "json" / "r.jsonl.out")[0]["source"] == {"text": "awful", "meta": {"k": [1, "é"]}}
     assert lines(tmp_path / "json" / "p.txt.out")[0]["source"] == "  nice one  "
     assert "é" in (tmp_path / "json" / "r.jsonl.out").read_text(encoding="utf-8")
 
-    as_csv = batch("--model-dir", bert_artifact, "--input", tmp_path / "in", "--output", tmp_path / "csv", "--output-format", "csv", "--join-source")
+    as_csv = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        tmp_path / "in",
+        "--output",
+        tmp_path / "csv",
+        "--output-format",
+        "csv",
+        "--join-source",
+    )
     assert as_csv.exit_code == 0, as_csv.output
-    rows = {name: list(csv.reader(io.StringIO((tmp_path / "csv" / f"{name}.out").read_text(encoding="utf-8"))))
-            for name in ("h.csv", "r.jsonl", "p.txt")}
+    rows = {
+        name: list(csv.reader(io.StringIO((tmp_path / "csv" / f"{name}.out").read_text(encoding="utf-8"))))
+        for name in ("h.csv", "r.jsonl", "p.txt")
+    }
     for name, (row,) in rows.items():
         verbose = lines(tmp_path / "json" / f"{name}.out")[0]
         assert row[:4] == [str(verbose["line"]), verbose["predicted_label"], *map(str, verbose["probabilities"])]
     assert rows["h.csv"][0][4:] == ["7", "good, really", "positive"]
     assert json.loads(rows["r.jsonl"][0][4]) == {"text": "awful", "meta": {"k": [1, "é"]}}
     assert rows["p.txt"][0][4:] == ["  nice one  "]
-    plain = batch("--model-dir", bert_artifact, "--input", tmp_path / "in" / "p.txt", "--output", tmp_path / "plain", "--output-format", "csv")
+    plain = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        tmp_path / "in" / "p.txt",
+        "--output",
+        tmp_path / "plain",
+        "--output-format",
+        "csv",
+    )
     assert (tmp_path / "plain" / "p.txt.out").read_text().count(",") == 3  # line,label,p_0,p_1
 
 
 def test_a_model_that_fails_to_load_in_a_worker_is_one_line_not_a_hang(tiny_bert, tmp_path):
     write(tmp_path / "t.txt", "good\n")
-    result = batch("--model-dir", tiny_bert, "--input", tmp_path / "t.txt", "--output", tmp_path / "out", "--workers", 2)
+    result = batch(
+        "--model-dir", tiny_bert, "--input", tmp_path / "t.txt", "--output", tmp_path / "out", "--workers", 2
+    )
     assert_one_line_error(result, "not a text-classification model")
 
 
@@ -367,22 +520,57 @@ def test_a_model_that_fails_to_load_in_a_worker_is_one_line_not_a_hang(tiny_bert
         (["--input", "nope.csv"], "nope.csv: no such file or directory."),
         (["--input", "in/*.parquet"], "in/*.parquet: no files match the pattern"),
         (["--input", "empty"], "empty: directory holds no files to score."),
-        (["--input", "in/h.csv", "--text-column", "body"], "in/h.csv:1: no column named 'body' for the text; the header has ['id', 'review']."),
-        (["--input", "in/h.csv", "--text-column", "5"], "in/h.csv: no column 5 for the text; its first row has 2 column(s)"),
-        (["--input", "in/wide.csv"], "in/wide.csv:1: cannot tell which of the 3 columns holds the text; pass --text-column"),
-        (["--input", "in/k.jsonl"], "in/k.jsonl:1: cannot tell which key holds the text (keys: ['words']); pass --text-field."),
-        (["--input", "in/t.txt", "--evaluate"], "in/t.txt: --evaluate needs labels, but plain text lines carry no labels"),
+        (
+            ["--input", "in/h.csv", "--text-column", "body"],
+            "in/h.csv:1: no column named 'body' for the text; the header has ['id', 'review'].",
+        ),
+        (
+            ["--input", "in/h.csv", "--text-column", "5"],
+            "in/h.csv: no column 5 for the text; its first row has 2 column(s)",
+        ),
+        (
+            ["--input", "in/wide.csv"],
+            "in/wide.csv:1: cannot tell which of the 3 columns holds the text; pass --text-column",
+        ),
+        (
+            ["--input", "in/k.jsonl"],
+            "in/k.jsonl:1: cannot tell which key holds the text (keys: ['words']); pass --text-field.",
+        ),
+        (
+            ["--input", "in/t.txt", "--evaluate"],
+            "in/t.txt: --evaluate needs labels, but plain text lines carry no labels",
+        ),
         (["--input", "in/t.txt", "--shard", "3/3"], "--shard i/N needs 0 <= i < N, but got '3/3'"),
         (["--input", "in/t.txt", "--shard", "half"], "--shard must look like i/N"),
         (["--input", "in/t.txt", "--encoding", "klingon"], "unknown encoding 'klingon'"),
-        (["--input", "in/t.txt", "--encoding", "utf-16"], "encoding 'utf-16' does not end lines with a single \\n byte"),
-        (["--input", "in/t.txt", "--output", "taken"], "taken: --output already holds files (notes.txt) and no batch manifest"),
+        (
+            ["--input", "in/t.txt", "--encoding", "utf-16"],
+            "encoding 'utf-16' does not end lines with a single \\n byte",
+        ),
+        (
+            ["--input", "in/t.txt", "--output", "taken"],
+            "taken: --output already holds files (notes.txt) and no batch manifest",
+        ),
         (["--input", "in/t.txt", "--output", "afile"], "afile: --output is a file"),
         (["--input", "in/t.txt", "--model-dir", "no-model"], "no-model: model folder not found"),
     ],
-    ids=["missing-input", "glob-matches-nothing", "empty-folder", "unknown-column", "column-index-out-of-range",
-         "which-column", "which-key", "evaluate-without-labels", "shard-out-of-range", "shard-malformed",
-         "unknown-encoding", "utf16", "output-holds-other-files", "output-is-a-file", "missing-model"],
+    ids=[
+        "missing-input",
+        "glob-matches-nothing",
+        "empty-folder",
+        "unknown-column",
+        "column-index-out-of-range",
+        "which-column",
+        "which-key",
+        "evaluate-without-labels",
+        "shard-out-of-range",
+        "shard-malformed",
+        "unknown-encoding",
+        "utf16",
+        "output-holds-other-files",
+        "output-is-a-file",
+        "missing-model",
+    ],
 )
 def test_bad_usage_is_one_line_and_exit_2(bert_artifact, tmp_path, monkeypatch, args, expected):
     monkeypatch.chdir(tmp_path)
@@ -404,7 +592,9 @@ def test_an_output_folder_of_another_job_is_refused(bert_artifact, tmp_path):
     args = ["--model-dir", bert_artifact, "--input", tmp_path / "a.txt", "--output", tmp_path / "out"]
     assert batch(*args, "--chunk-size", 1).exit_code == 0
     before = outputs(tmp_path / "out")
-    assert_one_line_error(batch(*args, "--chunk-size", 2), "holds another batch job (it was run with chunk_size=1, not 2)")
+    assert_one_line_error(
+        batch(*args, "--chunk-size", 2), "holds another batch job (it was run with chunk_size=1, not 2)"
+    )
     assert_one_line_error(batch(*args, "--chunk-size", 1, "--output-format", "csv"), "output_format='jsonl', not 'csv'")
     write(tmp_path / "a.txt", "good\nbad\nmore\n")
     assert_one_line_error(batch(*args, "--chunk-size", 1), "a.txt changed since the job started")
@@ -412,15 +602,34 @@ def test_an_output_folder_of_another_job_is_refused(bert_artifact, tmp_path):
 
 
 def test_public_api_is_pinned():
-    assert sorted(textclf.batch.__all__) == sorted([
-        "BatchOptions", "BatchResult", "DEFAULT_CHUNK_SIZE", "EXIT_RECORD_ERRORS", "FORMATS", "OUTPUT_FORMATS", "parse_shard", "run_batch",
-    ])
+    assert sorted(textclf.batch.__all__) == sorted(
+        [
+            "BatchOptions",
+            "BatchResult",
+            "DEFAULT_CHUNK_SIZE",
+            "EXIT_RECORD_ERRORS",
+            "FORMATS",
+            "OUTPUT_FORMATS",
+            "parse_shard",
+            "run_batch",
+        ]
+    )
 
 
 def test_a_lone_surrogate_id_is_written_escaped_in_csv_output(bert_artifact, tmp_path):
     write(tmp_path / "s.jsonl", '{"id": "a\\ud800b", "text": "good food"}\n{"id": "ok", "text": "awful"}\n')
-    result = batch("--model-dir", bert_artifact, "--input", tmp_path / "s.jsonl", "--output", tmp_path / "out",
-                   "--output-format", "csv", "--id-field", "id")
+    result = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        tmp_path / "s.jsonl",
+        "--output",
+        tmp_path / "out",
+        "--output-format",
+        "csv",
+        "--id-field",
+        "id",
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(io.StringIO((tmp_path / "out" / "s.jsonl.out").read_text(encoding="utf-8"))))
     assert [row[1] for row in rows] == ["a\\ud800b", "ok"]

@@ -19,7 +19,7 @@ from textclf.serving import ServeConfig, create_app
 
 TEXTS = ["the food was great", "it was really very bad and the service was poor", "nice", "sad phone, ugly and broken"]
 
-EXPLODING = '''
+EXPLODING = """
 from textclf import Classifier
 
 def model_fn(model_dir):
@@ -31,7 +31,7 @@ def model_fn(model_dir):
         return predict_proba(texts)
     clf.predict_proba = guarded
     return clf
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def post(server, body, content_type, accept=None, path="/invocations"):
     headers = {"Content-Type": content_type} if content_type else {}
     if accept:
         headers["Accept"] = accept
-    return httpx.post(server.url + path, content=body if isinstance(body, bytes) else body.encode(), headers=headers, timeout=30)
+    return httpx.post(
+        server.url + path, content=body if isinstance(body, bytes) else body.encode(), headers=headers, timeout=30
+    )
 
 
 # -- every content type with every accept ---------------------------------------------------
@@ -78,7 +80,9 @@ def rows_of(response, accept: str, single: bool) -> list[list[float]]:
     return [r["probabilities"] for r in ([value] if single else value)]
 
 
-@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/json;verbose", "text/csv", "application/jsonlines"])
+@pytest.mark.parametrize(
+    "accept", [None, "*/*", "application/json", "application/json;verbose", "text/csv", "application/jsonlines"]
+)
 @pytest.mark.parametrize("kind", list(REQUESTS))
 def test_every_content_type_and_accept(server, classifier, kind, accept):
     content_type, body, texts, single = REQUESTS[kind]
@@ -109,7 +113,11 @@ def test_inputs_requests_answer_exactly_like_a_transformers_pipeline(server, ber
     expected = pipeline("text-classification", model=str(bert_artifact))(inputs, **(parameters or {}))
 
     def flat(value):
-        return [(d["label"], round(d["score"], 5)) for d in value] if isinstance(value, list) and value and isinstance(value[0], dict) else [flat(v) for v in value]
+        return (
+            [(d["label"], round(d["score"], 5)) for d in value]
+            if isinstance(value, list) and value and isinstance(value[0], dict)
+            else [flat(v) for v in value]
+        )
 
     assert flat(response.json()) == flat(expected)
 
@@ -121,19 +129,28 @@ def test_inputs_requests_answer_exactly_like_a_transformers_pipeline(server, ber
 def runtime(server, monkeypatch):
     import boto3
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     return boto3.client("sagemaker-runtime", endpoint_url=server.url)
 
 
 def test_boto3_invoke_endpoint_works_unchanged(runtime, classifier):
     response = runtime.invoke_endpoint(
-        EndpointName="my-endpoint", ContentType="application/x-text", Accept="application/json;verbose", Body=TEXTS[0].encode()
+        EndpointName="my-endpoint",
+        ContentType="application/x-text",
+        Accept="application/json;verbose",
+        Body=TEXTS[0].encode(),
     )
     answer = json.loads(response["Body"].read())
     assert response["ContentType"] == "application/json;verbose"
     assert answer["predicted_label"] == classifier.predict(TEXTS[0])[0].predicted_label
-    listed = runtime.invoke_endpoint(EndpointName="x", ContentType="application/json", Body=json.dumps({"inputs": TEXTS}))
+    listed = runtime.invoke_endpoint(
+        EndpointName="x", ContentType="application/json", Body=json.dumps({"inputs": TEXTS})
+    )
     assert len(json.loads(listed["Body"].read())) == len(TEXTS)
 
 
@@ -179,7 +196,9 @@ def test_a_chunked_body_over_the_limit_is_refused_while_reading(server):
         for _ in range(7):
             yield b"y" * (1024 * 1024)
 
-    response = httpx.post(server.url + "/invocations", content=chunks(), headers={"Content-Type": "application/x-text"}, timeout=30)
+    response = httpx.post(
+        server.url + "/invocations", content=chunks(), headers={"Content-Type": "application/x-text"}, timeout=30
+    )
     assert response.status_code == 413
 
 
@@ -196,7 +215,9 @@ def test_texts_longer_than_the_model_takes_are_truncated(server, classifier):
     long_text = "the food was great " + "really " * 5000  # 30 kB, far over max_seq_length
     response = post(server, long_text, "application/x-text", "application/json;verbose")
     assert response.status_code == 200
-    assert response.json()["probabilities"] == pytest.approx(classifier.predict_proba([long_text])[0].tolist(), abs=1e-5)
+    assert response.json()["probabilities"] == pytest.approx(
+        classifier.predict_proba([long_text])[0].tolist(), abs=1e-5
+    )
 
 
 def test_unknown_routes_and_methods_answer_json(server):
@@ -213,9 +234,16 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, cl
     expected = classifier.predict_proba(texts)
 
     async def fire():
-        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=32)) as client:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=32)
+        ) as client:
+
             async def one_list(start):  # a request carrying 8 texts, split across batches
-                r = await client.post("/invocations", content=json.dumps(texts[start:start + 8]), headers={"Content-Type": "application/json"})
+                r = await client.post(
+                    "/invocations",
+                    content=json.dumps(texts[start : start + 8]),
+                    headers={"Content-Type": "application/json"},
+                )
                 return list(range(start, start + 8)), [x["probabilities"] for x in r.json()]
 
             async def one_text(i):
@@ -254,7 +282,9 @@ def test_metrics_are_prometheus_text(server):
 
 def test_execution_parameters_and_ping(server):
     assert httpx.get(server.url + "/execution-parameters").json() == {
-        "MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6
+        "MaxConcurrentTransforms": 1,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
     }
     ping = httpx.get(server.url + "/ping")
     assert ping.status_code == 200 and ping.content == b""
@@ -268,14 +298,14 @@ def test_the_page_names_the_model_and_its_labels(server):
 
 # -- loading, custom code, zero-code deploy ---------------------------------------------------
 
-SLOW_LOAD = '''
+SLOW_LOAD = """
 import time
 from textclf import Classifier
 
 def model_fn(model_dir):
     time.sleep(1.5)
     return Classifier.load(model_dir)
-'''
+"""
 
 
 def test_ping_is_503_until_the_model_has_loaded(bert_artifact, tmp_path):
@@ -283,14 +313,20 @@ def test_ping_is_503_until_the_model_has_loaded(bert_artifact, tmp_path):
     with LiveServer(create_app(ServeConfig(model_dir=str(folder))), wait_ready=False) as live:
         early = httpx.get(live.url + "/ping")
         assert early.status_code == 503 and "still loading" in early.json()["Message"]
-        assert httpx.post(live.url + "/invocations", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 503
+        assert (
+            httpx.post(live.url + "/invocations", content=b"x", headers={"Content-Type": "text/plain"}).status_code
+            == 503
+        )
         from serving_helpers import wait_for_ping
 
         wait_for_ping(live.url)
-        assert httpx.post(live.url + "/invocations", content=b"nice", headers={"Content-Type": "text/plain"}).status_code == 200
+        assert (
+            httpx.post(live.url + "/invocations", content=b"nice", headers={"Content-Type": "text/plain"}).status_code
+            == 200
+        )
 
 
-CUSTOM = '''
+CUSTOM = """
 import json
 
 def input_fn(input_data, content_type, context):
@@ -303,14 +339,17 @@ def predict_fn(data, model):
 
 def output_fn(prediction, accept):
     return json.dumps({"custom": prediction}), "application/vnd.custom+json"
-'''
+"""
 
 
 def test_custom_inference_code_replaces_the_default_steps(bert_artifact, tmp_path, classifier):
     folder = with_code(bert_artifact, tmp_path / "custom", CUSTOM)
     with LiveServer(create_app(ServeConfig(model_dir=str(folder)))) as live:
-        response = httpx.post(live.url + "/invocations", content="lovely food|awful phone".encode(),
-                              headers={"Content-Type": "text/plain", "Accept": "application/anything", "X-Test": "yes"})
+        response = httpx.post(
+            live.url + "/invocations",
+            content=b"lovely food|awful phone",
+            headers={"Content-Type": "text/plain", "Accept": "application/anything", "X-Test": "yes"},
+        )
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/vnd.custom+json"
     labels = [p.predicted_label for p in classifier.predict(["lovely food", "awful phone"])]
@@ -320,7 +359,9 @@ def test_custom_inference_code_replaces_the_default_steps(bert_artifact, tmp_pat
 def test_a_broken_custom_file_fails_loading_with_one_line(bert_artifact, tmp_path):
     folder = with_code(bert_artifact, tmp_path / "broken", "def model_fn(model_dir):\n    return 42\n")
     failures = []
-    with LiveServer(create_app(ServeConfig(model_dir=str(folder)), on_load_failure=failures.append), wait_ready=False) as live:
+    with LiveServer(
+        create_app(ServeConfig(model_dir=str(folder)), on_load_failure=failures.append), wait_ready=False
+    ) as live:
         for _ in range(200):
             if failures:
                 break
@@ -340,7 +381,11 @@ def test_zero_code_deploy_of_a_plain_hugging_face_folder(bert_artifact, tmp_path
     config = ServeConfig.resolve(env={"HF_MODEL_ID": str(plain), "HF_TASK": "text-classification"}, dtype="float32")
     assert config.model == str(plain)
     with LiveServer(create_app(config)) as live:
-        response = httpx.post(live.url + "/invocations", content=json.dumps({"inputs": TEXTS[0]}), headers={"Content-Type": "application/json"})
+        response = httpx.post(
+            live.url + "/invocations",
+            content=json.dumps({"inputs": TEXTS[0]}),
+            headers={"Content-Type": "application/json"},
+        )
     assert response.json()[0]["label"] == classifier.predict(TEXTS[0])[0].predicted_label
 
 

@@ -16,18 +16,21 @@ from serving_helpers import free_port, wait_for_ping, with_code
 
 from textclf.cli import main
 
-SLOW_PREDICT = '''
+SLOW_PREDICT = """
 import time
 
 def predict_fn(data, model):
     time.sleep(1.5)
     return {"labels": [p.predicted_label for p in model.predict(data.texts)]}
-'''
+"""
 
 
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "textclf", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "textclf", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, **(env or {})},
     )
 
@@ -58,7 +61,10 @@ def test_an_unreachable_hub_model_exits_2_with_how_to_fix_it():
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: cannot load the model: cannot load 'someone/not-cached-model'") and "--local-dir" in last
+    assert (
+        last.startswith("error: cannot load the model: cannot load 'someone/not-cached-model'")
+        and "--local-dir" in last
+    )
     assert "Traceback" not in err
 
 
@@ -72,7 +78,11 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(bert_artifact, tmp_
         answers = []
 
         def request():
-            answers.append(httpx.post(url + "/invocations", content=b"lovely food", headers={"Content-Type": "text/plain"}, timeout=30))
+            answers.append(
+                httpx.post(
+                    url + "/invocations", content=b"lovely food", headers={"Content-Type": "text/plain"}, timeout=30
+                )
+            )
 
         thread = threading.Thread(target=request)
         thread.start()
@@ -95,12 +105,18 @@ def test_several_workers_serve_one_port_and_sum_their_metrics(bert_artifact):
         wait_for_ping(url, timeout=120)
         statuses = []
         for i in range(24):  # a new connection each time, so the kernel spreads them over workers
-            statuses.append(httpx.post(url + "/invocations", content=f"nice food {i}".encode(), headers={"Content-Type": "text/plain"}).status_code)
+            statuses.append(
+                httpx.post(
+                    url + "/invocations", content=f"nice food {i}".encode(), headers={"Content-Type": "text/plain"}
+                ).status_code
+            )
         metrics = httpx.get(url + "/metrics").text
         code, err = stop(process)
     finally:
         process.kill()
     assert statuses == [200] * 24
-    line = next(x for x in metrics.splitlines() if x.startswith('textclf_requests_total{route="/invocations",status="200"}'))
+    line = next(
+        x for x in metrics.splitlines() if x.startswith('textclf_requests_total{route="/invocations",status="200"}')
+    )
     assert float(line.rsplit(" ", 1)[1]) == 24  # whichever worker answered the scrape
     assert code == 0, err

@@ -14,10 +14,10 @@ from pathlib import Path
 import optuna
 import pytest
 from click.testing import CliRunner
-from conftest import REPO
-from test_cli_errors import assert_one_line_error
 
 import textclf
+from conftest import REPO
+from test_cli_errors import assert_one_line_error
 from textclf.cli import main
 from textclf.errors import ConfigError
 from textclf.tuning.study import EPOCHS_ATTR, PeerMedianPruner
@@ -25,8 +25,10 @@ from textclf.tuning.study import EPOCHS_ATTR, PeerMedianPruner
 QUIET = {"log": lambda _: None}
 FIXED = {"max_seq_length": 32, "warmup_ratio": 0.0, "learning_rate": 3e-3, "batch_size": 16}
 """conftest.FAST less what the studies here search."""
-SPACE = {"learning_rate": {"type": "float", "low": 5e-3, "high": 2e-2, "log": True},
-         "batch_size": {"type": "categorical", "choices": [16, 32]}}
+SPACE = {
+    "learning_rate": {"type": "float", "low": 5e-3, "high": 2e-2, "log": True},
+    "batch_size": {"type": "categorical", "choices": [16, 32]},
+}
 
 
 def load(output: Path) -> optuna.Study:
@@ -41,8 +43,19 @@ def study_csv(output: Path) -> list[dict]:
 def test_three_trial_study_keeps_a_loadable_best_model(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     fixed = {k: v for k, v in FIXED.items() if k not in SPACE}
-    result = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=3,
-                          early_stopping_trials="off", seed=0, epochs=2, **fixed, **QUIET)
+    result = textclf.tune(
+        train,
+        tmp_path / "study",
+        model=tiny_bert,
+        validation=val,
+        search_space=SPACE,
+        max_trials=3,
+        early_stopping_trials="off",
+        seed=0,
+        epochs=2,
+        **fixed,
+        **QUIET,
+    )
     rows = study_csv(result.output)
     assert [r["number"] for r in rows] == ["0", "1", "2"] and {r["state"] for r in rows} == {"COMPLETE"}
     assert set(rows[0]) >= {"number", "state", "value", "duration_s", "learning_rate", "batch_size"}
@@ -60,20 +73,67 @@ def test_three_trial_study_keeps_a_loadable_best_model(tiny_bert, sentiment_file
     assert "trials: 3 complete" in result.render()
 
     # the same call again: the study is full, nothing is rerun; --keep-top 1 leaves one trial folder
-    again = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=3,
-                         early_stopping_trials="off", keep_top=1, epochs=2, **fixed, **QUIET)
+    again = textclf.tune(
+        train,
+        tmp_path / "study",
+        model=tiny_bert,
+        validation=val,
+        search_space=SPACE,
+        max_trials=3,
+        early_stopping_trials="off",
+        keep_top=1,
+        epochs=2,
+        **fixed,
+        **QUIET,
+    )
     assert again.best_trial == result.best_trial and len(load(result.output).trials) == 3
     assert [p.name for p in (result.output / "trials").iterdir()] == [f"{result.best_trial:04d}"]
     with pytest.raises(ConfigError, match="was started with another objective; run the same command to resume it"):
-        textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=3,
-                     objective="val_f1", epochs=2, **fixed, **QUIET)
+        textclf.tune(
+            train,
+            tmp_path / "study",
+            model=tiny_bert,
+            validation=val,
+            search_space=SPACE,
+            max_trials=3,
+            objective="val_f1",
+            epochs=2,
+            **fixed,
+            **QUIET,
+        )
 
 
 def _cli(tiny_bert, sentiment_files, output: Path, space: Path, *extra: str) -> list[str]:
     train, val = sentiment_files
-    return [sys.executable, "-m", "textclf", "tune", "--data", str(train), "--validation", str(val), "--model", str(tiny_bert),
-            "--output", str(output), "--search-space", str(space), "--max-trials", "3", "--strategy", "random",
-            "--early-stopping-trials", "off", "--epochs", "3", "--max-seq-length", "32", "--warmup-ratio", "0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "textclf",
+        "tune",
+        "--data",
+        str(train),
+        "--validation",
+        str(val),
+        "--model",
+        str(tiny_bert),
+        "--output",
+        str(output),
+        "--search-space",
+        str(space),
+        "--max-trials",
+        "3",
+        "--strategy",
+        "random",
+        "--early-stopping-trials",
+        "off",
+        "--epochs",
+        "3",
+        "--max-seq-length",
+        "32",
+        "--warmup-ratio",
+        "0",
+        *extra,
+    ]
 
 
 def _env() -> dict:
@@ -82,8 +142,10 @@ def _env() -> dict:
 
 def test_killed_study_resumes_and_retries_the_killed_trial(tiny_bert, sentiment_files, tmp_path):
     space = tmp_path / "space.yaml"
-    space.write_text("learning_rate: {type: float, low: 5.0e-3, high: 2.0e-2, log: true}\n"
-                     "batch_size:\n  type: categorical\n  choices: [16, 32]\n")
+    space.write_text(
+        "learning_rate: {type: float, low: 5.0e-3, high: 2.0e-2, log: true}\n"
+        "batch_size:\n  type: categorical\n  choices: [16, 32]\n"
+    )
     output = tmp_path / "study"
     command = _cli(tiny_bert, sentiment_files, output, space)
     log = (tmp_path / "first.log").open("w+")
@@ -108,14 +170,28 @@ def test_killed_study_resumes_and_retries_the_killed_trial(tiny_bert, sentiment_
     assert len(retried) == 1 and retried[0].params == trials[1].params
     assert [r["state"] for r in study_csv(output)].count("COMPLETE") == 3
     assert "best: trial" in second.stdout
-    assert sorted(p.name for p in (output / "trials").iterdir()) == [f"{t.number:04d}" for t in complete]  # no half-built folder
+    assert sorted(p.name for p in (output / "trials").iterdir()) == [
+        f"{t.number:04d}" for t in complete
+    ]  # no half-built folder
 
 
 def test_parallel_trials_share_one_study_without_duplicates(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     fixed = {k: v for k, v in FIXED.items() if k not in SPACE}
-    result = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=4,
-                          parallel_trials=2, early_stopping_trials="off", seed=0, epochs=1, **fixed, **QUIET)
+    result = textclf.tune(
+        train,
+        tmp_path / "study",
+        model=tiny_bert,
+        validation=val,
+        search_space=SPACE,
+        max_trials=4,
+        parallel_trials=2,
+        early_stopping_trials="off",
+        seed=0,
+        epochs=1,
+        **fixed,
+        **QUIET,
+    )
     trials = [t for t in load(result.output).trials if not t.user_attrs.get("surplus")]
     assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
@@ -127,11 +203,23 @@ def test_parallel_trials_share_one_study_without_duplicates(tiny_bert, sentiment
 def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     result = textclf.tune(
-        train, tmp_path / "study", model=tiny_bert, validation=val, max_trials=3, objective="val_loss",
+        train,
+        tmp_path / "study",
+        model=tiny_bert,
+        validation=val,
+        max_trials=3,
+        objective="val_loss",
         search_space={"learning_rate": {"type": "float", "low": 1e-9, "high": 1e-8, "log": True}},
         first_trials=[{"learning_rate": 1e-2}],  # a good first trial sets the median the others fall behind
-        strategy="random", early_stopping_trials="median", pruning_startup_trials=1, seed=0,
-        epochs=3, max_seq_length=32, warmup_ratio=0.0, batch_size=16, **QUIET,
+        strategy="random",
+        early_stopping_trials="median",
+        pruning_startup_trials=1,
+        seed=0,
+        epochs=3,
+        max_seq_length=32,
+        warmup_ratio=0.0,
+        batch_size=16,
+        **QUIET,
     )
     states = [r["state"] for r in result.trials]
     assert states[0] == "COMPLETE" and "PRUNED" in states, result.trials
@@ -140,31 +228,60 @@ def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_fi
     assert result.best_trial == 0
 
 
-
 def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     result = textclf.tune(
-        train, tmp_path / "study", model=tiny_bert, validation=val, max_trials=3, objective="val_loss",
+        train,
+        tmp_path / "study",
+        model=tiny_bert,
+        validation=val,
+        max_trials=3,
+        objective="val_loss",
         search_space={"learning_rate": {"type": "float", "low": 1e-9, "high": 1e-8, "log": True}},
-        first_trials=[{"learning_rate": 1e-2}], strategy="random", early_stopping_trials="median",
-        pruning_startup_trials=1, seed=0, epochs=1, max_seq_length=32, warmup_ratio=0.0, batch_size=16, **QUIET,
+        first_trials=[{"learning_rate": 1e-2}],
+        strategy="random",
+        early_stopping_trials="median",
+        pruning_startup_trials=1,
+        seed=0,
+        epochs=1,
+        max_seq_length=32,
+        warmup_ratio=0.0,
+        batch_size=16,
+        **QUIET,
     )
     assert [r["state"] for r in result.trials] == ["COMPLETE"] * 3, result.trials
-
 
 
 def test_timeout_starts_no_trial_after_the_time_is_up(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     lines: list[str] = []
-    result = textclf.tune(train, tmp_path / "study", model=tiny_bert, validation=val, search_space=SPACE, max_trials=4,
-                          timeout=1e-3, early_stopping_trials="off", seed=0, epochs=1, max_seq_length=32, log=lines.append)
+    result = textclf.tune(
+        train,
+        tmp_path / "study",
+        model=tiny_bert,
+        validation=val,
+        search_space=SPACE,
+        max_trials=4,
+        timeout=1e-3,
+        early_stopping_trials="off",
+        seed=0,
+        epochs=1,
+        max_seq_length=32,
+        log=lines.append,
+    )
     assert len(result.trials) <= 1 and any("time is up" in line for line in lines), lines
 
+
 def _finished(study: optuna.Study, epochs: int, curve: list[float]) -> None:
-    study.add_trial(optuna.trial.create_trial(
-        params={}, distributions={}, value=max(curve), intermediate_values=dict(enumerate(curve, start=1)),
-        user_attrs={EPOCHS_ATTR: epochs},
-    ))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={},
+            distributions={},
+            value=max(curve),
+            intermediate_values=dict(enumerate(curve, start=1)),
+            user_attrs={EPOCHS_ATTR: epochs},
+        )
+    )
 
 
 def test_median_pruning_compares_only_trials_planned_for_as_many_epochs():
@@ -185,27 +302,65 @@ def test_median_pruning_compares_only_trials_planned_for_as_many_epochs():
     _finished(study, 3, [0.80, 0.88, 0.93])
     assert at_epoch_1(3, 0.70) and not at_epoch_1(3, 0.85)
 
-@pytest.mark.parametrize(("name", "content", "fragments"), [
-    ("space.json", '{"learning_rat": {"type": "float", "low": 1e-5, "high": 1e-4}}', ["unknown hyperparameter 'learning_rat'", "Did you mean 'learning_rate'"]),
-    ("space.json", '{"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-5}}', ["learning_rate", "low=0.0001 > high=1e-05"]),
-    ("space.json", '{"weight_decay": {"type": "float", "low": 0, "high": 0.1, "log": true}}', ["weight_decay", "log range needs low > 0"]),
-    ("space.json", '{"epochs": {"type": "float", "low": 1, "high": 3}}', ["epochs", "integer hyperparameter"]),
-    ("space.json", '{"epochs": {"type": "int", "low": "one", "high": 3}}', ["epochs", "'low' must be a number"]),
-    ("space.json", '{"train_only_top_layer": {"type": "int", "low": 0, "high": 1}}', ["train_only_top_layer", "categorical"]),
-    ("space.json", '{"batch_size": {"type": "categorical", "choices": [0, 16]}}', ["batch_size", "the value 0 is not allowed", "at least 1"]),
-    ("space.json", '{"batch_size": {"type": "categorical", "values": [8]}}', ["batch_size", "unknown key 'values'"]),
-    ("space.json", '{"batch_size": {"type": "range"}}', ["batch_size", "'type' must be one of float, int, categorical"]),
-    ("space.json", '{"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "step"', ["not valid JSON"]),
-    ("space.yaml", "learning_rate: [1e-5, 1e-4]\n", ["learning_rate", "expected an object"]),
-    ("space.yaml", "learning_rate: {type: float\n", ["not valid YAML"]),
-    ("grid.json", '{"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4}}', ["learning_rate", "grid search needs a 'step'"]),
-])
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragments"),
+    [
+        (
+            "space.json",
+            '{"learning_rat": {"type": "float", "low": 1e-5, "high": 1e-4}}',
+            ["unknown hyperparameter 'learning_rat'", "Did you mean 'learning_rate'"],
+        ),
+        (
+            "space.json",
+            '{"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-5}}',
+            ["learning_rate", "low=0.0001 > high=1e-05"],
+        ),
+        (
+            "space.json",
+            '{"weight_decay": {"type": "float", "low": 0, "high": 0.1, "log": true}}',
+            ["weight_decay", "log range needs low > 0"],
+        ),
+        ("space.json", '{"epochs": {"type": "float", "low": 1, "high": 3}}', ["epochs", "integer hyperparameter"]),
+        ("space.json", '{"epochs": {"type": "int", "low": "one", "high": 3}}', ["epochs", "'low' must be a number"]),
+        (
+            "space.json",
+            '{"train_only_top_layer": {"type": "int", "low": 0, "high": 1}}',
+            ["train_only_top_layer", "categorical"],
+        ),
+        (
+            "space.json",
+            '{"batch_size": {"type": "categorical", "choices": [0, 16]}}',
+            ["batch_size", "the value 0 is not allowed", "at least 1"],
+        ),
+        (
+            "space.json",
+            '{"batch_size": {"type": "categorical", "values": [8]}}',
+            ["batch_size", "unknown key 'values'"],
+        ),
+        (
+            "space.json",
+            '{"batch_size": {"type": "range"}}',
+            ["batch_size", "'type' must be one of float, int, categorical"],
+        ),
+        ("space.json", '{"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "step"', ["not valid JSON"]),
+        ("space.yaml", "learning_rate: [1e-5, 1e-4]\n", ["learning_rate", "expected an object"]),
+        ("space.yaml", "learning_rate: {type: float\n", ["not valid YAML"]),
+        (
+            "grid.json",
+            '{"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4}}',
+            ["learning_rate", "grid search needs a 'step'"],
+        ),
+    ],
+)
 def test_bad_search_space_is_one_line_naming_the_file_and_parameter(tmp_path, monkeypatch, name, content, fragments):
     monkeypatch.chdir(tmp_path)
     Path(name).write_text(content)
     Path("train.csv").write_text("text,label\ngreat,pos\nawful,neg\n")
     strategy = ["--strategy", "grid"] if name == "grid.json" else []
-    result = CliRunner().invoke(main, ["tune", "--data", "train.csv", "--output", "out", "--search-space", name, *strategy])
+    result = CliRunner().invoke(
+        main, ["tune", "--data", "train.csv", "--output", "out", "--search-space", name, *strategy]
+    )
     assert_one_line_error(result, name, *fragments)
     assert not Path("out").exists()
 
@@ -214,6 +369,7 @@ def test_a_searched_and_fixed_hyperparameter_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("space.json").write_text(json.dumps(SPACE))
     Path("train.csv").write_text("text,label\ngreat,pos\nawful,neg\n")
-    result = CliRunner().invoke(main, ["tune", "--data", "train.csv", "--output", "out", "--search-space", "space.json",
-                                       "--batch-size", "8"])
+    result = CliRunner().invoke(
+        main, ["tune", "--data", "train.csv", "--output", "out", "--search-space", "space.json", "--batch-size", "8"]
+    )
     assert_one_line_error(result, "space.json", "batch_size is searched there and also fixed to 8")

@@ -21,7 +21,7 @@ class LiveServer:
         self.wait_ready = wait_ready
         self.url = ""
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:

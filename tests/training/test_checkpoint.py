@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import torch
-from conftest import FAST, REPO
 from safetensors.torch import load_file
 
 import textclf
+from conftest import FAST, REPO
 from textclf.errors import ConfigError, TrainingInterrupted
 from textclf.training import checkpoint, loop
 
@@ -48,10 +48,15 @@ main(sys.argv[1:], prog_name="textclf")
 
 
 def train_cli(args: list[str], signal_name: str, after_save: int = 0, at_step: int = 0) -> subprocess.CompletedProcess:
-    code = (SELF_SIGNALLING_TRAIN.replace("AFTER_SAVE", str(after_save)).replace("AT_STEP", str(at_step))
-            .replace("SIGNAL", f"signal.{signal_name}"))
+    code = (
+        SELF_SIGNALLING_TRAIN.replace("AFTER_SAVE", str(after_save))
+        .replace("AT_STEP", str(at_step))
+        .replace("SIGNAL", f"signal.{signal_name}")
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-c", code, "train", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, "train", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def cli_args(settings: dict) -> list[str]:
@@ -76,13 +81,32 @@ def staged(output) -> list:
 def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights_and_metrics(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     # sifting from the 3rd batch, so checkpoints hold the sifter mid-way; accumulation, so steps span batches
-    settings = {**FAST, "epochs": 3, "batch_size": 8, "gradient_accumulation_steps": 2, "checkpoint_every_steps": 2,
-                "sifting": True, "sifting_delay": 2}
-    reference = textclf.train(train, tmp_path / "reference", model=tiny_bert, validation=val, **QUIET, **settings).output
+    settings = {
+        **FAST,
+        "epochs": 3,
+        "batch_size": 8,
+        "gradient_accumulation_steps": 2,
+        "checkpoint_every_steps": 2,
+        "sifting": True,
+        "sifting_delay": 2,
+    }
+    reference = textclf.train(
+        train, tmp_path / "reference", model=tiny_bert, validation=val, **QUIET, **settings
+    ).output
 
     output = tmp_path / "out"
-    args = ["--data", str(train), "--validation", str(val), "--model", str(tiny_bert), "--output", str(output),
-            "--no-progress", *cli_args(settings)]
+    args = [
+        "--data",
+        str(train),
+        "--validation",
+        str(val),
+        "--model",
+        str(tiny_bert),
+        "--output",
+        str(output),
+        "--no-progress",
+        *cli_args(settings),
+    ]
     killed = train_cli(args, "SIGKILL", after_save=3)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not output.exists()
@@ -94,8 +118,13 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights_and_metric
     assert state["processes"][0]["tally"] is not None and state["processes"][0]["position"] > 0  # inside an epoch
     assert len(list((stage / "checkpoints").glob("step-*.pt"))) == 2  # rotated
 
-    resumed = subprocess.run([sys.executable, "-m", "textclf", "train", *args], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "textclf", "train", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {newest}: epoch {state['epoch']}, step {state['step']}" in resumed.stderr
     assert_same_run(reference, output)
@@ -104,8 +133,18 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights_and_metric
 
 def sigterm_at_step(step: int, model, train, val, output, settings: dict) -> tuple[subprocess.CompletedProcess, object]:
     """`textclf train` stopped by SIGTERM after optimizer step ``step``: the process and its staging folder."""
-    args = ["--data", str(train), "--validation", str(val), "--model", str(model), "--output", str(output),
-            "--no-progress", *cli_args(settings)]
+    args = [
+        "--data",
+        str(train),
+        "--validation",
+        str(val),
+        "--model",
+        str(model),
+        "--output",
+        str(output),
+        "--no-progress",
+        *cli_args(settings),
+    ]
     stopped = train_cli(args, "SIGTERM", at_step=step)
     assert stopped.returncode == 130, stopped.stderr
     (stage,) = staged(output)
@@ -119,8 +158,10 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tiny_bert, sentiment
     stopped, stage = sigterm_at_step(5, tiny_bert, train, val, output, settings)
     saved = stage / "checkpoints" / "step-00000005.pt"
     last = stopped.stderr.strip().splitlines()[-1]
-    assert last == (f"error: stopped by SIGTERM in epoch 1/2 at step 5; checkpoint saved to {saved}. "
-                    "Run the same command again to resume.")
+    assert last == (
+        f"error: stopped by SIGTERM in epoch 1/2 at step 5; checkpoint saved to {saved}. "
+        "Run the same command again to resume."
+    )
     assert sorted(p.name for p in saved.parent.iterdir()) == ["lock", saved.name]  # 500 steps apart: only this one
 
     result = textclf.train(train, output, model=tiny_bert, validation=val, **QUIET, **settings)
@@ -171,10 +212,14 @@ def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sen
     assert kept.is_file()
 
     with pytest.raises(ConfigError) as refused:
-        textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **{**settings, "learning_rate": 1e-3})
-    assert str(refused.value) == (f"{kept}: this checkpoint belongs to another training job: it was run with "
-                                  "learning_rate=0.003, not 0.001. Run that job's command to resume it, or pass "
-                                  "--no-resume to discard it and start afresh.")
+        textclf.train(
+            train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **{**settings, "learning_rate": 1e-3}
+        )
+    assert str(refused.value) == (
+        f"{kept}: this checkpoint belongs to another training job: it was run with "
+        "learning_rate=0.003, not 0.001. Run that job's command to resume it, or pass "
+        "--no-resume to discard it and start afresh."
+    )
     mtime = train.stat().st_mtime_ns + 10**9
     os.utime(train, ns=(mtime, mtime))  # the data file touched
     with pytest.raises(ConfigError, match=f"the training data {train} changed since"):
@@ -191,8 +236,16 @@ def test_resume_needs_a_checkpoint_and_keep_zero_writes_none(tiny_bert, sentimen
         textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, resume=True, **QUIET, **FAST)
     interrupt_after_steps(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):  # no checkpoint: the interrupted run leaves nothing behind
-        textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, keep_checkpoints=0,
-                      checkpoint_every_steps=1, **QUIET, **FAST)
+        textclf.train(
+            train,
+            tmp_path / "out",
+            model=tiny_bert,
+            validation=val,
+            keep_checkpoints=0,
+            checkpoint_every_steps=1,
+            **QUIET,
+            **FAST,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -204,7 +257,12 @@ def test_checkpoint_dir_is_used_rotated_and_emptied_at_the_end(tiny_bert, sentim
         interrupt_after_steps(patch, 17)  # epoch 2 (13 steps an epoch)
         with pytest.raises(KeyboardInterrupt):
             textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **settings)
-    assert sorted(p.name for p in folder.iterdir()) == ["lock", "step-00000013.pt", "step-00000014.pt", "step-00000016.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "lock",
+        "step-00000013.pt",
+        "step-00000014.pt",
+        "step-00000016.pt",
+    ]
     assert staged(tmp_path / "out") == []  # the staging folder held no checkpoint: removed
     logs: list[str] = []
     textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, progress=False, log=logs.append, **settings)
@@ -217,7 +275,9 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tiny_bert, sentiment_files, tmp_p
     folder.mkdir()
     (folder / "step-00000004.pt").write_bytes(b"half a file")
     with pytest.raises(textclf.ArtifactError, match="step-00000004.pt: cannot read this checkpoint .*; delete it"):
-        textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, checkpoint_dir=str(folder), **QUIET, **FAST)
+        textclf.train(
+            sentiment_files[0], tmp_path / "out", model=tiny_bert, checkpoint_dir=str(folder), **QUIET, **FAST
+        )
 
 
 def test_on_epoch_stopping_the_run_leaves_no_checkpoint(tiny_bert, sentiment_files, tmp_path):
@@ -251,13 +311,25 @@ def test_a_checkpoint_older_than_a_hyperparameter_counts_as_run_with_its_old_beh
     from textclf.config import Hyperparameters
 
     def job(**hyperparameters):
-        return {"textclf": "1", "processes": 1, "model": "m", "model_files": [], "data": "d", "data_files": [],
-                "validation": None, "validation_files": None, "read_options": {},
-                "hyperparameters": Hyperparameters(sifting=True, **hyperparameters).to_dict()}
+        return {
+            "textclf": "1",
+            "processes": 1,
+            "model": "m",
+            "model_files": [],
+            "data": "d",
+            "data_files": [],
+            "validation": None,
+            "validation_files": None,
+            "read_options": {},
+            "hyperparameters": Hyperparameters(sifting=True, **hyperparameters).to_dict(),
+        }
 
     before_the_floor = job()
     del before_the_floor["hyperparameters"]["sifting_min_keep_probability"]  # written before the floor existed: none
     assert checkpoint.difference(before_the_floor, job()) == "it was run with sifting_min_keep_probability=0.0, not 0.2"
     assert checkpoint.difference(before_the_floor, job(sifting_min_keep_probability=0.0)) is None
     del before_the_floor["hyperparameters"]["sifting_beta"]  # not added later: missing is a difference
-    assert checkpoint.difference(before_the_floor, job(sifting_min_keep_probability=0.0)) == "it was run with sifting_beta=None, not 1.0"
+    assert (
+        checkpoint.difference(before_the_floor, job(sifting_min_keep_probability=0.0))
+        == "it was run with sifting_beta=None, not 1.0"
+    )
