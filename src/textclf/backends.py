@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .choices import AUTO_ORDER, BACKENDS, EXPORT_FILES
 from .errors import ConfigError, ModelError
 
 __all__ = [
@@ -41,10 +42,6 @@ __all__ = [
     "open_backend",
     "open_export",
 ]
-
-BACKENDS = ("torch", "torchscript", "onnx", "onnx-int8")
-EXPORT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-AUTO_ORDER = ("onnx-int8", "onnx", "torchscript", "torch")  # fastest first (bench/RESULTS.md, Batch)
 
 
 class Backend(Protocol):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import click
 
+from .choices import BACKEND_CHOICES
 from .config import Hyperparameters, RunOptions
 from .data import ReadOptions
 from .errors import TextclfError
 from .export import FORMATS, MAX_ACCURACY_DROP, MAX_CHANGED
-from .inference import BACKEND_CHOICES
 
 __all__ = ["main"]
 

@@ -38,15 +38,16 @@ from pathlib import Path
 import numpy as np
 
 from . import artifact
-from .backends import EXPORT_FILES, file_sha256, fingerprint, open_backend
+from .backends import file_sha256, fingerprint, open_backend
 from .batching import pad
+from .choices import EXPORT_FILES, EXPORT_FORMATS
 from .data import ReadOptions, read_examples
 from .errors import ArtifactError, ConfigError, ModelError
 from .inference import Classifier, TextEncoder
 
 __all__ = ["FORMATS", "ExportReport", "QuantizationSettings", "export_model"]
 
-FORMATS = tuple(EXPORT_FILES)
+FORMATS = EXPORT_FORMATS
 # Largest |logit difference| allowed, as a fraction of the largest |logit| (at least 1).
 TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-3, "onnx-int8": 0.5}
 PARITY_SHAPES = ((1, 1), (1, 9), (3, 17), (8, 33), (16, 64), (4, None))  # (batch, longest); None: max_seq_length

@@ -22,12 +22,12 @@ import numpy as np
 from . import artifact
 from .backends import BACKENDS, Backend, TorchBackend, choose, open_backend, open_export
 from .batching import encode, eval_batches, pad
+from .choices import BACKEND_CHOICES
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "Classifier", "Prediction", "TextEncoder"]
 
-BACKEND_CHOICES = ("auto", *BACKENDS)  # what --backend accepts; auto picks the fastest export the folder has
 DEFAULT_BATCH_SIZE = 64
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .choices import DTYPES
 from .data import LabelSet
 from .errors import ConfigError, ModelError
 
@@ -116,9 +117,6 @@ def local_folder(source: ModelSource) -> str:
         return snapshot_download(source.location)
     except Exception as exc:
         raise _hub_error(source, exc) from exc
-
-
-DTYPES = ("auto", "float32", "bfloat16")
 
 
 @functools.lru_cache(maxsize=1)

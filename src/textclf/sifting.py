@@ -83,8 +83,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .choices import DTYPES
 from .errors import ConfigError
-from .models import DTYPES, native_bf16
+from .models import native_bf16
 
 __all__ = ["RelativeProbabilisticSifter", "SiftingConfig", "SiftingDataLoader", "SiftingStats"]
 

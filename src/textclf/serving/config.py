@@ -24,9 +24,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..choices import BACKEND_CHOICES, DTYPES
 from ..errors import ConfigError
-from ..inference import BACKEND_CHOICES
-from ..models import DTYPES
 
 __all__ = ["ServeConfig"]
 
