@@ -218,16 +218,18 @@ def read_records(
 class _Lines:
     """Decoded lines of a byte range; ``pos`` is the offset after the last line read, ``line`` its number.
 
-    An encoding that does not write ``\\n`` as that one byte (UTF-16, UTF-32) is read whole, as text,
-    without byte offsets (batch refuses such encodings; training reads them).
+    An encoding that does not write ``\\n`` as that one byte (UTF-16, UTF-32) is read as text, and
+    ``pos`` counts characters instead of bytes (batch refuses such encodings; training reads them).
     """
 
-    def __init__(self, f, start: int, end: int | None, line: int, codec: str, bom: bool):
-        f.seek(start)
-        self.f, self.pos, self.end, self.line, self.codec, self.bom = f, start, end, line - 1, codec, bom
-        self.text = None
-        if "\n".encode(codec) != b"\n":
+    def __init__(self, f, start: int, end: int | None, line: int, codec: str, encoding: str):
+        self.f, self.pos, self.end, self.line, self.codec, self.encoding = f, start, end, line - 1, codec, encoding
+        self.bom, self.text = codec == "utf-8", None
+        if "\n".encode(codec) == b"\n":
+            f.seek(start)
+        else:
             self.text = io.TextIOWrapper(f, codec, errors="surrogateescape", newline="\n")
+            self._decoded(self.text.read, start)
 
     def __iter__(self) -> _Lines:
         return self
@@ -235,16 +237,24 @@ class _Lines:
     def __next__(self) -> str:
         if self.end is not None and self.pos >= self.end:
             raise StopIteration
-        raw = self.text.readline() if self.text is not None else self.f.readline()
+        raw = self.f.readline() if self.text is None else self._decoded(self.text.readline)
         if not raw:
             raise StopIteration
-        self.line += 1
+        at_start, self.pos, self.line = self.pos == 0, self.pos + len(raw), self.line + 1
         if self.text is not None:
             return raw
-        at_start, self.pos = self.pos == 0, self.pos + len(raw)
         if at_start and self.bom and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
         return raw.decode(self.codec, errors="surrogateescape")
+
+    def _decoded(self, read, *args) -> str:
+        try:
+            return read(*args)
+        except UnicodeError as exc:
+            raise DataError(
+                f"{self.f.name}:{self.line + 1}: not valid {self.encoding} ({exc}); "
+                "pass --encoding with the file's real encoding."
+            ) from exc
 
 
 @contextmanager
@@ -260,7 +270,7 @@ def _lines(path: Path, encoding: str, start: int = 0, end: int | None = None, li
     except OSError as exc:
         raise DataError(f"{path}: cannot read file ({exc.strerror}).") from exc
     with f:
-        yield _Lines(f, start, end, line, codec, codec == "utf-8")
+        yield _Lines(f, start, end, line, codec, encoding)
 
 
 def _chomp(line: str) -> str:
