@@ -30,6 +30,10 @@ can stop at it (``FILE:LINE: problem.``) or go on; only a file whose layout cann
 raises. Reading is line by line, so a file of any size streams, and a byte range that starts
 where a record starts reads exactly as it would in a pass over the whole file.
 
+The module is longer than most (about 500 lines) on purpose: every format rule of every
+command lives here and nowhere else, in this order: options and records, lines, text lines,
+JSON lines, CSV/TSV.
+
     >>> from textclf.data.reader import ReadOptions, records, resolve_layout
     >>> layout = resolve_layout("reviews.csv", ReadOptions(), labels=True)  # doctest: +SKIP
     >>> [(r.line, r.label, r.text) for r in records("reviews.csv", layout)][:1]  # doctest: +SKIP
