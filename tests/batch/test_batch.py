@@ -129,6 +129,7 @@ def test_jumpstart_text_csv_has_no_header_and_glob_input(bert_artifact, tmp_path
     assert sorted(outputs(tmp_path / "out")) == ["a.csv.out", "b.csv.out"]
     assert [g["line"] for g in lines(tmp_path / "out" / "a.csv.out")] == [1, 2, 3]
     auto = batch("--model-dir", bert_artifact, "--input", tmp_path / "in" / "a.csv", "--output", tmp_path / "auto")
+    assert auto.exit_code == 0, auto.output
     assert [g["line"] for g in lines(tmp_path / "auto" / "a.csv.out")] == [2, 3]  # auto: "text" is a header
 
 
@@ -216,6 +217,28 @@ def test_encoding_flag_reads_a_latin1_file(bert_artifact, tmp_path):
     assert [g["source"] for g in lines(tmp_path / "out" / "l.txt.out")] == ["caf\xe9 was great", "na\xefve and sad"]
 
 
+def test_a_label_file_is_label_text_as_in_training_and_can_be_evaluated(bert_artifact, clf, tmp_path):
+    """``.label`` (TREC's LABEL text lines) means the same to batch as to train: the first word is the label."""
+    write(tmp_path / "d.label", "positive the food was great\n__label__negative awful phone\nneutral\n")
+    result = batch(
+        "--model-dir",
+        bert_artifact,
+        "--input",
+        tmp_path / "d.label",
+        "--output",
+        tmp_path / "out",
+        "--evaluate",
+        "--json",
+    )
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.stdout)["rows"] == 2
+    got = lines(tmp_path / "out" / "d.label.out")
+    assert [g["line"] for g in got] == [1, 2]
+    for g, want in zip(got, clf.predict(["the food was great", "awful phone"])):
+        assert g["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
+    assert [e["line"] for e in lines(tmp_path / "out" / "d.label.errors")] == [3]
+
+
 # -- resume -------------------------------------------------------------------
 
 
@@ -245,6 +268,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(bert_artifact, tmp_path):
     """SIGKILL `batch --workers 2` once chunks are on disk: its workers stop too, the same command finishes
     the job, and the outputs are the bytes of an uninterrupted run scored with a worker's threads.
@@ -315,6 +340,7 @@ class Crash(BaseException):
     """Stands for a kill: raised instead of one of the job's atomic renames."""
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_any_write_resumes_to_the_same_bytes(bert_artifact, clf, tmp_path, monkeypatch):
     """Stop the job before each of its renames in turn (parts, summaries, outputs, manifest), then resume it."""
     write_rows(tmp_path / "in" / "a.csv", make_sentences(6, 5))
@@ -335,10 +361,13 @@ def test_a_run_stopped_before_any_write_resumes_to_the_same_bytes(bert_artifact,
     for step in range(steps):
         out = tmp_path / f"stop-{step}"
 
-        def crash(src, dst, countdown=[step]):
-            if countdown[0] == 0:
+        countdown = step
+
+        def crash(src, dst):
+            nonlocal countdown
+            if countdown == 0:
                 raise Crash(dst)
-            countdown[0] -= 1
+            countdown -= 1
             real_replace(src, dst)
 
         monkeypatch.setattr(os, "replace", crash)
@@ -365,6 +394,7 @@ def test_a_complete_job_is_not_run_again_and_keeps_its_exit_code(bert_artifact, 
 # -- shards -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shards_cover_every_record_exactly_once(bert_artifact, clf, tmp_path):
     write_rows(tmp_path / "in" / "a.csv", make_sentences(23, 6))
     write(tmp_path / "in" / "b.txt", "".join(f"{t}\n" for _, t in make_sentences(7, 7)))
@@ -500,9 +530,11 @@ def test_join_source_and_csv_output(bert_artifact, tmp_path):
         "--output-format",
         "csv",
     )
+    assert plain.exit_code == 0, plain.output
     assert (tmp_path / "plain" / "p.txt.out").read_text().count(",") == 3  # line,label,p_0,p_1
 
 
+@pytest.mark.subprocess
 def test_a_model_that_fails_to_load_in_a_worker_is_one_line_not_a_hang(tiny_bert, tmp_path):
     write(tmp_path / "t.txt", "good\n")
     result = batch(

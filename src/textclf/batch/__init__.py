@@ -13,7 +13,7 @@ are byte for byte those of an uninterrupted run. The modules, in the order a job
 
     _options   BatchOptions: what to read, how to score, what to write
     _inputs    --input as a file, a folder or a glob -> the input files
-    _readers   stream one file's records (text, csv, tsv, jsonl, text-csv) from a byte offset
+    _readers   BatchOptions -> textclf.data.reader, which streams records from a byte offset
     _plan      cut files into chunks, and the job into shards
     _manifest  the working folder: identity of the job, atomic writes, lock
     _output    the lines of .out (jsonl or csv) and .errors

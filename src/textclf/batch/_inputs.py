@@ -40,7 +40,8 @@ def find_inputs(spec: str, output: Path) -> list[InputFile]:
         found = [p for p in found if p.is_file() and not _under(p, out)]
         if not found:
             raise DataError(
-                f"{spec}: no files match the pattern; check the path and quote the pattern so the shell does not expand it."
+                f"{spec}: no files match the pattern; "
+                "check the path and quote the pattern so the shell does not expand it."
             )
         return _named(found, _glob_root(spec))
     raise DataError(f"{spec}: no such file or directory.")

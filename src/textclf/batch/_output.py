@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._readers import Layout, Record
+from ..data.reader import Layout, Record
 
 
 def render(
@@ -88,13 +88,13 @@ def _encodable(value: Any) -> Any:
 
 
 def _source_value(record: Record, layout: Layout) -> Any:
-    if layout.format in ("text", "jsonl"):
+    if layout.format in ("text", "label-text", "jsonl"):
         return record.source
     return dict(zip(layout.header, record.source)) if layout.header else record.source
 
 
 def _source_cells(record: Record, layout: Layout) -> list[str]:
-    if layout.format == "text":
+    if layout.format in ("text", "label-text"):
         return [record.source]
     if layout.format == "jsonl":
         return [_json(record.source)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._readers import Layout, read_records
+from ..data.reader import Layout, read_records
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
 """Read, validate and split labelled text data.
 
-Supported inputs (``--data`` / ``--validation``):
+Every file is read by :mod:`textclf.data.reader` (formats, header and column rules, encodings,
+``FILE:LINE`` problems); this module views its records as labelled examples
+(:func:`read_examples`) or as texts (:func:`read_texts`), builds the label set and splits off
+a validation set. Supported inputs (``--data`` / ``--validation``):
 
 * a directory holding ``data.csv``: SageMaker JumpStart's format, no header,
   column 1 an integer label 0..K-1, column 2 the text;
 * a ``.csv`` or ``.tsv`` file, with a header (columns found by name) or without
   one (``label,text``, or the columns given as 0-based indexes);
-* a ``.jsonl`` file, one JSON object per line;
+* a ``.jsonl`` (``.jsonlines``, ``.ndjson``) file, one JSON object per line;
 * a ``.txt`` or ``.label`` file of ``LABEL text`` lines (TREC, fastText's
-  ``__label__`` prefix is dropped).
+  ``__label__`` prefix is dropped): a labelled view of ``.txt``'s one text per line.
 
 Every problem is reported as ``FILE:LINE: what was wrong; what was expected``.
 With ``on_bad_rows="skip"`` bad rows are left out and listed instead.
@@ -24,27 +27,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
-from ._formats import decode, encoding_problem, jsonl_rows, label_text_rows, split_lines, table_rows, undecodable
+from ..errors import DataError
+from .reader import SUFFIXES, Layout, ReadOptions, Record, records, resolve_layout
 
 __all__ = ["Examples", "LabelSet", "ReadOptions", "TrainingData", "load_training_data", "read_examples", "read_texts"]
 
-SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt", ".label")
 _MAX_LISTED = 10
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How to read a data file. Shared by ``train``, ``evaluate`` and the Python API."""
-
-    text_column: str | None = None
-    label_column: str | None = None
-    encoding: str = "utf-8"
-    on_bad_rows: str = "error"
-
-    def __post_init__(self) -> None:
-        if self.on_bad_rows not in ("error", "skip"):
-            raise ConfigError(f"on_bad_rows must be 'error' or 'skip', but got {self.on_bad_rows!r}.")
 
 
 @dataclass
@@ -235,13 +223,56 @@ def stratified_split(labels: Sequence[int], ratio: float, seed: int) -> tuple[li
     return sorted(train), sorted(val)
 
 
-# -- reading ------------------------------------------------------------------
+# -- the labelled and the texts views of the records ---------------------------
+
+_JUMPSTART = Layout("csv", text=1, label=0, columns=2)
 
 
 def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Examples:
     """Read labelled texts from any supported file or JumpStart directory."""
+    path, jumpstart = _labelled_file(Path(path), options)
+    layout = _JUMPSTART if jumpstart else resolve_layout(path, options, labels=True)
+    examples = Examples(path, jumpstart=jumpstart)
+    for record in records(path, layout, options.encoding):
+        problem = record.problem or _label_problem(record, layout, jumpstart)
+        if problem is not None:
+            if options.on_bad_rows != "skip":
+                raise DataError(f"{path}:{record.line}: {problem}.")
+            examples.skipped.append((record.line, problem))
+            continue
+        examples.texts.append(record.text)
+        examples.labels.append(record.label.strip())
+        examples.lines.append(record.line)
+    if examples.skipped and not examples.texts:
+        line, why = examples.skipped[0]
+        raise DataError(f"{path}: all {len(examples.skipped)} rows are bad; the first, line {line}: {why}.")
+    if not examples.texts and layout.header:
+        raise DataError(
+            f"{path}:{layout.line - 1}: a header but no data rows; expected labelled rows after the header."
+        )
+    if not examples.texts:
+        raise DataError(f"{path}: file is empty; expected labelled rows.")
+    return examples
+
+
+def read_texts(path: str | Path, encoding: str = "utf-8") -> list[str]:
+    """Read one text per non-blank line (for ``predict --input``), whatever the suffix."""
     path = Path(path)
-    jumpstart = False
+    if not path.is_file():
+        raise DataError(f"{path}: no such file.")
+    layout = resolve_layout(path, ReadOptions(encoding=encoding, format="text"))
+    texts = []
+    for record in records(path, layout, encoding):
+        if record.problem is not None:
+            raise DataError(f"{path}:{record.line}: {record.problem}.")
+        texts.append(record.text)
+    if not texts:
+        raise DataError(f"{path}: file is empty; expected one text per line.")
+    return texts
+
+
+def _labelled_file(path: Path, options: ReadOptions) -> tuple[Path, bool]:
+    """The file to read for ``path`` (a JumpStart directory's data.csv), and whether it is JumpStart's."""
     if path.is_dir():
         candidate = path / "data.csv"
         if not candidate.is_file():
@@ -249,67 +280,28 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Exa
                 f"{path}: directory has no data.csv; a JumpStart training directory holds data.csv "
                 "(no header, integer label in column 1, text in column 2)."
             )
-        path, jumpstart = candidate, True
-    elif not path.exists():
+        return candidate, True
+    if not path.exists():
         raise DataError(f"{path}: no such file or directory.")
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
+    if options.format is None and suffix not in SUFFIXES:
         raise DataError(
-            f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)} or a directory with data.csv."
+            f"{path}: unsupported file type {suffix or '(none)'!r}; "
+            f"expected one of {', '.join(SUFFIXES)} or a directory with data.csv."
         )
-    text = decode(path, options.encoding)
-    if not text.strip():
-        raise DataError(f"{path}: file is empty; expected labelled rows.")
-    examples = Examples(path, jumpstart=jumpstart)
-    if suffix == ".jsonl":
-        rows = jsonl_rows(path, text, options)
-    elif suffix in (".txt", ".label"):
-        rows = label_text_rows(text)
-    else:
-        rows = table_rows(path, text, "\t" if suffix == ".tsv" else ",", options, jumpstart)
-    for line, label, body, problem in rows:
-        if problem is None:
-            problem = _check_row(label, body, jumpstart, options.encoding)
-        if problem is not None:
-            if options.on_bad_rows != "skip":
-                raise DataError(f"{path}:{line}: {problem}.")
-            examples.skipped.append((line, problem))
-            continue
-        examples.texts.append(body.strip())
-        examples.labels.append(label.strip())
-        examples.lines.append(line)
-    if not examples.texts:  # a file with no rows at all was refused above; so every row was skipped
-        line, why = examples.skipped[0]
-        raise DataError(f"{path}: all {len(examples.skipped)} rows are bad; the first, line {line}: {why}.")
-    return examples
+    return path, False
 
 
-def read_texts(path: str | Path, encoding: str = "utf-8") -> list[str]:
-    """Read one text per non-blank line (for ``predict --input``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file.")
-    text = decode(path, encoding)
-    texts = []
-    for line_no, line in enumerate(split_lines(text), start=1):
-        if undecodable(line):
-            raise DataError(f"{path}:{line_no}: {encoding_problem(encoding)}.")
-        if line.strip():
-            texts.append(line.strip())
-    if not texts:
-        raise DataError(f"{path}: file is empty; expected one text per line.")
-    return texts
-
-
-def _check_row(label: str, body: str, jumpstart: bool, encoding: str) -> str | None:
-    if undecodable(label) or undecodable(body):
-        return encoding_problem(encoding)
-    if not label.strip():
+def _label_problem(record: Record, layout: Layout, jumpstart: bool) -> str | None:
+    if record.label is None and layout.format == "jsonl" and layout.label not in record.source:
+        return f"missing key {layout.label!r}"
+    if record.label is None or not record.label.strip():
         return "empty label; expected a class label"
-    if not body.strip():
-        return "empty text; expected the text to classify"
-    if jumpstart and not _is_int(label):
-        return f"label {label.strip()!r} is not an integer; data.csv (JumpStart format) needs labels 0..K-1 in column 1"
+    if jumpstart and not _is_int(record.label):
+        return (
+            f"label {record.label.strip()!r} is not an integer; "
+            "data.csv (JumpStart format) needs labels 0..K-1 in column 1"
+        )
     return None
 
 
