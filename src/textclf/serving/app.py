@@ -158,7 +158,7 @@ class Endpoint:
             routes=self.routes,
             lifespan=self.lifespan,
             middleware=[
-                Middleware(Metered, endpoint=self),
+                Middleware(_Metered, endpoint=self),
                 Middleware(ExceptionMiddleware, handlers={Exception: self.error}),
             ],
             exception_handlers={HTTPException: self.error},  # Starlette's own 404 and 405
@@ -273,7 +273,7 @@ class Endpoint:
         return next((route.path for route in self.routes if route.matches(scope)[0] is Match.FULL), None)
 
 
-class Metered:
+class _Metered:
     """ASGI middleware: counts each answer of a route but /metrics by route and status, and times it."""
 
     def __init__(self, app: ASGIApp, endpoint: Endpoint):
