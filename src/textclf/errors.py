@@ -5,11 +5,19 @@ Every error a user can cause (bad flags, bad data, a missing model) is a
 and how to fix it. The CLI prints it on one line and exits with code 2.
 
     TextclfError
-     ├── ConfigError    a hyperparameter or option has a bad value
-     ├── DataError      a data file is missing, malformed or unusable
-     ├── ModelError     a model cannot be resolved or loaded
-     ├── ArtifactError  a model folder cannot be written or read
-     └── RequestError   an HTTP request the endpoint cannot answer (carries a 4xx status)
+     ├── ConfigError                  a hyperparameter or option has a bad value
+     ├── DataError                    a data file is missing, malformed or unusable
+     ├── ModelError                   a model cannot be resolved, loaded or run
+     │    └── ModelFailure            the model failed on a request that was fine  (serving)
+     ├── ArtifactError                a model folder cannot be written or read
+     ├── RequestError                 a request the endpoint cannot use            (serving)
+     │    ├── BodyTooLarge            the body is over the payload limit
+     │    ├── UnsupportedContentType  the Content-Type is not one it reads
+     │    └── UnsupportedAccept       the Accept header allows nothing it answers
+     └── NotReady                     the model is still loading or failed to load (serving)
+
+The classes marked (serving) live in :mod:`textclf.serving.errors`, next to the endpoint that
+turns them into HTTP statuses.
 
     KeyboardInterrupt
      └── TrainingInterrupted   SIGINT/SIGTERM stopped training after a checkpoint (not an error:
@@ -23,7 +31,6 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ModelError",
-    "RequestError",
     "TextclfError",
     "TrainingInterrupted",
 ]
@@ -42,19 +49,11 @@ class DataError(TextclfError):
 
 
 class ModelError(TextclfError):
-    """A model id or folder cannot be resolved or loaded."""
+    """A model id or folder cannot be resolved or loaded, or the loaded model cannot run."""
 
 
 class ArtifactError(TextclfError):
     """A textclf model folder cannot be written or read."""
-
-
-class RequestError(TextclfError):
-    """A request body or header the endpoint cannot use; ``status`` is the HTTP code to answer."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from textclf.serving.batcher import DynamicBatcher, ModelFailure
+from textclf.errors import ConfigError
+from textclf.serving.batcher import DynamicBatcher
+from textclf.serving.errors import ModelFailure
 
 
 class FakeModel:
@@ -160,7 +162,7 @@ def test_close_finishes_queued_texts_then_refuses_new_ones():
 
 
 def test_bad_settings_are_rejected():
-    with pytest.raises(ValueError, match="max_batch_size=0"):
+    with pytest.raises(ConfigError, match="max_batch_size must be at least 1, but got max_batch_size=0"):
         DynamicBatcher(FakeModel(), max_batch_size=0)
-    with pytest.raises(ValueError, match="max_delay=-1"):
+    with pytest.raises(ConfigError, match="max_delay must be at least 0, but got max_delay=-1"):
         DynamicBatcher(FakeModel(), max_delay=-1)

@@ -22,9 +22,12 @@ FLAGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not shutil.which("chromium"), reason="Debian's chromium is not installed (`make test` installs it)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not shutil.which("chromium"), reason="Debian's chromium is not installed (`make test` installs it)"
+    ),
+]
 
 
 def test_type_click_and_read_the_prediction(bert_artifact, tmp_path):

@@ -3,11 +3,12 @@
     >>> from textclf.serving import ServeConfig, serve
     >>> serve(ServeConfig.resolve(model_dir="runs/reviews", port=8080))  # doctest: +SKIP
 
-Layout: :mod:`~textclf.serving.config` (settings), :mod:`~textclf.serving.codecs` (content
-types), :mod:`~textclf.serving.batcher` (dynamic batching), :mod:`~textclf.serving.handler`
+Layout: :mod:`~textclf.serving.config` (settings), :mod:`~textclf.serving.errors` (what a
+request or the model did wrong), :mod:`~textclf.serving.codecs` (content types),
+:mod:`~textclf.serving.batcher` (dynamic batching), :mod:`~textclf.serving.handler`
 (model_fn/input_fn/predict_fn/output_fn and custom ``code/inference.py``),
-:mod:`~textclf.serving.metrics` (Prometheus), :mod:`~textclf.serving.app` (routes),
-:mod:`~textclf.serving.server` (uvicorn, workers, shutdown).
+:mod:`~textclf.serving.metrics` (Prometheus), :mod:`~textclf.serving.app` (the routes, and the
+one place errors become HTTP statuses), :mod:`~textclf.serving.server` (uvicorn, workers, shutdown).
 """
 
 from __future__ import annotations

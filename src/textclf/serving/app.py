@@ -10,9 +10,11 @@ GET  /metrics                          Prometheus text
 GET  /                                 a page to paste a text and see the prediction
 =====================================  =====================================================
 
-Every error is JSON ``{"Message": "..."}`` with its status (400 bad body, 406 Accept, 413 too
-large, 415 Content-Type, 503 loading); on the runtime path the ``x-amzn-ErrorType`` header names
-it the way the SageMaker runtime does, so botocore raises a ``ClientError`` with that code.
+:class:`Endpoint` holds the model and answers the routes (its methods). Errors become statuses
+in one place, :meth:`Endpoint.error`: every error is JSON ``{"Message": "..."}`` with its status
+(400 bad body, 406 Accept, 413 too large, 415 Content-Type, 503 loading, from the classes of
+:mod:`textclf.serving.errors`); on the runtime path the ``x-amzn-ErrorType`` header names it the
+way the SageMaker runtime does, so botocore raises a ``ClientError`` with that code.
 """
 
 from __future__ import annotations
@@ -21,27 +23,41 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..backends import cores
-from ..errors import RequestError, TextclfError
-from .batcher import ModelFailure
+from ..errors import TextclfError
 from .config import ServeConfig
+from .errors import BodyTooLarge, ModelFailure, NotReady, UnsupportedAccept, UnsupportedContentType
 from .handler import Context, Handler
 from .metrics import Metrics
 
-__all__ = ["app_from_env", "create_app", "make_handler"]
+__all__ = ["Endpoint", "app_from_env", "create_app", "make_handler"]
 
 log = logging.getLogger("textclf.serving")
+RUNTIME_ROUTE = "/endpoints/{name}/invocations"
+# The one map from errors to statuses; an error answers as its nearest listed class. On the
+# runtime path a ModelFailure is 424 instead, as the SageMaker runtime answers a model's error.
+STATUSES: dict[type[TextclfError], int] = {
+    TextclfError: 400,
+    UnsupportedAccept: 406,
+    BodyTooLarge: 413,
+    UnsupportedContentType: 415,
+    ModelFailure: 500,
+    NotReady: 503,
+}
 _AMZN_ERROR_TYPES = {
     400: "ValidationError",
     406: "ValidationError",
@@ -59,8 +75,8 @@ def _error(status: int, message: str, runtime: bool = False) -> JSONResponse:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refusing (413) more than ``limit`` bytes before or while reading it."""
-    too_large = RequestError(
-        413, f"the request body is larger than the limit of {limit / 2**20:g} MB; split it into smaller requests."
+    too_large = BodyTooLarge(
+        f"the request body is larger than the limit of {limit / 2**20:g} MB; split it into smaller requests."
     )
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -104,40 +120,77 @@ def make_handler(config: ServeConfig, observe: Callable[[int, int], None] | None
     )
 
 
-def create_app(
-    config: ServeConfig, *, on_load_failure: Callable[[str], None] | None = None, load_before_serving: bool = False
-) -> Starlette:
-    """The endpoint for ``config``.
+class Endpoint:
+    """One model behind the routes of the module docstring; :attr:`app` is the Starlette application.
 
     By default the model loads in the background once the app starts and ``/ping`` answers 503
     meanwhile (one process, as SageMaker expects). With ``load_before_serving`` the app loads it
     during startup, so the server accepts no connection before it is ready: the ``--workers``
     case, where a worker still loading must not take requests its loaded siblings could answer.
+    ``on_load_failure(message)`` is called once if the model cannot load.
     """
-    metrics = Metrics()
-    state = {"error": None, "page": None}
-    handler_box: dict[str, Handler] = {}
 
-    async def load() -> None:
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        on_load_failure: Callable[[str], None] | None = None,
+        load_before_serving: bool = False,
+    ):
+        self.config = config
+        self.on_load_failure = on_load_failure
+        self.load_before_serving = load_before_serving
+        self.metrics = Metrics()
+        self.handler: Handler | None = None  # set once loaded and started
+        self.load_error: str | None = None
+        self.page_html = ""
+        self.routes = [
+            Route("/ping", self.ping, methods=["GET"]),
+            Route("/invocations", self.invocations, methods=["POST"]),
+            Route(RUNTIME_ROUTE, self.runtime_invocations, methods=["POST"]),
+            Route("/execution-parameters", self.execution_parameters, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
+            Route("/", self.page, methods=["GET"]),
+        ]
+        # Starlette gives a handler for ``Exception`` to its outermost middleware, which re-raises
+        # after answering; an ExceptionMiddleware of our own answers every error and keeps it.
+        self.app = Starlette(
+            routes=self.routes,
+            lifespan=self.lifespan,
+            middleware=[
+                Middleware(_Metered, endpoint=self),
+                Middleware(ExceptionMiddleware, handlers={Exception: self.error}),
+            ],
+            exception_handlers={HTTPException: self.error},  # Starlette's own 404 and 405
+        )
+        self.app.state.endpoint = self
+
+    # -- the model's lifecycle ------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette):
+        loading = asyncio.create_task(self.load())
+        if self.load_before_serving:
+            await loading
+        yield
+        await loading  # a SIGTERM during loading waits for it, then closes cleanly
+        if self.handler is not None:
+            await self.handler.close()
+
+    async def load(self) -> None:
+        """Load and start the model in threads; a failure is logged, reported and answered by /ping."""
         try:
-            handler = await asyncio.to_thread(make_handler, config, metrics.observe_batch)
+            handler = await asyncio.to_thread(make_handler, self.config, self.metrics.observe_batch)
             await asyncio.to_thread(handler.load)
             await handler.start()
         except Exception as exc:
-            message = str(exc) if isinstance(exc, TextclfError) else f"{type(exc).__name__}: {exc}"
-            state["error"] = message
-            log.error("cannot load the model: %s", message)
-            if on_load_failure is not None:
-                on_load_failure(message)
+            self.load_error = str(exc) if isinstance(exc, TextclfError) else f"{type(exc).__name__}: {exc}"
+            log.error("cannot load the model: %s", self.load_error)
+            if self.on_load_failure is not None:
+                self.on_load_failure(self.load_error)
             return
-        info = json.dumps({"name": handler.name, "labels": [str(x) for x in handler.labels]}).replace("<", "\\u003c")
-        state["page"] = (
-            resources.files(__package__)
-            .joinpath("page.html")
-            .read_text(encoding="utf-8")
-            .replace("/*MODEL_INFO*/null", info)
-        )
-        handler_box["handler"] = handler
+        self.page_html = _page_html(handler)
+        self.handler = handler
         log.info(
             "model %s loaded from %s; labels %s; running on %s",
             handler.name,
@@ -146,113 +199,116 @@ def create_app(
             _runs_on(handler.model),
         )
 
-    def ready_handler() -> Handler:
-        handler = handler_box.get("handler")
-        if handler is None or not handler.ready:
-            why = (
-                f"the model failed to load: {state['error']}"
-                if state["error"]
-                else "the model is still loading; retry when GET /ping answers 200."
-            )
-            raise RequestError(503, why)
-        return handler
+    def ready(self) -> Handler:
+        """The loaded handler, or :class:`NotReady` while it loads or after it failed to."""
+        if self.handler is None or not self.handler.ready:
+            if self.load_error:
+                raise NotReady(f"the model failed to load: {self.load_error}")
+            raise NotReady("the model is still loading; retry when GET /ping answers 200.")
+        return self.handler
 
-    def endpoint(route: str, fn: Callable[[Request], Awaitable[Response]], runtime: bool = False):
-        """Errors become statuses here, at one edge; every answer is counted in the metrics."""
+    # -- the routes -----------------------------------------------------------------------
 
-        async def run(request: Request) -> Response:
-            start = time.perf_counter()
-            try:
-                response = await fn(request)
-            except RequestError as exc:
-                response = _error(exc.status, str(exc), runtime)
-            except ModelFailure as exc:
-                response = _error(424 if runtime else 500, str(exc), runtime)
-            except TextclfError as exc:
-                response = _error(400, str(exc), runtime)
-            except ClientDisconnect:
-                response = Response(status_code=499)
-            except Exception as exc:
-                log.exception("unexpected error on %s", route)
-                response = _error(500, f"internal error: {type(exc).__name__}: {exc}", runtime)
-            metrics.observe_request(route, response.status_code, time.perf_counter() - start)
-            return response
-
-        return run
-
-    def invocations(runtime: bool):
-        async def invoke(request: Request) -> Response:
-            handler = ready_handler()
-            accept = handler.response_type(request.headers.get("accept"))
-            context = Context(str(handler.model_dir), dict(request.headers))
-            with handler.arriving():
-                body = await _read_body(request, config.max_payload_bytes)
-                data = await handler.parse(body, request.headers.get("content-type"), context)
-            prediction = await handler.predict(data, context)
-            content, media_type = await handler.render(prediction, accept, context)
-            headers = {"x-Amzn-Invoked-Production-Variant": "AllTraffic"} if runtime else None
-            return Response(content, media_type=media_type, headers=headers)
-
-        return invoke
-
-    async def ping(request: Request) -> Response:
-        ready_handler()
+    async def ping(self, request: Request) -> Response:
+        self.ready()
         return Response(status_code=200)
 
-    async def execution_parameters(request: Request) -> Response:
+    async def invocations(self, request: Request) -> Response:
+        content, media_type = await self.classify(request)
+        return Response(content, media_type=media_type)
+
+    async def runtime_invocations(self, request: Request) -> Response:
+        content, media_type = await self.classify(request)
+        return Response(content, media_type=media_type, headers={"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+
+    async def classify(self, request: Request) -> tuple[bytes, str]:
+        """Read, parse, predict and render one request (the body of both invocations routes)."""
+        handler = self.ready()
+        accept = handler.response_type(request.headers.get("accept"))
+        context = Context(str(handler.model_dir), dict(request.headers))
+        with handler.arriving():
+            body = await _read_body(request, self.config.max_payload_bytes)
+            data = await handler.parse(body, request.headers.get("content-type"), context)
+        prediction = await handler.predict(data, context)
+        return await handler.render(prediction, accept, context)
+
+    async def execution_parameters(self, request: Request) -> Response:
         return JSONResponse(
             {
-                "MaxConcurrentTransforms": config.workers,
+                "MaxConcurrentTransforms": self.config.workers,
                 "BatchStrategy": "MULTI_RECORD",
-                "MaxPayloadInMB": int(config.max_payload_mb),
+                "MaxPayloadInMB": int(self.config.max_payload_mb),
             }
         )
 
-    async def metrics_route(request: Request) -> Response:
-        handler = handler_box.get("handler")
-        metrics.queue_depth.set(handler.queue_depth if handler else 0)
-        content, media_type = metrics.render()
+    async def metrics_text(self, request: Request) -> Response:
+        self.metrics.queue_depth.set(self.handler.queue_depth if self.handler else 0)
+        content, media_type = self.metrics.render()
         return Response(content, media_type=media_type)
 
-    async def page(request: Request) -> Response:
-        ready_handler()
-        return HTMLResponse(state["page"])
+    async def page(self, request: Request) -> Response:
+        self.ready()
+        return HTMLResponse(self.page_html)
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+    # -- the edge -------------------------------------------------------------------------
 
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        return _error(500, f"internal error: {type(exc).__name__}")
+    async def error(self, request: Request, exc: Exception) -> Response:
+        """The answer to every exception a request raised: the one place errors become statuses."""
+        if isinstance(exc, ClientDisconnect):
+            return Response(status_code=499)  # nobody reads it; /metrics counts it
+        if isinstance(exc, HTTPException):  # no such route (404) or method (405)
+            return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+        route = self.route_of(request.scope)
+        runtime = route == RUNTIME_ROUTE
+        if not isinstance(exc, TextclfError):
+            log.error("unexpected error on %s", route, exc_info=exc)
+            return _error(500, f"internal error: {type(exc).__name__}: {exc}", runtime)
+        status = next(STATUSES[cls] for cls in type(exc).__mro__ if cls in STATUSES)
+        if runtime and isinstance(exc, ModelFailure):
+            status = 424
+        return _error(status, str(exc), runtime)
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette):
-        loading = asyncio.create_task(load())
-        if load_before_serving:
-            await loading
-        yield
-        await loading  # a SIGTERM during loading waits for it, then closes cleanly
-        handler = handler_box.get("handler")
-        if handler is not None:
-            await handler.close()
+    def route_of(self, scope: Scope) -> str | None:
+        """The path of the route that answers ``scope`` (``/endpoints/{name}/invocations``), if any."""
+        return next((route.path for route in self.routes if route.matches(scope)[0] is Match.FULL), None)
 
-    routes = [
-        Route("/ping", endpoint("/ping", ping), methods=["GET"]),
-        Route("/invocations", endpoint("/invocations", invocations(runtime=False)), methods=["POST"]),
-        Route(
-            "/endpoints/{name}/invocations",
-            endpoint("/endpoints/{name}/invocations", invocations(runtime=True), runtime=True),
-            methods=["POST"],
-        ),
-        Route("/execution-parameters", endpoint("/execution-parameters", execution_parameters), methods=["GET"]),
-        Route("/metrics", metrics_route, methods=["GET"]),
-        Route("/", endpoint("/", page), methods=["GET"]),
-    ]
-    app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: unexpected}
-    )
-    app.state.metrics = metrics
-    app.state.handler = handler_box
-    return app
+
+class _Metered:
+    """ASGI middleware: counts each answer of a route but /metrics by route and status, and times it."""
+
+    def __init__(self, app: ASGIApp, endpoint: Endpoint):
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.endpoint.route_of(scope) if scope["type"] == "http" else None
+        if route is None or route == "/metrics":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_and_note)
+        self.endpoint.metrics.observe_request(route, status, time.perf_counter() - start)
+
+
+def _page_html(handler: Handler) -> str:
+    """The web page, with the model's name and labels written into it."""
+    info = json.dumps({"name": handler.name, "labels": [str(x) for x in handler.labels]}).replace("<", "\\u003c")
+    page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+    return page.replace("/*MODEL_INFO*/null", info)
+
+
+def create_app(
+    config: ServeConfig, *, on_load_failure: Callable[[str], None] | None = None, load_before_serving: bool = False
+) -> Starlette:
+    """The Starlette app of an :class:`Endpoint` for ``config`` (see there for the arguments)."""
+    return Endpoint(config, on_load_failure=on_load_failure, load_before_serving=load_before_serving).app
 
 
 def app_from_env() -> Starlette:

@@ -12,8 +12,8 @@ texts of most similar length (by characters) that includes the oldest one, so pa
 small and no text waits behind younger ones for ever. A request with many texts is spread
 over as many batches as needed; its results come back in its own order.
 
-A failure in the model fails the texts of that batch (with :class:`ModelFailure`), never the
-batcher: the next batch runs as usual.
+A failure in the model fails the texts of that batch (with
+:class:`~textclf.serving.errors.ModelFailure`), never the batcher: the next batch runs as usual.
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DynamicBatcher", "ModelFailure"]
+from ..validation import at_least
+from .errors import ModelFailure
+
+__all__ = ["DynamicBatcher"]
 
 log = logging.getLogger("textclf.serving")
 _WINDOW = 4  # look this many batches deep into the queue when grouping by length
-
-
-class ModelFailure(Exception):
-    """The model (or a custom handler) failed on a request that was itself fine."""
 
 
 @dataclass(eq=False)
@@ -57,10 +56,8 @@ class DynamicBatcher:
         max_delay: float = 0.005,
         observe: Callable[[int, int], None] | None = None,
     ):
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be at least 1, but got max_batch_size={max_batch_size}.")
-        if max_delay < 0:
-            raise ValueError(f"max_delay must be at least 0, but got max_delay={max_delay}.")
+        at_least("max_batch_size", max_batch_size, 1)
+        at_least("max_delay", max_delay, 0)
         self.run = run
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RequestError
+from .errors import RequestError, UnsupportedAccept, UnsupportedContentType
 
 __all__ = [
     "ACCEPTS",
@@ -98,22 +98,22 @@ def media_type(header: str | None) -> str:
 
 
 def decode(body: bytes | str, content_type: str | None) -> Request:
-    """Parse a request body into a :class:`Request`; bad bodies raise :class:`RequestError` (400/415)."""
+    """Parse a request body into a :class:`Request`; a bad body raises a :class:`RequestError`."""
     kind = media_type(content_type)
     if kind not in CONTENT_TYPES:
         shown = kind or "none"
-        raise RequestError(415, f"Content-Type {shown} is not supported; send one of {', '.join(CONTENT_TYPES)}.")
+        raise UnsupportedContentType(f"Content-Type {shown} is not supported; send one of {', '.join(CONTENT_TYPES)}.")
     if isinstance(body, bytes):
         body = utf8_text(body)
     if not body.strip():
-        raise RequestError(400, "the request body is empty; send the text to classify.")
+        raise RequestError("the request body is empty; send the text to classify.")
     if kind in _TEXT_TYPES:
         return Request([body], single=True)
     if kind == JSON:
         try:
             value = json.loads(body)
         except json.JSONDecodeError as exc:
-            raise RequestError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from exc
+            raise RequestError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.") from exc
         return to_request(value)
     if kind == CSV:
         return Request(_csv_texts(body))
@@ -125,7 +125,7 @@ def utf8_text(body: bytes) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RequestError(400, f"the body is not valid UTF-8 (byte {exc.start}); send UTF-8 text.") from exc
+        raise RequestError(f"the body is not valid UTF-8 (byte {exc.start}); send UTF-8 text.") from exc
 
 
 def to_request(value: Any) -> Request:
@@ -141,45 +141,43 @@ def to_request(value: Any) -> Request:
         if "inputs" not in value or extra:
             what = f"unexpected key {extra[0]!r}" if extra else "no 'inputs' key"
             raise RequestError(
-                400, f'JSON object has {what}; expected {{"inputs": "text" or ["text", ...], "parameters": {{...}}}}.'
+                f'JSON object has {what}; expected {{"inputs": "text" or ["text", ...], "parameters": {{...}}}}.'
             )
         inputs, parameters = value["inputs"], value.get("parameters") or {}
         if not isinstance(parameters, dict):
-            raise RequestError(400, f"'parameters' must be a JSON object, but got {type(parameters).__name__}.")
+            raise RequestError(f"'parameters' must be a JSON object, but got {type(parameters).__name__}.")
         _check_parameters(parameters)
         if isinstance(inputs, str):
             return Request([_text(inputs, "'inputs'")], single=True, style="pipeline", parameters=parameters)
         if isinstance(inputs, list):
             return Request(_texts(inputs, "'inputs'"), style="pipeline", parameters=parameters)
-        raise RequestError(400, f"'inputs' must be a string or a list of strings, but got {type(inputs).__name__}.")
+        raise RequestError(f"'inputs' must be a string or a list of strings, but got {type(inputs).__name__}.")
     raise RequestError(
-        400, f'expected a string, a list of strings or {{"inputs": ...}}, but got JSON {type(value).__name__}.'
+        f'expected a string, a list of strings or {{"inputs": ...}}, but got JSON {type(value).__name__}.'
     )
 
 
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise RequestError(400, f"{where} must be a string, but got {type(value).__name__}.")
+        raise RequestError(f"{where} must be a string, but got {type(value).__name__}.")
     if not value.strip():
-        raise RequestError(400, f"{where} is empty; send a non-empty text.")
+        raise RequestError(f"{where} is empty; send a non-empty text.")
     return value
 
 
 def _texts(values: list, where: str) -> list[str]:
     if not values:
-        raise RequestError(400, f"{where} is empty; send at least one text.")
+        raise RequestError(f"{where} is empty; send at least one text.")
     return [_text(v, f"{where} item {i + 1}") for i, v in enumerate(values)]
 
 
 def _check_parameters(parameters: dict) -> None:
-    for name, value in parameters.items():
+    for name in parameters:
         if name not in PIPELINE_PARAMETERS:
-            raise RequestError(
-                400, f"parameter {name!r} is not supported; supported: {', '.join(PIPELINE_PARAMETERS)}."
-            )
+            raise RequestError(f"parameter {name!r} is not supported; supported: {', '.join(PIPELINE_PARAMETERS)}.")
     top_k = parameters.get("top_k", 1)
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise RequestError(400, f"top_k must be a positive integer or null (all labels), but got {top_k!r}.")
+        raise RequestError(f"top_k must be a positive integer or null (all labels), but got {top_k!r}.")
 
 
 def _csv_texts(body: str) -> list[str]:
@@ -196,7 +194,7 @@ def _csv_texts(body: str) -> list[str]:
             fields = []
         text = fields[0] if len(fields) == 1 else line
         if not text.strip():
-            raise RequestError(400, f"text/csv line {number} is empty; send one non-empty text per line.")
+            raise RequestError(f"text/csv line {number} is empty; send one non-empty text per line.")
         texts.append(text)
     return texts
 
@@ -211,14 +209,13 @@ def _csv_column(body: str, column: int, width: int) -> list[str]:
                 continue
             if len(row) != width:
                 raise RequestError(
-                    400,
                     f"malformed CSV at line {reader.line_num}: {len(row)} fields, expected {width} as in the header.",
                 )
             texts.append(_text(row[column], f"text/csv line {reader.line_num} 'inputs'"))
     except csv.Error as exc:
-        raise RequestError(400, f"malformed CSV at line {reader.line_num}: {exc}.") from exc
+        raise RequestError(f"malformed CSV at line {reader.line_num}: {exc}.") from exc
     if not texts:
-        raise RequestError(400, "text/csv has a header but no rows; send one row per text.")
+        raise RequestError("text/csv has a header but no rows; send one row per text.")
     return texts
 
 
@@ -230,14 +227,12 @@ def _jsonlines_texts(body: str) -> list[str]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise RequestError(
-                400, f"malformed JSON at jsonlines line {number} column {exc.colno}: {exc.msg}."
-            ) from exc
+            raise RequestError(f"malformed JSON at jsonlines line {number} column {exc.colno}: {exc.msg}.") from exc
         if isinstance(value, dict):
             key = "inputs" if "inputs" in value else "text"
             if key not in value:
                 raise RequestError(
-                    400, f'jsonlines line {number} has neither "inputs" nor "text"; expected {{"inputs": "text"}}.'
+                    f'jsonlines line {number} has neither "inputs" nor "text"; expected {{"inputs": "text"}}.'
                 )
             value = value[key]
         texts.append(_text(value, f"jsonlines line {number}"))
@@ -248,7 +243,7 @@ def _jsonlines_texts(body: str) -> list[str]:
 
 
 def negotiate(accept: str | None) -> str:
-    """The response type for an Accept header (highest q first); :class:`RequestError` 406 if none fits."""
+    """The response type for an Accept header (highest q first); :class:`UnsupportedAccept` if none fits."""
     if not accept or not accept.strip():
         return JSON
     offers = []
@@ -271,7 +266,7 @@ def negotiate(accept: str | None) -> str:
         if kind in ACCEPTS and q > 0:
             offers.append((-q, order, kind))
     if not offers:
-        raise RequestError(406, f"Accept {accept} is not supported; ask for one of {', '.join(ACCEPTS)}.")
+        raise UnsupportedAccept(f"Accept {accept} is not supported; ask for one of {', '.join(ACCEPTS)}.")
     return min(offers)[2]
 
 

@@ -36,10 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError, RequestError, TextclfError
+from ..errors import ModelError, TextclfError
 from ..inference import Classifier
 from . import codecs
-from .batcher import DynamicBatcher, ModelFailure
+from .batcher import DynamicBatcher
+from .errors import ModelFailure, RequestError, UnsupportedAccept
 
 __all__ = ["Context", "Handler", "HANDLER_FUNCTIONS"]
 
@@ -167,7 +168,7 @@ class Handler:
     # -- the four steps ----------------------------------------------------------------
 
     def response_type(self, accept: str | None) -> str:
-        """The Accept type to answer in (406 for unsupported ones unless output_fn is custom)."""
+        """The Accept type to answer in (:class:`UnsupportedAccept` unless output_fn is custom)."""
         if self._custom("output_fn") is not None:
             return codecs.JSON if not accept or accept.strip() in ("*/*", "") else accept
         return codecs.negotiate(accept)
@@ -194,7 +195,7 @@ class Handler:
         except TextclfError:
             raise
         except Exception as exc:
-            raise RequestError(400, f"input_fn: {type(exc).__name__}: {exc}") from exc
+            raise RequestError(f"input_fn: {type(exc).__name__}: {exc}") from exc
 
     async def predict(self, data: Any, context: Context) -> Any:
         predict_fn = self._custom("predict_fn")
@@ -222,8 +223,8 @@ class Handler:
         if isinstance(prediction, codecs.Predictions):
             return codecs.encode(prediction, accept), accept
         if accept not in (codecs.JSON, codecs.VERBOSE):
-            raise RequestError(
-                406, f"predict_fn's result can only be answered as {codecs.JSON}; define output_fn for {accept}."
+            raise UnsupportedAccept(
+                f"predict_fn's result can only be answered as {codecs.JSON}; define output_fn for {accept}."
             )
         return json.dumps(prediction, default=_jsonable).encode(), codecs.JSON
 
