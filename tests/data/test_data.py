@@ -107,12 +107,20 @@ def test_jsonl_keys_found_or_given(tmp_path):
     assert (examples.texts, examples.labels) == (["a", "b"], ["x", "z"])
 
 
-@pytest.mark.parametrize("name", ["data.txt", "data.label"])
-def test_label_text_lines_drop_fasttext_prefix(tmp_path, name):
-    path = write(tmp_path, name, "__label__pos I liked it a lot\nNUM:date When was it ?\n")
+def test_label_text_lines_drop_fasttext_prefix(tmp_path):
+    path = write(tmp_path, "data.label", "__label__pos I liked it a lot\nNUM:date When was it ?\n")
     examples = read_examples(path)
     assert examples.labels == ["pos", "NUM:date"]
     assert examples.texts == ["I liked it a lot", "When was it ?"]
+
+
+def test_a_txt_file_is_texts_for_every_command_so_labelled_reading_refuses_it(tmp_path):
+    path = write(tmp_path, "data.txt", "pos I liked it a lot\nneg not at all\n")
+    assert read_texts(path) == ["pos I liked it a lot", "neg not at all"]
+    with pytest.raises(DataError, match=r"data\.txt: a text file holds one text per line and no labels; .*\.label"):
+        read_examples(path)
+    examples = read_examples(path, ReadOptions(format="label-text"))
+    assert (examples.labels, examples.texts) == (["pos", "neg"], ["I liked it a lot", "not at all"])
 
 
 def test_quoted_multiline_text_keeps_line_numbers(tmp_path):
@@ -123,14 +131,14 @@ def test_quoted_multiline_text_keeps_line_numbers(tmp_path):
 
 
 @pytest.mark.parametrize("separator", ["\u2028", "\x0c", "\x85", "\x1e"], ids=["U+2028", "form-feed", "NEL", "RS"])
-@pytest.mark.parametrize("name", ["data.csv", "data.tsv", "data.jsonl", "data.txt"])
+@pytest.mark.parametrize("name", ["data.csv", "data.tsv", "data.jsonl", "data.label"])
 def test_unicode_line_separators_inside_a_text_do_not_split_the_row(tmp_path, name, separator):
     text = f"one{separator}two"
     content = {
         ".csv": f"0,{text}\n1,three\n",
         ".tsv": f"0\t{text}\n1\tthree\n",
         ".jsonl": json.dumps({"text": text, "label": 0}, ensure_ascii=False) + '\n{"text": "three", "label": 1}\n',
-        ".txt": f"0 {text}\n1 three\n",
+        ".label": f"0 {text}\n1 three\n",
     }[Path(name).suffix]
     examples = read_examples(write(tmp_path, name, content))
     assert examples.texts == [text, "three"]

@@ -47,7 +47,8 @@ def test_a_label_file_is_label_text_for_every_command_and_txt_is_one_text_per_li
     assert resolve_layout(txt) == Layout("text")  # batch, predict: the whole line is the text
     assert [r.text for r in records(txt, resolve_layout(txt))] == ["NUM:date When was it ?", "__label__pos I liked it"]
     assert read_texts(txt) == ["NUM:date When was it ?", "__label__pos I liked it"]
-    assert read_examples(txt).labels == ["NUM:date", "pos"]  # train, evaluate: a line is LABEL text
+    with pytest.raises(DataError, match="a text file holds one text per line and no labels"):
+        read_examples(txt)  # train, evaluate: the same file is still only texts, so they refuse it
     with pytest.raises(ConfigError, match="plain text lines have no columns"):
         resolve_layout(txt, ReadOptions(label_column="1"))
 

@@ -10,8 +10,9 @@ Formats (``ReadOptions.format``; None goes by the suffix, :data:`SUFFIXES`):
 
 * ``csv`` / ``tsv``: TSV is unquoted (a ``"`` is an ordinary character);
 * ``jsonl`` (``.jsonl``, ``.jsonlines``, ``.ndjson``): one JSON object per line;
-* ``text`` (``.txt``, and any other suffix): one text per line. It carries no labels, so a
-  command that reads labels (train, evaluate) reads a ``text`` file as ``label-text``;
+* ``text`` (``.txt``, and any other suffix): one text per line, for every command. It carries
+  no labels, so a command that needs them (train, evaluate, tune, export's check, batch
+  ``--evaluate``) refuses it and says to use ``label-text``, csv, tsv or jsonl;
 * ``label-text`` (``.label``): ``LABEL text`` lines (TREC); fastText's ``__label__`` prefix is dropped;
 * ``text-csv``: SageMaker JumpStart's ``text/csv``: no header, one CSV-quoted text per record.
 
@@ -177,8 +178,8 @@ def file_format(path: Path, format: str | None = None) -> str:
 def resolve_layout(path: str | Path, options: ReadOptions = ReadOptions(), labels: bool = False) -> Layout:
     """Find the text, label and id fields of ``path`` from its first record (and header).
 
-    ``labels=True`` (train, evaluate) needs a label: a ``text`` file is then read as ``label-text``,
-    and a table or JSONL file whose label cannot be found raises.
+    ``labels=True`` (train, evaluate) needs a label: a ``text`` file raises (it holds texts only),
+    and so does a table or JSONL file whose label cannot be found.
     """
     path = Path(path)
     fmt = file_format(path, options.format)
@@ -188,7 +189,12 @@ def resolve_layout(path: str | Path, options: ReadOptions = ReadOptions(), label
                 f"{path}: plain text lines have no columns; "
                 "--label-column and --id-column need csv, tsv or jsonl input."
             )
-        return Layout("text") if fmt == "text" and not labels else Layout("label-text", 1, 0)
+        if fmt == "text" and labels:
+            raise DataError(
+                f"{path}: a text file holds one text per line and no labels; for labelled data use "
+                "`LABEL text` lines in a .label file (as TREC), or a csv, tsv or jsonl file."
+            )
+        return Layout("text") if fmt == "text" else Layout("label-text", 1, 0)
     with _lines(path, options.encoding) as lines:
         if fmt == "jsonl":
             return _jsonl_layout(path, lines, options, labels)
