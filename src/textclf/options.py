@@ -157,7 +157,7 @@ def _option(f: dataclasses.Field, kind: Any, meta: Mapping[str, Any], style: str
     default = _default(f)
     kwargs: dict[str, Any] = {"help": meta["help"], "default": None if style != "typed" else default}
     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-        kwargs["required"] = True
+        kwargs = {"help": meta["help"], "required": True}  # no default at all: click takes None for a value given
     if kind is bool and style != "text":
         negative = meta["negative"] or (f"--no-{names[0][2:]}" if optional else None)
         if negative:
