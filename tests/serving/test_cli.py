@@ -47,7 +47,8 @@ def test_no_model_is_a_one_line_error(monkeypatch):
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: no model to serve: pass --model-dir DIR (a textclf model folder) or --model ID_OR_FOLDER, or set SM_MODEL_DIR or HF_MODEL_ID."
+        "error: no model to serve: pass --model-dir DIR (a textclf model folder) or --model ID_OR_FOLDER, "
+        "or set SM_MODEL_DIR or HF_MODEL_ID."
     ]
 
 
