@@ -19,15 +19,17 @@ from textclf.options import click_options, flag_name, setting, settings_fields, 
 from textclf.serving.config import ServeConfig
 from textclf.tuning import TuneSettings
 
+READING = ("text_column", "label_column", "encoding", "on_bad_rows")
+MODEL = ("batch_size", "backend", "dtype")
 # command -> the settings dataclasses its flags are made from (with the fields it takes, where only some)
 COMMANDS = {
-    "train": [(Hyperparameters, None), (RunOptions, None), (ReadOptions, None)],
-    "tune": [(Hyperparameters, None), (TuneSettings, None), (ReadOptions, None)],
-    "evaluate": [(BatchOptions, ("batch_size", "backend", "dtype")), (ReadOptions, None)],
-    "predict": [(BatchOptions, ("batch_size", "backend", "dtype"))],
+    "train": [(Hyperparameters, None), (RunOptions, None), (ReadOptions, READING)],
+    "tune": [(Hyperparameters, None), (TuneSettings, None), (ReadOptions, READING)],
+    "evaluate": [(BatchOptions, MODEL), (ReadOptions, READING)],
+    "predict": [(BatchOptions, MODEL)],
     "batch": [(BatchOptions, None)],
     "serve": [(ServeConfig, None)],
-    "export": [(ExportSettings, None), (QuantizationSettings, None), (ReadOptions, None)],
+    "export": [(ExportSettings, None), (QuantizationSettings, None), (ReadOptions, READING)],
 }
 CASES = [(command, cls, only) for command, pairs in COMMANDS.items() for cls, only in pairs]
 

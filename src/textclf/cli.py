@@ -80,7 +80,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 # -- shared options -----------------------------------------------------------
 
-_READING = {  # ReadOptions' fields do not declare their help yet; once they do, theirs wins
+# The ReadOptions fields that are flags of train, tune, evaluate and export, with their help (ReadOptions
+# declares none yet; a field's own metadata wins once it does). batch has its own reading flags.
+_READING = {
     "text_column": {"help": "Column (header name, or 0-based index without a header) or JSON key of the text."},
     "label_column": {"help": "Column (header name, or 0-based index without a header) or JSON key of the label."},
     "encoding": {"help": "Encoding of the data files."},
@@ -89,14 +91,14 @@ _READING = {  # ReadOptions' fields do not declare their help yet; once they do,
         "choices": ("error", "skip"),
     },
 }
-_read_options = click_options(ReadOptions, metadata=_READING)
+_read_options = click_options(ReadOptions, only=_READING, metadata=_READING)
 _run_options = click_options(RunOptions, style="layered")  # not given: RunOptions' default
 _hyperparameter_options = click_options(Hyperparameters, style="text")  # converted as a hyperparameters.json is
 _model_options = click_options(BatchOptions, only=("batch_size", "backend", "dtype"))  # evaluate's and predict's
 
 
 def _make_read_options(kw: dict) -> ReadOptions:
-    return ReadOptions(**values_of(ReadOptions, kw))
+    return ReadOptions(**values_of(ReadOptions, kw, only=_READING))
 
 
 def _make_run_options(kw: dict) -> RunOptions:
