@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import click
@@ -169,6 +170,21 @@ def test_text_flags_hand_the_dataclass_text():
     assert "--epochs INTEGER" in help_text and "Passes. [default: 3]" in help_text
     assert "--flag true|false" in help_text and "[default: false]" in help_text
     assert _run("--epochs", "2", "--flag", style="text", cls=Texts) == {"epochs": "2", "flag": "true"}
+
+
+def test_the_shape_follows_the_real_type_not_how_it_is_spelled():
+    @dataclasses.dataclass(frozen=True)
+    class Spelled:
+        maybe: typing.Optional[bool] = setting(None, "Spelled the old way.")  # noqa: UP045
+
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        number: complex = setting(1j, "No flag has this shape.")
+
+    assert "--maybe / --no-maybe" in _help(cls=Spelled)
+    assert _run("--no-maybe", cls=Spelled) == {"maybe": False}
+    with pytest.raises(TypeError, match="no flag for a field of type"):
+        click_options(Odd)
 
 
 def test_a_nested_dataclass_contributes_its_fields():

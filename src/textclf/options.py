@@ -92,7 +92,8 @@ def settings_fields(cls: type, only: Iterable[str] | None = None) -> list[tuple[
     hints = typing.get_type_hints(cls)
     chosen = [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
     if only is not None:
-        chosen = [f for f in chosen if f.name in set(only)]
+        wanted = set(only)
+        chosen = [f for f in chosen if f.name in wanted]
     return [(f, hints[f.name]) for f in chosen]
 
 
@@ -183,7 +184,9 @@ def _option(f: dataclasses.Field, kind: Any, meta: Mapping[str, Any], style: str
 
 def _value_type(kind: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     """click's type for a value option: a choice, a range, a path, a repeatable flag or the plain type."""
-    if typing.get_origin(kind) is tuple and meta["parse"] is None:
+    if meta["parse"]:
+        return {"type": str}  # the field's ``parse`` makes the value of the text
+    if typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
         return {"multiple": True, **_value_type(item, meta)}
     if meta["choices"]:
@@ -197,7 +200,7 @@ def _value_type(kind: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
         return {"type": click.Path(path_type=Path)}
     if kind in (int, float, str):
         return {"type": kind}
-    return {"type": str}  # parsed by the field's ``parse``
+    raise TypeError(f"no flag for a field of type {kind!r}; give the field a 'parse' that reads its text")
 
 
 def _unwrap(kind: Any) -> tuple[Any, bool]:
