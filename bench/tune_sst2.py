@@ -14,7 +14,7 @@ Prints a table (dev accuracy of each best model, wall time, trials complete/prun
 accuracy gain over the defaults and the wall-time ratio without/with pruning; writes JSON to
 bench/out/tune_sst2.json (or --json).
 
-    .venv/bin/python bench/tune_sst2.py                                      # roughly 20-30 min on 2 idle CPU cores (estimate)
+    .venv/bin/python bench/tune_sst2.py   # roughly 20-30 min on 2 idle CPU cores (estimate)
     .venv/bin/python bench/tune_sst2.py --rows 200 --dev-rows 100 --trials 2 --max-epochs 1   # a smoke run
 """
 
@@ -107,11 +107,13 @@ def main() -> None:
         unpruned = study(train, dev, work / "tuned-off", args.trials, args.max_epochs, "off")
 
     print(
-        f"\nSST-2, {args.rows} rows (80% train / 20% validation), dev {len(dev_rows)} rows, {args.trials} trials per study"
+        f"\nSST-2, {args.rows} rows (80% train / 20% validation), dev {len(dev_rows)} rows, "
+        f"{args.trials} trials per study"
     )
     print(f"{'run':<22} {'dev acc':>8} {'val acc':>8} {'wall s':>8} {'complete':>9} {'pruned':>7}  params")
     print(
-        f"{'default hyperparams':<22} {baseline['dev_accuracy']:>8.4f} {baseline['val_accuracy']:>8.4f} {baseline['wall_seconds']:>8.0f} {'':>9} {'':>7}  {baseline['hyperparameters']}"
+        f"{'default hyperparams':<22} {baseline['dev_accuracy']:>8.4f} {baseline['val_accuracy']:>8.4f} "
+        f"{baseline['wall_seconds']:>8.0f} {'':>9} {'':>7}  {baseline['hyperparameters']}"
     )
     for r in (pruned, unpruned):
         name = f"tune, pruning {r['early_stopping_trials']}"

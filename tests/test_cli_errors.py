@@ -264,6 +264,7 @@ def run_textclf(*args: str) -> subprocess.CompletedProcess:
     ],
     ids=["train-undecodable", "train-epochs-abc", "evaluate-missing-model"],
 )
+@pytest.mark.subprocess
 def test_console_script_prints_one_line_and_exits_2(args, expected_stderr):
     write("data.csv", b"0,a\n1,caf\xe9\n")
     write("gap.csv", "0,a\n1,b\n3,c\n")
@@ -271,6 +272,7 @@ def test_console_script_prints_one_line_and_exits_2(args, expected_stderr):
     assert (result.returncode, result.stderr, result.stdout) == (2, expected_stderr, "")
 
 
+@pytest.mark.subprocess
 def test_console_script_usage_error_has_no_traceback():
     result = run_textclf("predict", "--model-dir", "no-model")
     assert result.returncode == 2

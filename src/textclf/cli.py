@@ -1,5 +1,10 @@
 """Command line: parse arguments, call the library, map errors to exit codes.
 
+Each command's settings are a dataclass (Hyperparameters, RunOptions, TuneSettings,
+BatchOptions, ServeConfig, ExportSettings, ReadOptions); their flags are made from its fields
+by :func:`textclf.options.click_options`, and :func:`textclf.options.values_of` takes the values
+back, so a setting is declared and documented only where its dataclass declares it.
+
 Exit codes: 0 success, 2 a problem with the input (usage, data, model, config),
 1 anything unexpected (``--debug`` shows its traceback), 3 ``batch`` finished but some records
 went to ``.errors``, 130 interrupted.
@@ -14,11 +19,14 @@ from pathlib import Path
 
 import click
 
-from .choices import BACKEND_CHOICES
+from .batch import BatchOptions
 from .config import Hyperparameters, RunOptions
 from .data import ReadOptions
 from .errors import TextclfError
-from .export import FORMATS, MAX_ACCURACY_DROP, MAX_CHANGED
+from .export import ExportSettings
+from .options import click_options, values_of
+from .serving.config import ServeConfig
+from .tuning import TuneSettings
 
 __all__ = ["main"]
 
@@ -72,87 +80,35 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 # -- shared options -----------------------------------------------------------
 
-
-def _read_options(f):
-    f = click.option(
-        "--text-column", help="Column (header name, or 0-based index without a header) or JSON key of the text."
-    )(f)
-    f = click.option(
-        "--label-column", help="Column (header name, or 0-based index without a header) or JSON key of the label."
-    )(f)
-    f = click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the data files.")(f)
-    f = click.option(
-        "--on-bad-rows",
-        type=click.Choice(["error", "skip"]),
-        default="error",
-        show_default=True,
-        help="Stop at the first bad row, or skip bad rows and report them.",
-    )(f)
-    return f
+# The ReadOptions fields that are flags of train, tune, evaluate and export, with their help (ReadOptions
+# declares none yet; a field's own metadata wins once it does). batch has its own reading flags.
+_READING = {
+    "text_column": {"help": "Column (header name, or 0-based index without a header) or JSON key of the text."},
+    "label_column": {"help": "Column (header name, or 0-based index without a header) or JSON key of the label."},
+    "encoding": {"help": "Encoding of the data files."},
+    "on_bad_rows": {
+        "help": "Stop at the first bad row, or skip bad rows and report them.",
+        "choices": ("error", "skip"),
+    },
+}
+_read_options = click_options(ReadOptions, only=_READING, metadata=_READING)
+_run_options = click_options(RunOptions, style="layered")  # not given: RunOptions' default
+_hyperparameter_options = click_options(Hyperparameters, style="text")  # converted as a hyperparameters.json is
+_model_options = click_options(BatchOptions, only=("batch_size", "backend", "dtype"))  # evaluate's and predict's
 
 
 def _make_read_options(kw: dict) -> ReadOptions:
-    return ReadOptions(kw.pop("text_column"), kw.pop("label_column"), kw.pop("encoding"), kw.pop("on_bad_rows"))
+    return ReadOptions(**values_of(ReadOptions, kw, only=_READING))
+
+
+def _make_run_options(kw: dict) -> RunOptions:
+    return RunOptions(**values_of(RunOptions, kw))
 
 
 def _make_hyperparameters(hp_file: Path | None, kw: dict) -> Hyperparameters:
     """``--hyperparameters FILE`` (or the defaults) with the hyperparameter flags given applied over it."""
     hp = Hyperparameters.from_file(hp_file) if hp_file else Hyperparameters()
-    return hp.updated({k: v for k, v in kw.items() if v is not None}, source="command line")
-
-
-def _backend_options(f):
-    """--backend and --dtype, shared by every command that runs a model."""
-    f = click.option(
-        "--dtype",
-        default="float32",
-        show_default=True,
-        type=click.Choice(["auto", "float32", "bfloat16"]),
-        help="torch backend's precision; bfloat16 is ~2x faster on CPUs that have it natively.",
-    )(f)
-    f = click.option(
-        "--backend",
-        default="auto",
-        show_default=True,
-        type=click.Choice(BACKEND_CHOICES),
-        help="What runs the model: torch, or an export made by `textclf export`; auto: the fastest export present, else torch.",
-    )(f)
-    return f
-
-
-def _run_options(f):
-    """One flag per RunOptions field (``--checkpoint-dir DIR``, ``--resume/--no-resume``); help and defaults from the dataclass."""
-    for name, type_name, default, help_text, choices in reversed(RunOptions.describe()):
-        flag = "--" + name.replace("_", "-")
-        kwargs: dict = {"help": help_text, "default": None}
-        if type_name == "bool | None":
-            flag = f"{flag}/--no-{flag[2:]}"
-        elif type_name == "bool":
-            kwargs.update(is_flag=True, default=False)
-        elif type_name == "int":
-            kwargs.update(type=click.IntRange(min=0), help=f"{help_text} [default: {default}]")
-        elif choices:
-            kwargs.update(type=click.Choice(choices), help=f"{help_text} [default: {default}]")
-        f = click.option(flag, name, **kwargs)(f)
-    return f
-
-
-def _make_run_options(kw: dict) -> RunOptions:
-    values = {name: kw.pop(name) for name, *_ in RunOptions.describe()}
-    return RunOptions().updated({k: v for k, v in values.items() if v is not None})
-
-
-def _hyperparameter_options(f):
-    """One ``--flag-name VALUE`` per Hyperparameters field; help and defaults come from the dataclass."""
-    for name, type_name, default, help_text in reversed(Hyperparameters.describe()):
-        flag = "--" + name.replace("_", "-")
-        shown = str(default).lower() if isinstance(default, bool) else default
-        metavar = {"int": "INTEGER", "float": "FLOAT"}.get(type_name, "TEXT")
-        kwargs = {"help": f"{help_text} [default: {shown}]", "default": None, "metavar": metavar}
-        if type_name == "bool":
-            kwargs.update(metavar="true|false", is_flag=False, flag_value="true")
-        f = click.option(flag, name, **kwargs)(f)
-    return f
+    return hp.updated(values_of(Hyperparameters, kw), source="command line")
 
 
 # -- commands -----------------------------------------------------------------
@@ -221,7 +177,8 @@ def train(ctx, data, output, model, validation, hp_file, overwrite, progress, np
     best = result.best
     if best.get("val_accuracy") is not None:
         click.echo(
-            f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)"
+            f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  "
+            f"val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)"
         )
 
 
@@ -236,59 +193,10 @@ def train(ctx, data, output, model, validation, hp_file, overwrite, progress, np
 @click.option(
     "--search-space",
     type=click.Path(path_type=Path),
-    help="JSON or YAML: name -> {type: float|int|categorical, low, high, log, step | choices} [default: learning_rate, batch_size, epochs, less fixed ones].",
+    help="JSON or YAML: name -> {type: float|int|categorical, low, high, log, step | choices} "
+    "[default: learning_rate, batch_size, epochs, less fixed ones].",
 )
-@click.option(
-    "--objective",
-    default="val_accuracy",
-    show_default=True,
-    type=click.Choice(["val_accuracy", "val_loss", "val_f1", "val_mcc"]),
-    help="What the best trial is chosen by (its kept epoch's value).",
-)
-@click.option("--direction", type=click.Choice(["max", "min"]), help="[default: min for val_loss, else max]")
-@click.option(
-    "--max-trials",
-    default=20,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Trials finished (complete or pruned) in the whole study, over all runs and processes.",
-)
-@click.option(
-    "--parallel-trials",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Trials at once, as processes sharing the CPU threads and the study.",
-)
-@click.option(
-    "--strategy",
-    default="bayesian",
-    show_default=True,
-    type=click.Choice(["bayesian", "random", "grid"]),
-    help="Optuna sampler: TPE, random, or every grid point (float ranges need a step).",
-)
-@click.option(
-    "--early-stopping-trials",
-    default="median",
-    show_default=True,
-    type=click.Choice(["off", "median", "hyperband"]),
-    help="Prune trials whose per-epoch objective falls behind.",
-)
-@click.option(
-    "--pruning-startup-trials",
-    default=2,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="median: trials finished before any is pruned.",
-)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds after which no new trial starts.")
-@click.option(
-    "--storage",
-    help="Optuna storage URL shared by several machines, e.g. postgresql://user:pw@host/db [default: sqlite in --output].",
-)
-@click.option("--study-name", default="textclf", show_default=True, help="Study name within --storage.")
-@click.option("--keep-top", type=click.IntRange(min=1), help="Keep only the K best trials' model folders.")
-@click.option("--sampler-seed", type=int, help="Seed of the sampler (--seed is training's) [default: none].")
+@click_options(TuneSettings)
 @click.option(
     "--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id."
 )
@@ -301,7 +209,7 @@ def train(ctx, data, output, model, validation, hp_file, overwrite, progress, np
 )
 @_read_options
 @_hyperparameter_options
-def tune(data, output, search_space, hp_file, model, validation, sampler_seed, **kw) -> None:
+def tune(data, output, search_space, hp_file, model, validation, **kw) -> None:
     """Search hyperparameters with Optuna; keep the best trial's model folder in OUTPUT/best.
 
     Run the same command again to resume the study (finished trials are kept, an interrupted
@@ -310,33 +218,16 @@ def tune(data, output, search_space, hp_file, model, validation, sampler_seed, *
     from .tuning import tune as run_tuning
 
     read_options = _make_read_options(kw)
-    settings = {
-        k: kw.pop(k)
-        for k in (
-            "objective",
-            "direction",
-            "max_trials",
-            "parallel_trials",
-            "strategy",
-            "early_stopping_trials",
-            "pruning_startup_trials",
-            "timeout",
-            "storage",
-            "study_name",
-            "keep_top",
-        )
-    }
-    hp = _make_hyperparameters(hp_file, kw)
+    settings = TuneSettings(**values_of(TuneSettings, kw))
     result = run_tuning(
         data,
         output,
         search_space=search_space,
+        settings=settings,
         model=model,
         validation=validation,
-        hyperparameters=hp,
+        hyperparameters=_make_hyperparameters(hp_file, kw),
         read_options=read_options,
-        seed=sampler_seed,
-        **settings,
     )
     click.echo(result.render())
 
@@ -347,8 +238,7 @@ def tune(data, output, search_space, hp_file, model, validation, sampler_seed, *
 )
 @click.option("--data", required=True, help="Labelled data, in any format `train` accepts.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
-@_backend_options
+@_model_options
 @_read_options
 def evaluate(model_dir, data, as_json, batch_size, backend, dtype, **kw) -> None:
     """Accuracy, macro F1, MCC, per-class scores and confusion matrix."""
@@ -371,8 +261,7 @@ def evaluate(model_dir, data, as_json, batch_size, backend, dtype, **kw) -> None
 @click.option(
     "--json", "as_json", is_flag=True, help='One {"probabilities", "labels", "predicted_label"} JSON line per text.'
 )
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass.")
-@_backend_options
+@_model_options
 def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend, dtype) -> None:
     """Classify TEXTS (or the lines of --input)."""
     from .data import read_texts
@@ -394,42 +283,12 @@ def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend
 
 
 @main.command()
-@click.option("--model-dir", default=None, help="Model folder to serve [default: $SM_MODEL_DIR, else /opt/ml/model].")
-@click.option(
-    "--model",
-    default=None,
-    help="Serve a model never fine-tuned here: a Hub id or a local HF classification folder [default: $HF_MODEL_ID].",
-)
-@click.option("--host", default=None, help="Address to bind [default: 127.0.0.1; 0.0.0.0 to accept other machines].")
-@click.option("--port", default=None, type=int, help="Port [default: $SAGEMAKER_BIND_TO_PORT, else 8080].")
-@click.option("--workers", default=None, type=int, help="Processes, each with its own model and batcher [default: 1].")
-@click.option("--max-batch-size", default=None, type=int, help="Texts per forward pass [default: 64].")
-@click.option(
-    "--max-batch-delay-ms",
-    default=None,
-    type=float,
-    help="How long a batch may wait for more texts while requests are arriving [default: 5].",
-)
-@click.option(
-    "--backend",
-    default=None,
-    type=click.Choice(BACKEND_CHOICES),
-    help="torch, or an export made by `textclf export` [default: auto, the fastest export present, else torch].",
-)
-@click.option(
-    "--dtype",
-    default=None,
-    type=click.Choice(["auto", "float32", "bfloat16"]),
-    help="auto: bfloat16 where the CPU has it natively (~2x faster, probabilities within ~1e-2), else float32 [default: auto].",
-)
-@click.option("--max-payload-mb", default=None, type=float, help="Larger request bodies get 413 [default: 6].")
-@click.option("--access-log/--no-access-log", default=None, help="Log every request [default: off].")
+@click_options(ServeConfig, style="layered")  # not given: the environment's value, else the default
 def serve(**kw) -> None:
     """Serve a model over HTTP (SageMaker-compatible /invocations, web page at /)."""
-    from .serving import ServeConfig
     from .serving import serve as run_server
 
-    run_server(ServeConfig.resolve(**kw))
+    run_server(ServeConfig.resolve(**values_of(ServeConfig, kw)))
 
 
 @main.command("export")
@@ -439,61 +298,22 @@ def serve(**kw) -> None:
     type=click.Path(path_type=Path),
     help="Model folder written by `textclf train` (the export is written into it).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    required=True,
-    type=click.Choice(FORMATS),
-    help="What to write: model.torchscript.pt, model.onnx or model.int8.onnx.",
-)
-@click.option(
-    "--validation",
-    default=None,
-    help="Labelled data: compare the export's predictions and accuracy with the PyTorch model's.",
-)
-@click.option(
-    "--max-changed",
-    default=MAX_CHANGED,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of --validation predictions the export may change before it is refused.",
-)
-@click.option(
-    "--max-accuracy-drop",
-    default=MAX_ACCURACY_DROP,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Accuracy on --validation the export may lose before it is refused (0.005 = half a point).",
-)
-@click.option("--force", is_flag=True, help="Keep an export that fails the --max-changed or --max-accuracy-drop check.")
-@click.option(
-    "--per-channel/--per-tensor",
-    default=True,
-    show_default=True,
-    help="onnx-int8: one weight scale per output channel (keeps accuracy) or one per tensor.",
-)
-@click.option(
-    "--keep-fp32",
-    multiple=True,
-    type=click.Choice(["ffn_output", "classifier"]),
-    help="onnx-int8: leave these layers in fp32 (repeatable; slower).",
-)
+@click_options(ExportSettings)
 @_read_options
-def export_command(
-    model_dir, fmt, validation, max_changed, max_accuracy_drop, force, per_channel, keep_fp32, **kw
-) -> None:
+def export_command(model_dir, **kw) -> None:
     """Write a verified TorchScript, ONNX or int8 ONNX export into the model folder."""
-    from .export import QuantizationSettings, export_model
+    from .export import export_model
 
+    settings = ExportSettings(**values_of(ExportSettings, kw))
     report = export_model(
         model_dir,
-        fmt,
-        validation,
+        settings.format,
+        settings.validation,
         _make_read_options(kw),
-        force=force,
-        max_changed=max_changed,
-        max_accuracy_drop=max_accuracy_drop,
-        quantization=QuantizationSettings(per_channel=per_channel, keep_fp32=tuple(keep_fp32)),
+        force=settings.force,
+        max_changed=settings.max_changed,
+        max_accuracy_drop=settings.max_accuracy_drop,
+        quantization=settings.quantization,
         log=lambda message: click.echo(message, err=True),
     )
     click.echo(report.render())
@@ -521,89 +341,6 @@ def hyperparameters(model, explain) -> None:
         click.echo(f"{name:<28} {type_name:<6} {str(values[name]):<8} {help_text}")
 
 
-def _batch_options(f):
-    """``batch``'s own options, so its command definition stays readable."""
-    from .batch import DEFAULT_CHUNK_SIZE, FORMATS, OUTPUT_FORMATS
-
-    options = [
-        click.option(
-            "--format",
-            "input_format",
-            type=click.Choice(FORMATS),
-            default="auto",
-            show_default=True,
-            help="Input format; auto: .csv, .tsv, .jsonl/.jsonlines/.ndjson by suffix, any other file one text per line. "
-            "text-csv: JumpStart's header-less text/csv, one (quoted) text per record.",
-        ),
-        click.option(
-            "--text-column",
-            "--text-field",
-            "text_column",
-            help="Text column (header name, or 0-based index without a header) or JSON key [default: found by name, e.g. text, sentence].",
-        ),
-        click.option(
-            "--label-column",
-            "--label-field",
-            "label_column",
-            help="Label column or JSON key, for --evaluate [default: found by name, e.g. label].",
-        ),
-        click.option(
-            "--id-column", "--id-field", "id_column", help='Column or JSON key copied to each output line as "id".'
-        ),
-        click.option(
-            "--header/--no-header",
-            default=None,
-            help="Whether CSV/TSV files start with a header [default: yes if a column is given by name or the first row names a text column].",
-        ),
-        click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the input files."),
-        click.option(
-            "--output-format",
-            type=click.Choice(OUTPUT_FORMATS),
-            default="jsonl",
-            show_default=True,
-            help="jsonl: {line, [id,] predicted_label, probabilities, labels, [source]} per line; csv: line,[id,]predicted_label,p_0,...,p_K-1[,input fields].",
-        ),
-        click.option("--join-source", is_flag=True, help="Add the whole input record to each output line."),
-        click.option(
-            "--chunk-size",
-            type=click.IntRange(min=1),
-            default=DEFAULT_CHUNK_SIZE,
-            show_default=True,
-            help="Records per chunk, the unit of work written at once (and of resuming and sharding).",
-        ),
-        click.option(
-            "--workers",
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="Processes, each with its own model; the CPU threads are split among them.",
-        ),
-        click.option(
-            "--shard",
-            default="0/1",
-            show_default=True,
-            help="i/N: score only the i-th (0-based) of N contiguous shares of the job's chunks; give each shard its own --output.",
-        ),
-        click.option(
-            "--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass."
-        ),
-        click.option(
-            "--evaluate",
-            is_flag=True,
-            help="Print accuracy, F1, MCC and the confusion matrix against the inputs' labels, as `textclf evaluate` does.",
-        ),
-        click.option("--json", "as_json", is_flag=True, help="With --evaluate: print the report as one JSON object."),
-        click.option(
-            "--progress/--no-progress",
-            default=None,
-            help="Progress bar with rate and ETA (default: only on a terminal).",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
 @main.command()
 @click.option(
     "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`."
@@ -620,9 +357,12 @@ def _batch_options(f):
     type=click.Path(path_type=Path),
     help="Folder for <name>.out and <name>.errors per input file (new, empty, or this job's own to resume).",
 )
-@_batch_options
-@_backend_options
-def batch(model_dir, input_path, output, input_format, shard, evaluate, as_json, progress, **kw) -> None:
+@click_options(BatchOptions)
+@click.option("--json", "as_json", is_flag=True, help="With --evaluate: print the report as one JSON object.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar with rate and ETA (default: only on a terminal)."
+)
+def batch(model_dir, input_path, output, as_json, progress, **kw) -> None:
     """Score large files offline: one <name>.out per input file, in input order.
 
     Kill it at any moment and run the same command again: it resumes, and the outputs are
@@ -632,9 +372,9 @@ def batch(model_dir, input_path, output, input_format, shard, evaluate, as_json,
     Exit codes: 0 done; 3 done, but some records went to .errors; 2 bad usage or input
     (nothing written that is not this job's); 1 unexpected; 130 interrupted (rerun to resume).
     """
-    from .batch import BatchOptions, parse_shard, run_batch
+    from .batch import run_batch
 
-    options = BatchOptions(format=input_format, shard=parse_shard(shard), evaluate=evaluate, **kw)
+    options = BatchOptions(**values_of(BatchOptions, kw))
     result = run_batch(model_dir, input_path, output, options, progress=progress)
     errors = (
         f"; {result.errors:,} records could not be read, see {', '.join(result.error_files[:3])}"

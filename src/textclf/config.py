@@ -22,13 +22,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .validation import at_least, at_most, between, check_fields, positive
+from .options import setting
+from .validation import between, check_fields
 
 __all__ = ["Hyperparameters", "RunOptions"]
 
@@ -36,60 +38,67 @@ _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 
 
-def _hp(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
-
-
 @dataclass(frozen=True)
 class Hyperparameters:
     """Everything that changes what a training run learns."""
 
-    epochs: int = _hp(3, "Passes over the training data.")
-    learning_rate: float = _hp(2e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).")
-    batch_size: int = _hp(
+    epochs: int = setting(3, "Passes over the training data.", low=1)
+    learning_rate: float = setting(
+        2e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).", positive=True
+    )
+    batch_size: int = setting(
         32,
         "Samples per micro-batch in each process; an optimizer step takes batch_size x "
         "gradient_accumulation_steps x processes.",
+        low=1,
     )
-    max_seq_length: int = _hp(128, "Tokens kept per text; longer texts are truncated.")
-    train_only_top_layer: bool = _hp(False, "Freeze the pretrained network and train only the classification head.")
-    reinitialize_top_layer: str = _hp(
+    max_seq_length: int = setting(128, "Tokens kept per text; longer texts are truncated.", low=2)
+    train_only_top_layer: bool = setting(False, "Freeze the pretrained network and train only the classification head.")
+    reinitialize_top_layer: str = setting(
         "auto",
         "When fine-tuning a textclf model folder: 'auto' keeps its head if the label set matches "
         "(error otherwise), 'true' always starts a fresh head, 'false' keeps it or fails.",
         choices=("auto", "true", "false"),
     )
-    validation_split_ratio: float = _hp(
+    validation_split_ratio: float = setting(
         0.2, "Share of the training data held out (stratified, seeded) when no validation file is given; 0 for none."
     )
-    early_stopping: bool = _hp(False, "Stop when val_accuracy has not improved for early_stopping_patience epochs.")
-    early_stopping_patience: int = _hp(5, "Epochs without improvement before early stopping.")
-    early_stopping_min_delta: float = _hp(0.0, "Smallest val_accuracy gain that counts as an improvement.")
-    warmup_ratio: float = _hp(0.1, "Share of optimizer steps spent warming the learning rate up from 0.")
-    weight_decay: float = _hp(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights).")
-    seed: int = _hp(0, "Seed for the split, the head's initialisation, shuffling and dropout.")
-    gradient_accumulation_steps: int = _hp(1, "Micro-batches whose gradients are summed before each optimizer step.")
-    sifting: bool = _hp(False, "Leave low-loss samples out of the backward pass (relative probabilistic sifting).")
-    sifting_beta: float = _hp(
+    early_stopping: bool = setting(False, "Stop when val_accuracy has not improved for early_stopping_patience epochs.")
+    early_stopping_patience: int = setting(5, "Epochs without improvement before early stopping.", low=1)
+    early_stopping_min_delta: float = setting(0.0, "Smallest val_accuracy gain that counts as an improvement.", low=0)
+    warmup_ratio: float = setting(
+        0.1, "Share of optimizer steps spent warming the learning rate up from 0.", low=0, high=1
+    )
+    weight_decay: float = setting(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights).", low=0)
+    seed: int = setting(0, "Seed for the split, the head's initialisation, shuffling and dropout.")
+    gradient_accumulation_steps: int = setting(
+        1, "Micro-batches whose gradients are summed before each optimizer step.", low=1
+    )
+    sifting: bool = setting(False, "Leave low-loss samples out of the backward pass (relative probabilistic sifting).")
+    sifting_beta: float = setting(
         1.0,
         "Keep probability is percentile ** beta: about 1/(1+beta) of the data is trained on (more with "
         "sifting_min_keep_probability: 0.52 at beta 1, 0.34 at beta 3).",
+        low=0,
     )
-    sifting_loss_history_length: int = _hp(
-        500, "Recent losses a sample's loss is ranked among (its own batch's included)."
+    sifting_loss_history_length: int = setting(
+        500, "Recent losses a sample's loss is ranked among (its own batch's included).", low=1
     )
-    sifting_delay: int = _hp(
+    sifting_delay: int = setting(
         100,
         "Training batches on all data (counted from the start of training) before sifting starts: with the "
         "first candidate (16 batches) that begins after them.",
+        low=0,
     )
-    sifting_min_keep_probability: float = _hp(
+    sifting_min_keep_probability: float = setting(
         0.2,
         "Floor of every sample's keep probability, so each batch holds an unbiased share of the data: "
         "without it a high beta can drive training to predict every class alike. Raises the share kept "
         "(0.52 instead of 0.5 at beta 1, 0.34 instead of 0.25 at beta 3); 0 gives 1/(1+beta).",
+        low=0,
+        high=1,
     )
-    sifting_lr_scaling: str = _hp(
+    sifting_lr_scaling: str = setting(
         "sqrt",
         "Learning rate of sifted optimizer steps: each one covers about 1/kept batches of data (kept: the share "
         "kept, 1/(1+beta) without the floor), so 'sqrt' multiplies it by sqrt(1/kept), Adam's square-root rule for "
@@ -97,7 +106,7 @@ class Hyperparameters:
         "plain rate.",
         choices=("sqrt", "none"),
     )
-    sifting_scoring_dtype: str = _hp(
+    sifting_scoring_dtype: str = setting(
         "auto",
         "Precision of sifting's scoring pass (it only ranks losses): 'auto' is bfloat16 autocast where the "
         "hardware has it natively (~2x faster), else float32. Training itself stays float32.",
@@ -105,28 +114,7 @@ class Hyperparameters:
     )
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        for name in (
-            "epochs",
-            "batch_size",
-            "early_stopping_patience",
-            "gradient_accumulation_steps",
-            "sifting_loss_history_length",
-        ):
-            at_least(name, getattr(self, name), 1)
-        at_least("max_seq_length", self.max_seq_length, 2)
-        at_least("sifting_delay", self.sifting_delay, 0)
-        positive("learning_rate", self.learning_rate)
-        for name in (
-            "warmup_ratio",
-            "weight_decay",
-            "early_stopping_min_delta",
-            "sifting_beta",
-            "sifting_min_keep_probability",
-        ):
-            at_least(name, getattr(self, name), 0)
-        for name in ("warmup_ratio", "sifting_min_keep_probability"):
-            at_most(name, getattr(self, name), 1)
+        check_fields(self)  # the choices and ranges declared above
         between("validation_split_ratio", self.validation_split_ratio, 0, 1, high_open=True)
 
     # -- construction -------------------------------------------------------
@@ -157,7 +145,7 @@ class Hyperparameters:
 
     def updated(self, values: Mapping[str, Any], source: str = "hyperparameters") -> Hyperparameters:
         """Return a copy with ``values`` (possibly strings) applied over this one."""
-        fields = {f.name: f for f in dataclasses.fields(self)}
+        fields = typing.get_type_hints(type(self))
         changes: dict[str, Any] = {}
         for name, raw in values.items():
             if name.startswith("sagemaker_"):
@@ -166,7 +154,7 @@ class Hyperparameters:
                 hint = difflib.get_close_matches(name, fields, n=1)
                 fix = f" Did you mean {hint[0]!r}?" if hint else f" Known names: {', '.join(fields)}."
                 raise ConfigError(f"{source}: unknown hyperparameter {name!r}.{fix}")
-            changes[name] = _coerce(name, raw, fields[name].type, source)
+            changes[name] = _coerce(name, raw, fields[name], source)
         try:
             return dataclasses.replace(self, **changes)
         except ConfigError as exc:  # a value out of range: say where it came from
@@ -177,43 +165,45 @@ class Hyperparameters:
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, Any, str]]:
-        """(name, type, default, help) for every hyperparameter, for docs and the CLI."""
-        return [(f.name, f.type, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)]
+        """(name, type name, default, help) for every hyperparameter, for docs and ``textclf hyperparameters``."""
+        kinds = typing.get_type_hints(cls)
+        return [(f.name, kinds[f.name].__name__, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)]
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """How a training run executes and survives interruption; not what it learns."""
 
-    checkpoint_dir: str | None = _hp(
+    checkpoint_dir: str | None = setting(
         None,
         "Folder for checkpoints [default: inside the output's hidden staging folder]; "
         "with several machines, one they all can read. Removed when the run completes.",
     )
-    checkpoint_every_steps: int = _hp(
+    checkpoint_every_steps: int = setting(
         500,
         "Write a checkpoint every N optimizer steps (0: never mid-epoch), and at the end of every epoch but the last.",
+        low=0,
     )
-    keep_checkpoints: int = _hp(2, "Newest checkpoints kept; 0 writes none (SIGINT/SIGTERM then stop without one).")
-    resume: bool | None = _hp(
+    keep_checkpoints: int = setting(
+        2, "Newest checkpoints kept; 0 writes none (SIGINT/SIGTERM then stop without one).", low=0
+    )
+    resume: bool | None = setting(
         None,
         "Continue from the newest checkpoint of this job: --resume (True) requires one, --no-resume "
         "(False) discards any [default: resume when there is one].",
     )
-    device: str = _hp(
+    device: str = setting(
         "auto",
         "cpu, cuda, or auto (cuda when PyTorch sees a GPU). GPUs that support "
         "bfloat16 compute under bfloat16 autocast; the CPU in float32.",
         choices=("auto", "cpu", "cuda"),
     )
-    gradient_checkpointing: bool = _hp(
+    gradient_checkpointing: bool = setting(
         False, "Recompute activations in the backward pass: less memory for long sequences, slower steps."
     )
 
     def __post_init__(self) -> None:
         check_fields(self)
-        at_least("checkpoint_every_steps", self.checkpoint_every_steps, 0)
-        at_least("keep_checkpoints", self.keep_checkpoints, 0)
         if self.resume and self.keep_checkpoints == 0:
             raise ConfigError("resume needs checkpoints, but keep_checkpoints=0; leave keep_checkpoints at 1 or more.")
 
@@ -221,17 +211,12 @@ class RunOptions:
         """Return a copy with ``values`` (already typed) applied over this one."""
         return dataclasses.replace(self, **values)
 
-    @classmethod
-    def describe(cls) -> list[tuple[str, str, Any, str, tuple[str, ...] | None]]:
-        """(name, type, default, help, choices) for every option, for docs and the CLI."""
-        return [(f.name, f.type, f.default, f.metadata["help"], f.metadata["choices"]) for f in dataclasses.fields(cls)]
 
-
-def _coerce(name: str, raw: Any, type_name: str, source: str) -> Any:
-    """Convert ``raw`` (a JSON value or a string) to the field's type, or say why not."""
+def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
+    """Convert ``raw`` (a JSON value or a string) to the field's type ``kind``, or say why not."""
     text = str(raw).strip()
     try:
-        if type_name == "bool":
+        if kind is bool:
             if isinstance(raw, bool):
                 return raw
             if text.lower() in _TRUE:
@@ -239,18 +224,18 @@ def _coerce(name: str, raw: Any, type_name: str, source: str) -> Any:
             if text.lower() in _FALSE:
                 return False
             raise ValueError
-        if type_name == "int":
+        if kind is int:
             if isinstance(raw, bool):
                 raise ValueError
             number = float(text)
             if not number.is_integer():
                 raise ValueError
             return int(number)
-        if type_name == "float":
+        if kind is float:
             if isinstance(raw, bool):
                 raise ValueError
             return float(text)
         return text.lower() if name == "reinitialize_top_layer" else text
     except ValueError:
-        expected = {"bool": "true or false", "int": "an integer", "float": "a number"}[type_name]
+        expected = {bool: "true or false", int: "an integer", float: "a number"}[kind]
         raise ConfigError(f"{source}: {name} has value {raw!r}; expected {expected}.") from None

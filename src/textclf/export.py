@@ -44,8 +44,10 @@ from .choices import EXPORT_FILES, EXPORT_FORMATS
 from .data import ReadOptions, read_examples
 from .errors import ArtifactError, ConfigError, ModelError
 from .inference import Classifier, TextEncoder
+from .options import setting
+from .validation import check_fields
 
-__all__ = ["FORMATS", "ExportReport", "QuantizationSettings", "export_model"]
+__all__ = ["FORMATS", "ExportReport", "ExportSettings", "QuantizationSettings", "export_model"]
 
 FORMATS = EXPORT_FORMATS
 # Largest |logit difference| allowed, as a fraction of the largest |logit| (at least 1).
@@ -60,9 +62,41 @@ MAX_ACCURACY_DROP = 0.005  # ... and accuracy it may lose (0.5 point)
 class QuantizationSettings:
     """How ``onnx-int8`` is quantised (ONNX Runtime ``quantize_dynamic``)."""
 
-    per_channel: bool = True  # one scale per output channel of each weight, not one per tensor
-    reduce_range: bool = True  # 7-bit weights, which CPUs without VNNI need (see the module docstring)
-    keep_fp32: tuple[str, ...] = ()  # node groups left in fp32: "ffn_output", "classifier"
+    per_channel: bool = setting(
+        True,
+        "onnx-int8: one weight scale per output channel (keeps accuracy) or one per tensor.",
+        negative="--per-tensor",
+    )
+    reduce_range: bool = setting(
+        True, "7-bit weights, which CPUs without VNNI need (see the module docstring).", cli=False
+    )
+    keep_fp32: tuple[str, ...] = setting(
+        (), "onnx-int8: leave these layers in fp32 (repeatable; slower).", choices=("ffn_output", "classifier")
+    )
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What ``textclf export`` writes and how it is verified: the command's flags, one field each."""
+
+    format: str = setting(help="What to write: model.torchscript.pt, model.onnx or model.int8.onnx.", choices=FORMATS)
+    validation: str | None = setting(
+        None, "Labelled data: compare the export's predictions and accuracy with the PyTorch model's."
+    )
+    max_changed: float = setting(
+        MAX_CHANGED, "Share of --validation predictions the export may change before it is refused.", low=0, high=1
+    )
+    max_accuracy_drop: float = setting(
+        MAX_ACCURACY_DROP,
+        "Accuracy on --validation the export may lose before it is refused (0.005 = half a point).",
+        low=0,
+        high=1,
+    )
+    force: bool = setting(False, "Keep an export that fails the --max-changed or --max-accuracy-drop check.")
+    quantization: QuantizationSettings = setting(default_factory=QuantizationSettings, help="onnx-int8's settings.")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass

@@ -12,7 +12,7 @@ Settings dataclasses call them from ``__post_init__``:
     textclf.errors.ConfigError: device must be one of 'auto', 'cpu', 'cuda', but got device='tpu'.
 
 :func:`check_fields` applies the rules a dataclass declares in its fields' metadata
-(``choices``, ``low``, ``high``) and rejects non-finite floats, so a field states its range
+(``choices``, ``low``, ``high``, ``positive``) and rejects non-finite floats, so a field states its range
 where it is declared.
 """
 
@@ -71,8 +71,8 @@ def one_of(name: str, value: Any, choices: Iterable[Any]) -> None:
 def check_fields(settings: Any) -> None:
     """Check every field of the dataclass instance ``settings`` against its metadata.
 
-    ``choices`` (one_of), ``low`` (at_least) and ``high`` (at_most) are read from each field's
-    metadata; float values must be finite. None passes every rule (an unset optional field).
+    ``choices`` (one_of), ``low`` (at_least), ``high`` (at_most) and ``positive`` are read from
+    each field's metadata; float values must be finite. None passes every rule (an unset optional field).
     """
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
@@ -85,3 +85,5 @@ def check_fields(settings: Any) -> None:
             at_least(f.name, value, f.metadata["low"])
         if f.metadata.get("high") is not None:
             at_most(f.name, value, f.metadata["high"])
+        if f.metadata.get("positive"):
+            positive(f.name, value)

@@ -47,7 +47,8 @@ def test_no_model_is_a_one_line_error(monkeypatch):
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: no model to serve: pass --model-dir DIR (a textclf model folder) or --model ID_OR_FOLDER, or set SM_MODEL_DIR or HF_MODEL_ID."
+        "error: no model to serve: pass --model-dir DIR (a textclf model folder) or --model ID_OR_FOLDER, "
+        "or set SM_MODEL_DIR or HF_MODEL_ID."
     ]
 
 
@@ -56,6 +57,7 @@ def test_a_missing_model_folder_fails_before_binding_the_port(tmp_path):
     assert result.exit_code == 2 and "model folder not found" in result.output
 
 
+@pytest.mark.subprocess
 def test_an_unreachable_hub_model_exits_2_with_how_to_fix_it():
     process = start("--model", "someone/not-cached-model", "--port", str(free_port()), env={"HF_HUB_OFFLINE": "1"})
     _, err = process.communicate(timeout=120)
@@ -68,6 +70,8 @@ def test_an_unreachable_hub_model_exits_2_with_how_to_fix_it():
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigterm_lets_in_flight_requests_finish_then_exits_0(bert_artifact, tmp_path):
     folder = with_code(bert_artifact, tmp_path / "slow", SLOW_PREDICT)
     port = free_port()
@@ -97,6 +101,8 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(bert_artifact, tmp_
         httpx.get(url + "/ping", timeout=2)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_several_workers_serve_one_port_and_sum_their_metrics(bert_artifact):
     port = free_port()
     process = start("--model-dir", str(bert_artifact), "--port", str(port), "--workers", "2")

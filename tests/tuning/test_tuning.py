@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +22,8 @@ from conftest import REPO
 from test_cli_errors import assert_one_line_error
 from textclf.cli import main
 from textclf.errors import ConfigError
-from textclf.tuning.study import EPOCHS_ATTR, PeerMedianPruner
+from textclf.tuning import TuneSettings
+from textclf.tuning.study import EPOCHS_ATTR, PeerMedianPruner, recover_lost_trials
 
 QUIET = {"log": lambda _: None}
 FIXED = {"max_seq_length": 32, "warmup_ratio": 0.0, "learning_rate": 3e-3, "batch_size": 16}
@@ -40,6 +43,7 @@ def study_csv(output: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_three_trial_study_keeps_a_loadable_best_model(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     fixed = {k: v for k, v in FIXED.items() if k not in SPACE}
@@ -140,6 +144,8 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_killed_study_resumes_and_retries_the_killed_trial(tiny_bert, sentiment_files, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(
@@ -175,6 +181,8 @@ def test_killed_study_resumes_and_retries_the_killed_trial(tiny_bert, sentiment_
     ]  # no half-built folder
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_parallel_trials_share_one_study_without_duplicates(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     fixed = {k: v for k, v in FIXED.items() if k not in SPACE}
@@ -200,6 +208,7 @@ def test_parallel_trials_share_one_study_without_duplicates(tiny_bert, sentiment
     assert (result.output / "best" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     result = textclf.tune(
@@ -228,6 +237,7 @@ def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_fi
     assert result.best_trial == 0
 
 
+@pytest.mark.slow
 def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     result = textclf.tune(
@@ -252,6 +262,7 @@ def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_bert, sentiment_files, t
     assert [r["state"] for r in result.trials] == ["COMPLETE"] * 3, result.trials
 
 
+@pytest.mark.slow
 def test_timeout_starts_no_trial_after_the_time_is_up(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     lines: list[str] = []
@@ -373,3 +384,63 @@ def test_a_searched_and_fixed_hyperparameter_is_refused(tmp_path, monkeypatch):
         main, ["tune", "--data", "train.csv", "--output", "out", "--search-space", "space.json", "--batch-size", "8"]
     )
     assert_one_line_error(result, "space.json", "batch_size is searched there and also fixed to 8")
+
+
+# -- settings and the study, without training -------------------------------------
+
+
+def test_tune_keywords_are_settings_or_fixed_hyperparameters():
+    settings, fixed = TuneSettings.split({"max_trials": 3, "seed": 1, "epochs": 2, "learning_rate": 1e-4})
+    assert (settings.max_trials, settings.seed, settings.strategy) == (3, 1, "bayesian")  # seed: the sampler's
+    assert fixed == {"epochs": 2, "learning_rate": 1e-4}
+    over, _ = TuneSettings.split({"keep_top": 2}, TuneSettings(objective="val_loss"))
+    assert (over.keep_top, over.objective, over.direction) == (2, "val_loss", "min")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"objective": "accuracy"}, "objective must be one of 'val_accuracy', 'val_loss', 'val_f1', 'val_mcc'"),
+        ({"strategy": "tpe"}, "strategy must be one of 'bayesian', 'random', 'grid', but got strategy='tpe'."),
+        ({"max_trials": 0}, "max_trials must be at least 1, but got max_trials=0."),
+        ({"pruning_startup_trials": -1}, "pruning_startup_trials must be at least 0"),
+        ({"keep_top": 0}, "keep_top must be at least 1"),
+        ({"timeout": 0.0}, "timeout must be positive, but got timeout=0.0."),
+    ],
+)
+def test_tune_settings_refuse_bad_values(values, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TuneSettings(**values)
+
+
+def _dead_pid() -> int:
+    for pid in range(4_000_000, 4_100_000):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            continue
+    raise AssertionError("no free pid")
+
+
+def test_a_trial_of_a_dead_process_is_failed_and_queued_again(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name="textclf", direction="maximize")
+    lost = study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-4)})
+    lost.set_user_attr("worker", f"{socket.gethostname()}:{_dead_pid()}")
+    alive = study.ask()
+    alive.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    assert recover_lost_trials(study, storage) == [lost.number]
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
+    assert trials[2].params == trials[0].params and trials[2].system_attrs["failed_trial"] == lost.number
+    assert recover_lost_trials(study, storage) == []  # a failed trial is not recovered twice
+
+
+def test_tuning_reaches_optuna_only_through_its_public_api():
+    """No ``study._storage``, ``trial._trial_id`` or other private attribute of an Optuna object."""
+    private = re.compile(r"\b(study|trial|frozen|storage|sampler|pruner|t)\._[a-z]")
+    for path in (REPO / "src" / "textclf" / "tuning").glob("*.py"):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            assert not private.search(line), f"{path.name}:{number}: {line.strip()}"

@@ -1,4 +1,4 @@
-"""What a batch job is asked to do: one frozen, validated dataclass."""
+"""What a batch job is asked to do: one frozen, validated dataclass, whose fields are ``textclf batch``'s flags."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import codecs
 import re
 from dataclasses import asdict, dataclass
 
+from ..choices import BACKEND_CHOICES, DTYPES
 from ..errors import ConfigError
+from ..options import setting
+from ..validation import check_fields
 
 FORMATS = ("auto", "text", "csv", "tsv", "jsonl", "text-csv")
 OUTPUT_FORMATS = ("jsonl", "csv")
@@ -14,64 +17,6 @@ DEFAULT_CHUNK_SIZE = 2000
 
 # Options that cannot change a single output byte; all others are part of the job's identity.
 _NOT_IDENTITY = ("workers", "evaluate")
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How to read the inputs, run the model and write the outputs.
-
-    ``text_column``/``label_column``/``id_column``: a CSV header name, a 0-based column index
-    (a file without a header), or a JSON key. ``header``: None decides per file.
-    ``shard``: ``(i, n)`` processes the i-th of n contiguous shares of the job's chunks.
-    """
-
-    format: str = "auto"
-    text_column: str | None = None
-    label_column: str | None = None
-    id_column: str | None = None
-    header: bool | None = None
-    encoding: str = "utf-8"
-    output_format: str = "jsonl"
-    join_source: bool = False
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    shard: tuple[int, int] = (0, 1)
-    workers: int = 1
-    backend: str = "auto"
-    dtype: str = "float32"
-    batch_size: int = 64
-    evaluate: bool = False
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ConfigError(f"format must be one of {', '.join(FORMATS)}, but got format={self.format!r}.")
-        if self.output_format not in OUTPUT_FORMATS:
-            raise ConfigError(
-                f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, but got output_format={self.output_format!r}."
-            )
-        for name in ("chunk_size", "workers", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, but got {name}={getattr(self, name)}.")
-        index, count = self.shard
-        if not 0 <= index < count:
-            raise ConfigError(f"shard must be i/N with 0 <= i < N, but got shard={index}/{count}.")
-        try:
-            newline = "\n".encode(codecs.lookup(self.encoding).name)
-        except LookupError:
-            raise ConfigError(
-                f"unknown encoding {self.encoding!r}; pass a Python codec name such as utf-8 or latin-1."
-            ) from None
-        if newline != b"\n":
-            raise ConfigError(
-                f"encoding {self.encoding!r} does not end lines with a single \\n byte; convert the files to utf-8 first."
-            )
-
-    def identity(self) -> dict:
-        """The options that decide the output bytes (recorded in the manifest)."""
-        values = asdict(self)
-        for name in _NOT_IDENTITY:
-            values.pop(name)
-        values["shard"] = list(self.shard)
-        return values
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -83,3 +28,101 @@ def parse_shard(value: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise ConfigError(f"--shard i/N needs 0 <= i < N, but got {value!r}; the shares of 4 machines are 0/4 .. 3/4.")
     return index, count
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How to read the inputs, run the model and write the outputs.
+
+    ``text_column``/``label_column``/``id_column``: a CSV header name, a 0-based column index
+    (a file without a header), or a JSON key. ``header``: None decides per file.
+    ``shard``: ``(i, n)`` processes the i-th of n contiguous shares of the job's chunks.
+    """
+
+    format: str = setting(
+        "auto",
+        "Input format; auto: .csv, .tsv, .jsonl/.jsonlines/.ndjson by suffix, any other file one text per line. "
+        "text-csv: JumpStart's header-less text/csv, one (quoted) text per record.",
+        choices=FORMATS,
+    )
+    text_column: str | None = setting(
+        None,
+        "Text column (header name, or 0-based index without a header) or JSON key "
+        "[default: found by name, e.g. text, sentence].",
+        aliases=("--text-field",),
+    )
+    label_column: str | None = setting(
+        None,
+        "Label column or JSON key, for --evaluate [default: found by name, e.g. label].",
+        aliases=("--label-field",),
+    )
+    id_column: str | None = setting(
+        None, 'Column or JSON key copied to each output line as "id".', aliases=("--id-field",)
+    )
+    header: bool | None = setting(
+        None,
+        "Whether CSV/TSV files start with a header "
+        "[default: yes if a column is given by name or the first row names a text column].",
+    )
+    encoding: str = setting("utf-8", "Encoding of the input files.")
+    output_format: str = setting(
+        "jsonl",
+        "jsonl: {line, [id,] predicted_label, probabilities, labels, [source]} per line; "
+        "csv: line,[id,]predicted_label,p_0,...,p_K-1[,input fields].",
+        choices=OUTPUT_FORMATS,
+    )
+    join_source: bool = setting(False, "Add the whole input record to each output line.")
+    chunk_size: int = setting(
+        DEFAULT_CHUNK_SIZE,
+        "Records per chunk, the unit of work written at once (and of resuming and sharding).",
+        low=1,
+    )
+    workers: int = setting(1, "Processes, each with its own model; the CPU threads are split among them.", low=1)
+    shard: tuple[int, int] = setting(
+        (0, 1),
+        "i/N: score only the i-th (0-based) of N contiguous shares of the job's chunks; "
+        "give each shard its own --output.",
+        parse=parse_shard,
+        shown="0/1",
+    )
+    batch_size: int = setting(64, "Texts per forward pass.", low=1)
+    evaluate: bool = setting(
+        False,
+        "Print accuracy, F1, MCC and the confusion matrix against the inputs' labels, as `textclf evaluate` does.",
+    )
+    backend: str = setting(
+        "auto",
+        "What runs the model: torch, or an export made by `textclf export`; "
+        "auto: the fastest export present, else torch.",
+        choices=BACKEND_CHOICES,
+    )
+    dtype: str = setting(
+        "float32",
+        "torch backend's precision; bfloat16 is ~2x faster on CPUs that have it natively.",
+        choices=DTYPES,
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        index, count = self.shard
+        if not 0 <= index < count:
+            raise ConfigError(f"shard must be i/N with 0 <= i < N, but got shard={index}/{count}.")
+        try:
+            newline = "\n".encode(codecs.lookup(self.encoding).name)
+        except LookupError:
+            raise ConfigError(
+                f"unknown encoding {self.encoding!r}; pass a Python codec name such as utf-8 or latin-1."
+            ) from None
+        if newline != b"\n":
+            raise ConfigError(
+                f"encoding {self.encoding!r} does not end lines with a single \\n byte; "
+                "convert the files to utf-8 first."
+            )
+
+    def identity(self) -> dict:
+        """The options that decide the output bytes (recorded in the manifest)."""
+        values = asdict(self)
+        for name in _NOT_IDENTITY:
+            values.pop(name)
+        values["shard"] = list(self.shard)
+        return values

@@ -1,21 +1,28 @@
 """What a tuning run is: the data, the fixed hyperparameters, the space and the search settings.
 
-One frozen dataclass, checked on construction (one sentence per rule, naming the value), and
-picklable, so ``--parallel-trials`` processes receive exactly what the parent parsed.
+:class:`TuneSettings` declares each setting of the search once (default, help, rules): the
+``textclf tune`` flags are made from it, and :func:`textclf.tune` takes the same names as
+keywords. :class:`TuneConfig` adds what is searched on: one frozen dataclass, checked on
+construction (one sentence per rule, naming the value), and picklable, so ``--parallel-trials``
+processes receive exactly what the parent parsed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import Hyperparameters
 from ..data import ReadOptions
 from ..errors import ConfigError
-from ..validation import at_least
+from ..options import setting
+from ..validation import check_fields
 from .space import SearchSpace
 
-__all__ = ["DIRECTIONS", "EARLY_STOPPING", "OBJECTIVES", "STRATEGIES", "TuneConfig"]
+__all__ = ["DIRECTIONS", "EARLY_STOPPING", "OBJECTIVES", "STRATEGIES", "TuneConfig", "TuneSettings"]
 
 OBJECTIVES = ("val_accuracy", "val_loss", "val_f1", "val_mcc")
 STRATEGIES = ("bayesian", "random", "grid")
@@ -25,8 +32,64 @@ STUDY_FILE = "study.db"
 
 
 @dataclass(frozen=True)
+class TuneSettings:
+    """How a study searches: what it optimises, how many trials, which sampler and pruner, where it is stored."""
+
+    objective: str = setting(
+        "val_accuracy", "What the best trial is chosen by (its kept epoch's value).", choices=OBJECTIVES
+    )
+    direction: str | None = setting(
+        None, "Maximise or minimise the objective [default: min for val_loss, else max]", choices=DIRECTIONS
+    )
+    max_trials: int = setting(
+        20, "Trials finished (complete or pruned) in the whole study, over all runs and processes.", low=1
+    )
+    parallel_trials: int = setting(1, "Trials at once, as processes sharing the CPU threads and the study.", low=1)
+    strategy: str = setting(
+        "bayesian",
+        "Optuna sampler: TPE, random, or every grid point (float ranges need a step).",
+        choices=STRATEGIES,
+    )
+    early_stopping_trials: str = setting(
+        "median", "Prune trials whose per-epoch objective falls behind.", choices=EARLY_STOPPING
+    )
+    pruning_startup_trials: int = setting(2, "median: trials finished before any is pruned.", low=0)
+    timeout: float | None = setting(None, "Seconds after which no new trial starts.", positive=True)
+    storage: str | None = setting(
+        None,
+        "Optuna storage URL shared by several machines, e.g. postgresql://user:pw@host/db "
+        "[default: sqlite in --output].",
+    )
+    study_name: str = setting("textclf", "Study name within --storage.")
+    keep_top: int | None = setting(None, "Keep only the K best trials' model folders.", low=1)
+    seed: int | None = setting(
+        None, "Seed of the sampler (--seed is training's) [default: none].", flag="--sampler-seed"
+    )
+
+    def __post_init__(self) -> None:
+        if self.direction is None:
+            object.__setattr__(self, "direction", "min" if self.objective == "val_loss" else "max")
+        check_fields(self)
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "max"
+
+    @classmethod
+    def split(cls, keywords: Mapping[str, Any], base: TuneSettings | None = None) -> tuple[TuneSettings, dict]:
+        """``keywords`` that name a setting applied over ``base`` (or the defaults), and the rest.
+
+        ``seed`` is the sampler's; training's seed is a hyperparameter (``hyperparameters=``).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        given = {k: v for k, v in keywords.items() if k in names}
+        rest = {k: v for k, v in keywords.items() if k not in names}
+        return dataclasses.replace(base or cls(), **given), rest
+
+
+@dataclass(frozen=True)
 class TuneConfig:
-    """A study: ``max_trials`` trainings of ``model`` on ``data``, each with ``space`` sampled over ``hyperparameters``."""
+    """A study: trainings of ``model`` on ``data``, each with ``space`` sampled over ``hyperparameters``."""
 
     data: str
     output: Path
@@ -35,65 +98,34 @@ class TuneConfig:
     model: str | None = None
     validation: str | None = None
     read_options: ReadOptions = field(default_factory=ReadOptions)
-    objective: str = "val_accuracy"
-    direction: str | None = None  # None: max, or min for val_loss
-    max_trials: int = 20
-    parallel_trials: int = 1
-    strategy: str = "bayesian"
-    early_stopping_trials: str = "median"
-    pruning_startup_trials: int = 2
-    timeout: float | None = None
-    storage: str | None = None  # None: sqlite in output
-    study_name: str = "textclf"
-    keep_top: int | None = None
-    seed: int | None = None  # the sampler's; None: a fresh one each run
+    settings: TuneSettings = field(default_factory=TuneSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
         object.__setattr__(self, "data", str(self.data))
+        if self.model is not None:
+            object.__setattr__(self, "model", str(self.model))
         if self.validation is not None:
             object.__setattr__(self, "validation", str(self.validation))
-        if self.direction is None:
-            object.__setattr__(self, "direction", "min" if self.objective == "val_loss" else "max")
-        _one_of("objective", self.objective, OBJECTIVES)
-        _one_of("direction", self.direction, DIRECTIONS)
-        _one_of("strategy", self.strategy, STRATEGIES)
-        _one_of("early_stopping_trials", self.early_stopping_trials, EARLY_STOPPING)
-        at_least("max_trials", self.max_trials, 1)
-        at_least("parallel_trials", self.parallel_trials, 1)
-        at_least("pruning_startup_trials", self.pruning_startup_trials, 0)
-        if self.keep_top is not None:
-            at_least("keep_top", self.keep_top, 1)
-        if self.timeout is not None and not self.timeout > 0:
-            raise ConfigError(f"timeout must be a positive number of seconds, but got timeout={self.timeout}.")
         if self.validation is None and self.hyperparameters.validation_split_ratio == 0:
             raise ConfigError("tuning needs validation data: pass --validation, or a validation_split_ratio above 0.")
         if not self.space.params:
             raise ConfigError(f"{self.space.source}: nothing to search: every hyperparameter in it is fixed.")
-        if self.strategy == "grid":
+        if self.settings.strategy == "grid":
             self.space.grid()  # a float range without a step fails here, before any trial
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(self.output / STUDY_FILE).resolve()}"
-
-    @property
-    def maximize(self) -> bool:
-        return self.direction == "max"
+        return self.settings.storage or f"sqlite:///{(self.output / STUDY_FILE).resolve()}"
 
     def identity(self) -> dict:
         """What must not change when a study is resumed (stored with the study, compared on load)."""
         return {
-            "objective": self.objective,
-            "direction": self.direction,
+            "objective": self.settings.objective,
+            "direction": self.settings.direction,
             "space": self.space.to_dict(),
             "hyperparameters": self.hyperparameters.to_dict(),
             "model": self.model,
             "data": self.data,
             "validation": self.validation,
         }
-
-
-def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, but got {name}={value!r}.")

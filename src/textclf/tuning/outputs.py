@@ -54,7 +54,7 @@ def trials_of(study: optuna.Study) -> list[FrozenTrial]:
 def ranked(study: optuna.Study, config: TuneConfig) -> list[FrozenTrial]:
     """Complete trials, best first."""
     done = [t for t in trials_of(study) if t.state == TrialState.COMPLETE]
-    return sorted(done, key=lambda t: (-t.value if config.maximize else t.value, t.number))
+    return sorted(done, key=lambda t: (-t.value if config.settings.maximize else t.value, t.number))
 
 
 def trial_rows(study: optuna.Study, config: TuneConfig) -> list[dict]:
@@ -136,30 +136,30 @@ def publish_best(best: FrozenTrial, config: TuneConfig, log: Callable[[str], Non
             stage,
             tuning={
                 "trial": best.number,
-                "objective": config.objective,
-                "direction": config.direction,
+                "objective": config.settings.objective,
+                "direction": config.settings.direction,
                 "value": best.value,
                 "params": best.params,
-                "study_name": config.study_name,
+                "study_name": config.settings.study_name,
             },
         )
     return target
 
 
 def keep_top(order: list[FrozenTrial], config: TuneConfig, log: Callable[[str], None]) -> None:
-    """Remove the trial folders of complete trials outside the top ``config.keep_top``."""
-    for t in order[config.keep_top :]:
+    """Remove the trial folders of complete trials outside the top ``config.settings.keep_top``."""
+    for t in order[config.settings.keep_top :]:
         folder = trial_dir(config.output, t.number)
         if folder.exists():
             shutil.rmtree(folder)
-            log(f"removed {folder} (not in the top {config.keep_top})")
+            log(f"removed {folder} (not in the top {config.settings.keep_top})")
 
 
 def render(rows: list[dict], order: list[FrozenTrial], config: TuneConfig, limit: int = 10) -> str:
     """The summary table: the best trials first, then counts by state."""
     names = config.space.names
     by_number = {r["number"]: r for r in rows}
-    header = ["trial", config.objective, "epochs run", "seconds", *names]
+    header = ["trial", config.settings.objective, "epochs run", "seconds", *names]
     table = [header]
     for t in order[:limit]:
         r = by_number[t.number]

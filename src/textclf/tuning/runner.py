@@ -53,10 +53,10 @@ class _Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         from ..training import train
 
-        config = self.config
+        config, objective = self.config, self.config.settings.objective
         self.current = trial
         trial.set_user_attr("worker", worker_id())
-        if counted(trial.study, before=trial.number) >= config.max_trials:
+        if counted(trial.study, before=trial.number) >= config.settings.max_trials:
             trial.set_user_attr("surplus", True)
             raise _Surplus
         params = config.space.suggest(trial)
@@ -67,10 +67,10 @@ class _Objective:
         trial.set_user_attr(EPOCHS_ATTR, hp.epochs)
 
         def report(record: dict) -> None:
-            value = record[config.objective]
+            value = record[objective]
             trial.report(value, record["epoch"])
             if record["epoch"] < hp.epochs and trial.should_prune():  # at the last epoch, stopping saves nothing
-                self.log(f"trial {trial.number}: pruned after epoch {record['epoch']} ({config.objective} {value:.4f})")
+                self.log(f"trial {trial.number}: pruned after epoch {record['epoch']} ({objective} {value:.4f})")
                 raise optuna.TrialPruned()
 
         result = train(
@@ -86,31 +86,31 @@ class _Objective:
             log=lambda line: self.log(f"trial {trial.number}: {line}"),
             on_epoch=report,
         )
-        value = result.best[config.objective]
+        value = result.best[objective]
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("metrics", {k: result.best[k] for k in ("val_loss", "val_accuracy", "val_f1", "val_mcc")})
-        self.log(f"trial {trial.number}: {config.objective} {value:.4f} (epoch {result.best_epoch})")
+        self.log(f"trial {trial.number}: {objective} {value:.4f} (epoch {result.best_epoch})")
         return value
 
 
 def work(config: TuneConfig, log: Callable[[str], None], offset: int = 0, threads: int | None = None) -> None:
-    """Run trials on the study until it is full or ``config.timeout`` (counted from now) has passed."""
+    """Run trials on the study until it is full or ``config.settings.timeout`` (counted from now) has passed."""
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
     study = open_study(config, offset)
     objective = _Objective(config, log)
-    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    deadline = None if config.settings.timeout is None else time.monotonic() + config.settings.timeout
     sampler = study.sampler
-    while counted(study) < config.max_trials:
+    while counted(study) < config.settings.max_trials:
         queued = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))  # retries first
         if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study) and not queued:
             log("every point of the grid has been tried")
             break
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
-            log(f"time is up ({config.timeout:g} s)")
+            log(f"time is up ({config.settings.timeout:g} s)")
             break
         objective.current = None
         try:
@@ -118,13 +118,13 @@ def work(config: TuneConfig, log: Callable[[str], None], offset: int = 0, thread
         except KeyboardInterrupt:
             _requeue(study, objective.current)
             raise
-        if objective.current is not None and _state(study, objective.current) == "FAIL":
+        if objective.current is not None and _failed(study, objective.current.number):
             break  # _Surplus: the study is full
 
 
 def run_workers(config: TuneConfig, log: Callable[[str], None]) -> None:
-    """``config.parallel_trials`` workers: this process alone, or that many spawned processes."""
-    k = config.parallel_trials
+    """``config.settings.parallel_trials`` workers: this process alone, or that many spawned processes."""
+    k = config.settings.parallel_trials
     if k == 1:
         work(config, log)
         return
@@ -136,14 +136,14 @@ def run_workers(config: TuneConfig, log: Callable[[str], None]) -> None:
             future.result()  # a worker's error (a TextclfError too) is raised here
 
 
-def _state(study: optuna.Study, trial: optuna.Trial) -> str:
-    return study._storage.get_trial(trial._trial_id).state.name
+def _failed(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial | None:
+    """Trial ``number`` if it has failed, else None."""
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    return next((t for t in failed if t.number == number), None)
 
 
 def _requeue(study: optuna.Study, trial: optuna.Trial | None) -> None:
     """After Ctrl-C: Optuna has failed the running trial; queue its parameters for the next run."""
-    if trial is None:
-        return
-    frozen = study._storage.get_trial(trial._trial_id)
-    if frozen.state.name == "FAIL":
+    frozen = None if trial is None else _failed(study, trial.number)
+    if frozen is not None:
         retry(study, frozen)

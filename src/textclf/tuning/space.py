@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +151,7 @@ class SearchSpace:
 def _param(name: str, spec: Any, source: str) -> Param:
     """One spec, checked: field names and types, ranges, and the values against Hyperparameters."""
     where = f"{source}: {name}"
-    types = {n: t for n, t, _, _ in Hyperparameters.describe()}
+    types = typing.get_type_hints(Hyperparameters)
     if name not in types:
         Hyperparameters().updated({name: None}, source)  # raises: unknown hyperparameter, with a suggestion
     if not isinstance(spec, Mapping):
@@ -177,12 +178,12 @@ def _param(name: str, spec: Any, source: str) -> Param:
         if len(set(map(repr, choices))) < len(choices):
             raise ConfigError(f"{where}: 'choices' lists a value twice: {choices!r}.")
         return Param(name, kind, choices=tuple(choices))
-    if field_type not in ("int", "float"):
+    if field_type not in (int, float):
         raise ConfigError(
-            f"{where}: {name} is a {field_type} hyperparameter; search it with "
+            f"{where}: {name} is a {field_type.__name__} hyperparameter; search it with "
             f'{{"type": "categorical", "choices": [...]}}, not a {kind} range.'
         )
-    if kind == "float" and field_type == "int":
+    if kind == "float" and field_type is int:
         raise ConfigError(f"{where}: {name} is an integer hyperparameter; use type int (or categorical), not float.")
     bounds = {}
     for key in ("low", "high"):

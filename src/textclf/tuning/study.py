@@ -28,6 +28,7 @@ __all__ = [
     "is_retry_of",
     "make_pruner",
     "make_sampler",
+    "open_storage",
     "open_study",
     "recover_lost_trials",
     "retry",
@@ -52,12 +53,12 @@ def worker_id() -> str:
 
 def make_sampler(config: TuneConfig, offset: int = 0) -> optuna.samplers.BaseSampler:
     """TPE (``bayesian``), random or grid; ``offset`` varies a fixed seed between processes and resumes."""
-    seed = None if config.seed is None else config.seed + offset
-    if config.strategy == "grid":
+    seed = None if config.settings.seed is None else config.settings.seed + offset
+    if config.settings.strategy == "grid":
         return optuna.samplers.GridSampler(config.space.grid(), seed=seed)
-    if config.strategy == "random":
+    if config.settings.strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    startup = max(2, min(10, config.max_trials // 3))  # a short study still gets past random sampling
+    startup = max(2, min(10, config.settings.max_trials // 3))  # a short study still gets past random sampling
     return optuna.samplers.TPESampler(n_startup_trials=startup, constant_liar=True, seed=seed)
 
 
@@ -67,9 +68,9 @@ def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     The median rule compares a trial only with finished trials planned for as many epochs
     (``PeerMedianPruner``). The runner never asks at a trial's last epoch, where stopping saves nothing.
     """
-    if config.early_stopping_trials == "median":
-        return PeerMedianPruner(n_startup_trials=config.pruning_startup_trials)
-    if config.early_stopping_trials == "hyperband":
+    if config.settings.early_stopping_trials == "median":
+        return PeerMedianPruner(n_startup_trials=config.settings.pruning_startup_trials)
+    if config.settings.early_stopping_trials == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
     return optuna.pruners.NopPruner()
 
@@ -108,37 +109,40 @@ class _Peers:
         return [t for t in self._study.get_trials(*args, **kwargs) if t.user_attrs.get(EPOCHS_ATTR) == self._epochs]
 
 
-def open_study(config: TuneConfig, offset: int = 0) -> optuna.Study:
-    """Create the study, or load it and check that it was made by the same command."""
+def open_storage(config: TuneConfig) -> RDBStorage:
+    """The study's database (``config.storage_url``), with heartbeats that retry the trials of dead processes."""
     url = config.storage_url
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", optuna.exceptions.ExperimentalWarning
-            )  # heartbeats: stable in use since 2.x
-            storage = RDBStorage(
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.x
+            return RDBStorage(
                 url,
                 engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=retry,
             )
+    except Exception as exc:
+        raise _storage_error(url, exc) from exc
+
+
+def open_study(config: TuneConfig, offset: int = 0, storage: RDBStorage | None = None) -> optuna.Study:
+    """Create the study, or load it and check that it was made by the same command."""
+    url = config.storage_url
+    storage = storage or open_storage(config)
+    try:
         study = optuna.create_study(
             storage=storage,
-            study_name=config.study_name,
+            study_name=config.settings.study_name,
             load_if_exists=True,
-            direction="maximize" if config.maximize else "minimize",
+            direction="maximize" if config.settings.maximize else "minimize",
             sampler=make_sampler(config, offset),
             pruner=make_pruner(config),
         )
-    except ImportError as exc:  # a database driver missing, e.g. psycopg2 for postgresql://
-        raise ConfigError(f"--storage {url}: {exc}; install the database driver.") from exc
+    except ConfigError:
+        raise
     except Exception as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(
-            f"--storage {url}: cannot open the study ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})."
-        ) from exc
+        raise _storage_error(url, exc) from exc
     stored = study.user_attrs.get(_IDENTITY)
     wanted = config.identity()
     finished = study.get_trials(deepcopy=False, states=FINISHED)
@@ -147,35 +151,50 @@ def open_study(config: TuneConfig, offset: int = 0) -> optuna.Study:
     elif stored != wanted:
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
         raise ConfigError(
-            f"study {config.study_name!r} in {url} was started with another {', '.join(changed)}; "
+            f"study {config.settings.study_name!r} in {url} was started with another {', '.join(changed)}; "
             "run the same command to resume it, or choose another --output (or --study-name)."
         )
-    if config.seed is not None and study.trials:  # a resumed seeded study must not replay its first samples
+    if config.settings.seed is not None and study.trials:  # a resumed seeded study must not replay its first samples
         study.sampler = make_sampler(config, offset + len(study.trials))
     return study
 
 
-def recover_lost_trials(study: optuna.Study) -> list[int]:
+def _storage_error(url: str, exc: Exception) -> ConfigError:
+    """The one-line error for a storage that cannot be opened."""
+    if isinstance(exc, ImportError):  # a database driver missing, e.g. psycopg2 for postgresql://
+        return ConfigError(f"--storage {url}: {exc}; install the database driver.")
+    return ConfigError(
+        f"--storage {url}: cannot open the study ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})."
+    )
+
+
+def recover_lost_trials(study: optuna.Study, storage: RDBStorage) -> list[int]:
     """Fail RUNNING trials of dead processes on this machine and queue their parameters again.
 
-    Returns the numbers of the trials recovered. Trials of other machines are left to the
-    heartbeat check Optuna runs before each trial.
+    ``storage`` is the study's (:func:`open_storage`). Returns the numbers of the trials recovered.
+    Trials of other machines are left to the heartbeat check Optuna runs before each trial.
     """
     host = socket.gethostname()
+    study_id = storage.get_study_id_from_name(study.study_name)
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker", "")
         name, _, pid = worker.rpartition(":")
         if name != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            retry(study, study._storage.get_trial(trial._trial_id))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            failed = storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another process failed it first (and queued it)
+            continue
+        if failed:
+            retry(study, storage.get_trial(trial_id))
             recovered.append(trial.number)
     return recovered
 
 
 def counted(study: optuna.Study, before: int | None = None) -> int:
-    """Trials finished or running (those a study of N trials counts), optionally only those numbered below ``before``."""
+    """Trials finished or running (what a study of N trials counts); with ``before``, only those numbered below it."""
     trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
     return sum(1 for t in trials if before is None or t.number < before)
 

@@ -11,9 +11,8 @@ from .. import artifact
 from ..config import Hyperparameters
 from ..data import ReadOptions, load_training_data
 from ..errors import ArtifactError, ConfigError
-from ..models import resolve_model
 from ..progress import log_stderr
-from .config import TuneConfig
+from .config import TuneConfig, TuneSettings
 from .space import DEFAULT_SPACE, SearchSpace
 
 __all__ = ["TuneResult", "tune"]
@@ -46,29 +45,20 @@ def tune(
     output: str | Path,
     *,
     search_space: str | Path | Mapping | SearchSpace | None = None,
-    objective: str = "val_accuracy",
-    direction: str | None = None,
-    max_trials: int = 20,
-    parallel_trials: int = 1,
-    strategy: str = "bayesian",
-    early_stopping_trials: str = "median",
-    pruning_startup_trials: int = 2,
-    timeout: float | None = None,
-    storage: str | None = None,
-    study_name: str = "textclf",
-    keep_top: int | None = None,
-    seed: int | None = None,
+    settings: TuneSettings | None = None,
     model: str | Path | None = None,
     validation: str | Path | None = None,
     hyperparameters: Hyperparameters | None = None,
     read_options: ReadOptions | None = None,
     first_trials: Sequence[Mapping[str, Any]] = (),
     log: Callable[[str], None] = log_stderr,
-    **overrides: Any,
+    **keywords: Any,
 ) -> TuneResult:
     """Search hyperparameters with Optuna and keep the best trial's model in ``output/best``.
 
-    ``overrides`` (and ``hyperparameters``) are the fixed values, as for :func:`textclf.train`;
+    ``keywords`` are :class:`~textclf.tuning.TuneSettings` (``max_trials=8``, ``strategy="random"``,
+    ``seed`` the sampler's ...), applied over ``settings``, and fixed hyperparameters
+    (``epochs=2``), applied over ``hyperparameters`` as for :func:`textclf.train`.
     ``search_space`` is a space file, a mapping in the same shape, or None for
     :data:`~textclf.tuning.space.DEFAULT_SPACE` less the fixed names. ``first_trials`` are
     parameter sets tried before the sampler's (e.g. the defaults, as a baseline). Running the
@@ -80,49 +70,43 @@ def tune(
         ({'learning_rate': 6.1e-05, 'batch_size': 16}, 0.93)
         >>> textclf.Classifier.load(result.best_path)  # doctest: +SKIP
     """
+    settings, overrides = TuneSettings.split(keywords, settings)
     hp = (hyperparameters or Hyperparameters()).updated(overrides, source="tune()")
-    fixed = {k: v for k, v in hp.to_dict().items() if v != getattr(Hyperparameters(), k)}
-    if search_space is None:
-        space = SearchSpace.from_mapping(DEFAULT_SPACE, "default search space").without(fixed)
-    else:
-        space = (
-            search_space
-            if isinstance(search_space, SearchSpace)
-            else SearchSpace.from_mapping(search_space)
-            if isinstance(search_space, Mapping)
-            else SearchSpace.from_file(search_space)
-        )
-        both = [n for n in space.names if n in fixed]
-        if both:
-            raise ConfigError(
-                f"{space.source}: {both[0]} is searched there and also fixed to {fixed[both[0]]!r}; "
-                "drop one of the two."
-            )
     config = TuneConfig(
         data=str(data),
         output=Path(output),
-        space=space,
+        space=_space(search_space, hp),
         hyperparameters=hp,
-        model=None if model is None else str(model),
-        validation=None if validation is None else str(validation),
+        model=model,
+        validation=validation,
         read_options=read_options or ReadOptions(),
-        objective=objective,
-        direction=direction,
-        max_trials=max_trials,
-        parallel_trials=parallel_trials,
-        strategy=strategy,
-        early_stopping_trials=early_stopping_trials,
-        pruning_startup_trials=pruning_startup_trials,
-        timeout=timeout,
-        storage=storage,
-        study_name=study_name,
-        keep_top=keep_top,
-        seed=seed,
+        settings=settings,
     )
+    from ..models import resolve_model  # torch: not imported with the package (the CLI reads TuneSettings)
+
     _check_output(config.output)
     resolve_model(config.model)  # a bad --model or data file fails here, before the study exists
     load_training_data(config.data, config.validation, config.read_options, hp.validation_split_ratio, hp.seed)
     return run(config, first_trials, log)
+
+
+def _space(search_space: str | Path | Mapping | SearchSpace | None, hp: Hyperparameters) -> SearchSpace:
+    """The given space (which must not search a fixed hyperparameter), or the default one less the fixed."""
+    fixed = {k: v for k, v in hp.to_dict().items() if v != getattr(Hyperparameters(), k)}
+    if search_space is None:
+        return SearchSpace.from_mapping(DEFAULT_SPACE, "default search space").without(fixed)
+    if isinstance(search_space, SearchSpace):
+        space = search_space
+    elif isinstance(search_space, Mapping):
+        space = SearchSpace.from_mapping(search_space)
+    else:
+        space = SearchSpace.from_file(search_space)
+    both = [n for n in space.names if n in fixed]
+    if both:
+        raise ConfigError(
+            f"{space.source}: {both[0]} is searched there and also fixed to {fixed[both[0]]!r}; drop one of the two."
+        )
+    return space
 
 
 def run(
@@ -131,20 +115,21 @@ def run(
     """Run a checked study (see :func:`tune`) and write its outputs."""
     from . import outputs
     from .runner import remove_partial, run_workers
-    from .study import FINISHED, open_study, recover_lost_trials
+    from .study import FINISHED, open_storage, open_study, recover_lost_trials
 
     config.output.mkdir(parents=True, exist_ok=True)
-    study = open_study(config)
+    storage = open_storage(config)
+    study = open_study(config, storage=storage)
     for params in first_trials:
         study.enqueue_trial(dict(params), skip_if_exists=True)
-    recovered = recover_lost_trials(study)
+    recovered = recover_lost_trials(study, storage)
     for number in recovered:
         remove_partial(config.output, number)
     if recovered:
         log(f"retrying trial(s) {', '.join(map(str, recovered))}, left running by a process that is gone")
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done:
-        log(f"resuming study {config.study_name!r}: {done} of {config.max_trials} trials finished")
+        log(f"resuming study {config.settings.study_name!r}: {done} of {config.settings.max_trials} trials finished")
     try:
         run_workers(config, log)
     except KeyboardInterrupt:
@@ -158,16 +143,23 @@ def run(
     summary = outputs.render(rows, order, config)
     if not order:
         return TuneResult(
-            config.output, config.objective, config.direction, None, None, trials=rows, plots=plots, summary=summary
+            config.output,
+            config.settings.objective,
+            config.settings.direction,
+            None,
+            None,
+            trials=rows,
+            plots=plots,
+            summary=summary,
         )
     best = order[0]
     best_path = outputs.publish_best(best, config, log)
-    if config.keep_top:
+    if config.settings.keep_top:
         outputs.keep_top(order, config, log)
     return TuneResult(
         config.output,
-        config.objective,
-        config.direction,
+        config.settings.objective,
+        config.settings.direction,
         best.number,
         best.value,
         dict(best.params),
