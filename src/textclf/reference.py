@@ -16,9 +16,11 @@ its choices or range (the ``choices``, ``low`` and ``high`` metadata that
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 from .config import Hyperparameters, RunOptions
+from .options import flag_name, settings_fields
 
 __all__ = ["REGENERATE", "hyperparameters_markdown"]
 
@@ -56,27 +58,25 @@ _HEADER = "| name | flag | type | default | choices / range | meaning |\n|---|--
 
 def hyperparameters_markdown() -> str:
     """The whole of ``docs/hyperparameters.md``: an introduction and one table per settings class."""
-    # TODO lead: when tune, batch, serve and export build their flags from settings dataclasses
-    # (issue 18 item 2), add a section for each here and regenerate docs/hyperparameters.md.
     sections = [
         _INTRO,
         _HYPERPARAMETERS,
-        _table(Hyperparameters, bool_switches=False),
+        _table(Hyperparameters, style="text"),
         "",
         _RUN_OPTIONS,
-        _table(RunOptions, bool_switches=True),
+        _table(RunOptions, style="layered"),
     ]
     return "\n".join(sections) + "\n"
 
 
-def _table(settings: type, *, bool_switches: bool) -> str:
-    """One Markdown table row per dataclass field."""
+def _table(settings: type, *, style: str) -> str:
+    """One Markdown table row per field, with the flag :func:`textclf.options.click_options` makes in ``style``."""
     rows = [_HEADER]
-    for f in dataclasses.fields(settings):
+    for f, kind in settings_fields(settings):
         cells = [
             f"`{f.name}`",
-            f"`{_flag(f.name, _type_name(f.type), bool_switches)}`",
-            f"`{_type_name(f.type)}`",
+            f"`{_flag(f, kind, style)}`",
+            f"`{_type_name(kind)}`",
             _default(f.default),
             _allowed(f.metadata),
             f.metadata.get("help", ""),
@@ -85,18 +85,18 @@ def _table(settings: type, *, bool_switches: bool) -> str:
     return "\n".join(rows)
 
 
-def _type_name(annotation: Any) -> str:
-    """``int``, ``bool | None``: the annotation as written, whether postponed (a string) or not."""
-    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+def _type_name(kind: Any) -> str:
+    """``int``, ``bool | None``: the field's real type, written as in its annotation."""
+    return " | ".join(_type_name(a) for a in typing.get_args(kind)) if typing.get_args(kind) else kind.__name__
 
 
-def _flag(name: str, type_name: str, bool_switches: bool) -> str:
-    """The CLI's flag for a field: hyperparameter booleans take a value, run-option booleans are switches."""
-    flag = "--" + name.replace("_", "-")
-    if type_name == "bool | None":
+def _flag(f: dataclasses.Field, kind: Any, style: str) -> str:
+    """The flag a field gets: in the ``text`` style a boolean takes a value; elsewhere it is a switch."""
+    flag = flag_name(f)
+    if kind == bool | None:
         return f"{flag} / --no-{flag[2:]}"
-    if type_name == "bool":
-        return flag if bool_switches else f"{flag} true|false"
+    if kind is bool:
+        return f"{flag} true|false" if style == "text" else flag
     return flag
 
 
@@ -110,6 +110,8 @@ def _allowed(metadata: Any) -> str:
     parts = []
     if metadata.get("choices"):
         parts.append(", ".join(f"`{c}`" for c in metadata["choices"]))
+    if metadata.get("positive"):
+        parts.append("> 0")
     if metadata.get("low") is not None:
         parts.append(f">= {metadata['low']}")
     if metadata.get("high") is not None:

@@ -13,8 +13,26 @@ one place errors become HTTP statuses), :mod:`~textclf.serving.server` (uvicorn,
 
 from __future__ import annotations
 
-from .app import create_app
+import importlib
+from typing import TYPE_CHECKING
+
 from .config import ServeConfig
-from .server import serve
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .server import serve
+
+# Imported on first use: the CLI reads ServeConfig's fields for every command's start-up,
+# and should not pay for Starlette and NumPy unless it serves.
+_LAZY = {"create_app": "app", "serve": "server"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'textclf.serving' has no attribute {name!r}")
+
 
 __all__ = ["ServeConfig", "create_app", "serve"]
