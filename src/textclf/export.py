@@ -171,18 +171,8 @@ def export_model(
                 f"tolerance {bound:.3g}; not kept."
             )
         if examples is not None:
-            v = report.validation = _compare(reference, exported, examples, labels, max_changed)
-            drop = v["accuracy_torch"] - v["accuracy_export"]
-            failures = []
-            if v["changed_share"] > max_changed:
-                failures.append(
-                    f"changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
-                    f"(allowed {100 * max_changed:.2f}%)"
-                )
-            if drop > max_accuracy_drop:
-                failures.append(
-                    f"loses {100 * drop:.2f} points of accuracy on {validation} (allowed {100 * max_accuracy_drop:.2f})"
-                )
+            report.validation = _compare(reference, exported, examples, labels, max_changed)
+            failures = _accuracy_failures(report.validation, validation, max_changed, max_accuracy_drop)
             if failures and not force:
                 raise ModelError(
                     f"{format} export {' and '.join(failures)}; not kept. Pass --force to keep it anyway "
@@ -373,6 +363,22 @@ def _compare(reference: Classifier, exported: Classifier, examples, y: np.ndarra
         "changed_share": changed / len(y),
         "max_changed": max_changed,
     }
+
+
+def _accuracy_failures(v: dict, validation, max_changed: float, max_accuracy_drop: float) -> list[str]:
+    """What the export's predictions on ``validation`` (compared in ``v``) do beyond what is allowed."""
+    failures = []
+    if v["changed_share"] > max_changed:
+        failures.append(
+            f"changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
+            f"(allowed {100 * max_changed:.2f}%)"
+        )
+    drop = v["accuracy_torch"] - v["accuracy_export"]
+    if drop > max_accuracy_drop:
+        failures.append(
+            f"loses {100 * drop:.2f} points of accuracy on {validation} (allowed {100 * max_accuracy_drop:.2f})"
+        )
+    return failures
 
 
 def _check_tokenizer(reference: Classifier, exported: Classifier, examples) -> None:

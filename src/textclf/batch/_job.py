@@ -1,9 +1,10 @@
 """Run a batch job: plan it (or pick up its manifest), score its chunks, assemble each file.
 
 One chunk is one ``Classifier.predict_proba`` call, which sorts the chunk's texts by length
-into batches and returns rows in input order. Chunks are scored in this process or by
-``workers`` spawned processes (each loads the model once, with the CPU's threads split among
-them); whoever scores a chunk writes its parts, and this process assembles a file's ``.out``
+into batches and returns rows in input order. The model folder is read once, here (a
+:class:`~textclf.artifact.ModelFolder`), and chunks are scored in this process or by
+``workers`` spawned processes (each loads the model from that folder once, with the CPU's
+threads split among them); whoever scores a chunk writes its parts, and this process assembles a file's ``.out``
 (and ``.errors``) once all of the file's chunks are done. The order of the steps is what
 makes a kill at any moment safe: see ``_manifest``.
 """
