@@ -1,4 +1,7 @@
-"""textclf export and the exported backends: parity, verification, refusal, auto, no-torch runtime."""
+"""textclf export and the exported backends: parity, verification, refusal, auto, no-torch runtime.
+
+The tests on `exported` (tiny BERT and GPT-2 folders with all three exports, verified) are slow:
+the fixture trains GPT-2 and makes nine exports."""
 
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ def exported(request, bert_artifact, gpt2_artifact, sentiment_files, tmp_path_fa
     return folders
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["bert", "gpt2", "gpt2-left"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_export_matches_pytorch_on_texts_of_every_length(exported, model, fmt):
@@ -62,6 +66,7 @@ def test_each_export_matches_pytorch_on_texts_of_every_length(exported, model, f
         assert (want.argmax(1) == got.argmax(1)).mean() >= 0.95
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_checks_are_recorded_in_textclf_json(exported, fmt):
     record = json.loads((exported["bert"] / "textclf.json").read_text())["exports"][fmt]
@@ -79,12 +84,14 @@ def test_the_checks_are_recorded_in_textclf_json(exported, fmt):
         assert record["settings"]["per_channel"] is True and record["settings"]["reduce_range"] is True
 
 
+@pytest.mark.slow
 def test_left_padding_is_recorded_for_the_runtime(exported):
     record = json.loads((exported["gpt2-left"] / "textclf.json").read_text())["exports"]["onnx"]
     assert record["runtime"]["padding_side"] == "left"
     assert Classifier.load(exported["gpt2-left"], backend="onnx").encoder.pad_left
 
 
+@pytest.mark.slow
 def test_tokenizer_json_encodes_exactly_like_transformers(exported):
     for folder in exported.values():
         torch_clf = Classifier.load(folder, backend="torch")
@@ -93,6 +100,7 @@ def test_tokenizer_json_encodes_exactly_like_transformers(exported):
         assert max(len(ids) for ids in onnx_clf.preprocess(TEXTS)) == 32  # truncated to max_seq_length
 
 
+@pytest.mark.slow
 def test_auto_picks_the_fastest_export_present(exported, bert_artifact, tmp_path):
     assert Classifier.load(exported["bert"], backend="auto").backend.name == "onnx-int8"
     assert Classifier.load(bert_artifact).backend.name == "torch"  # no exports: torch
@@ -102,6 +110,7 @@ def test_auto_picks_the_fastest_export_present(exported, bert_artifact, tmp_path
     assert Classifier.load(partial).backend.name == "torchscript"
 
 
+@pytest.mark.slow
 def test_a_changed_export_file_is_refused_at_load(exported, tmp_path):
     folder = tmp_path / "tampered"
     shutil.copytree(exported["bert"], folder)
@@ -114,26 +123,24 @@ def test_a_changed_export_file_is_refused_at_load(exported, tmp_path):
     assert result.exit_code == 2 and "SHA-256 mismatch" in result.output and "Traceback" not in result.output
 
 
-def test_an_export_that_does_not_match_is_refused_and_nothing_is_kept(bert_artifact, tmp_path, monkeypatch):
+def test_an_export_that_does_not_match_is_refused_and_nothing_is_kept(bert_artifact, tmp_path):
     import onnx
     from onnx import numpy_helper
 
     folder = tmp_path / "m"
     shutil.copytree(bert_artifact, folder)
     before = (folder / "textclf.json").read_bytes()
-    real = export._write
 
     def faulty_exporter(fmt, reference, staged, *args):  # writes a graph whose head weights are off
-        settings = real(fmt, reference, staged, *args)
+        settings = export.write_export(fmt, reference, staged, *args)
         graph = onnx.load(str(staged))
         weights = max(graph.graph.initializer, key=lambda t: ("classifier" in t.name, len(t.dims)))
         weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) + 0.5, weights.name))
         onnx.save(graph, str(staged))
         return settings
 
-    monkeypatch.setattr(export, "_write", faulty_exporter)
     with pytest.raises(ModelError, match="does not match the PyTorch model"):
-        export.export_model(folder, "onnx")
+        export.export_model(folder, "onnx", writer=faulty_exporter)
     assert not (folder / "model.onnx").exists()
     assert (folder / "textclf.json").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in bert_artifact.iterdir())  # no temp left
@@ -141,6 +148,7 @@ def test_an_export_that_does_not_match_is_refused_and_nothing_is_kept(bert_artif
     assert result.exit_code == 2 and "has no onnx export" in result.output
 
 
+@pytest.mark.slow
 def test_an_export_that_changes_predictions_is_refused_unless_forced(tiny_bert, tmp_path):
     """An untrained head, biased so that half the texts sit near its decision boundary: int8
     rounding flips some of them."""
@@ -226,6 +234,8 @@ def test_bad_export_requests_are_one_line_errors(bert_artifact, tmp_path):
         export.export_model(bert_artifact, "tflite")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_onnx_backend_loads_neither_torch_nor_transformers(exported):
     code = (
         "import sys; from textclf import Classifier\n"
@@ -237,11 +247,12 @@ def test_the_onnx_backend_loads_neither_torch_nor_transformers(exported):
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "torchscript"])
 def test_serve_runs_an_export(exported, backend):
     import httpx
-    from serving_helpers import LiveServer
 
+    from serving.serving_helpers import LiveServer  # tests/serving, importable when run alone too
     from textclf.serving import ServeConfig, create_app
 
     want = Classifier.load(exported["bert"], backend=backend).predict(["good food", "awful service"])
@@ -255,6 +266,7 @@ def test_serve_runs_an_export(exported, backend):
     assert answer.json() == [p.to_dict() for p in want]
 
 
+@pytest.mark.slow
 def test_an_export_of_other_weights_is_refused_at_load(exported, tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -269,6 +281,7 @@ def test_an_export_of_other_weights_is_refused_at_load(exported, tmp_path):
     assert Classifier.load(folder, backend="onnx").backend.name == "onnx"
 
 
+@pytest.mark.slow
 def test_bfloat16_is_refused_for_an_export(exported):
     with pytest.raises(ConfigError, match="torch backend only"):
         Classifier.load(exported["bert"], backend="onnx", dtype="bfloat16")
@@ -297,6 +310,7 @@ def test_an_export_whose_tokenizer_json_differs_is_refused(bert_artifact, tmp_pa
     assert not (folder / "model.onnx").exists()
 
 
+@pytest.mark.slow
 def test_batch_scores_with_an_export(exported, tmp_path):
     from textclf.batch import BatchOptions, run_batch
 

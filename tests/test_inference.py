@@ -132,3 +132,68 @@ def test_inference_batches_split_where_lengths_jump_and_cover_every_row():
     uniform = list(eval_batches([10] * 100, batch_size=32))
     assert len(uniform) == 4 and max(len(b) for b in uniform) == 32  # as few calls as fit
     assert [len(b) for b in eval_batches([3, 9, 4], batch_size=64, call_cost=1e9)] == [3]  # costly calls: one batch
+
+
+# -- the model folder, read once ------------------------------------------------
+
+
+def test_a_model_folder_is_read_once_into_one_object(bert_artifact):
+    from textclf.artifact import ModelFolder
+
+    folder = ModelFolder.read(bert_artifact)
+    assert ModelFolder.read(folder) is folder  # a folder already read is not read again
+    assert folder.labels.names == ("negative", "positive") and not folder.labels.integer
+    assert (folder.max_seq_length, folder.is_classifier, folder.exports) == (32, True, {})
+    assert folder.model_type == "bert" and folder.tokenizer_file.is_file()
+    clf = textclf.Classifier.load(folder)
+    assert clf.labels == folder.labels and clf.encoder.max_length == 32
+
+
+def test_labels_of_a_config_without_id2label_are_transformers_defaults(tmp_path):
+    from transformers import AutoConfig, BertConfig
+
+    from textclf.artifact import ModelFolder
+
+    BertConfig(num_labels=2).save_pretrained(tmp_path)  # the default two labels are not written
+    assert "id2label" not in json.loads((tmp_path / "config.json").read_text())
+    assert ModelFolder.read(tmp_path).labels.id2label == AutoConfig.from_pretrained(tmp_path).id2label
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({}, "not a model folder (no textclf.json or config.json)"),
+        ({"config.json": "{not json"}, "cannot read the model's config.json"),
+        ({"textclf.json": "{}"}, "cannot read the model's config.json"),
+        ({"textclf.json": "[oops"}, "corrupt metadata"),
+        ({"config.json": '{"id2label": {"0": "a", "2": "c"}}'}, "cannot read the labels (id2label)"),
+    ],
+    ids=["empty", "corrupt-config", "no-config", "corrupt-metadata", "gap-in-labels"],
+)
+def test_a_bad_model_folder_is_a_one_line_error(tmp_path, files, expected):
+    from textclf.artifact import ModelFolder
+    from textclf.errors import TextclfError
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(TextclfError) as info:
+        len(ModelFolder.read(tmp_path).labels)  # the labels are read on first use
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(TextclfError, match="model folder not found"):
+        ModelFolder.read(tmp_path / "nowhere")
+
+
+def test_auto_picks_the_fastest_verified_export_and_its_recorded_tokenizer_settings(tmp_path):
+    from textclf.artifact import ModelFolder, TokenizerSettings
+    from textclf.backends import choose
+
+    runtime = {"max_seq_length": 16, "pad_token_id": 3, "padding_side": "left", "truncation_side": "left"}
+    exports = {"onnx": {"runtime": runtime}, "onnx-int8": {"forced": True, "runtime": runtime}}
+    (tmp_path / "config.json").write_text('{"id2label": {"0": "a", "1": "b"}}')
+    (tmp_path / "textclf.json").write_text(json.dumps({"exports": exports, "label_type": "str"}))
+    folder = ModelFolder.read(tmp_path)
+    assert choose("auto", folder) == "onnx" and choose("onnx-int8", folder) == "onnx-int8"
+    assert folder.export_settings("onnx") == TokenizerSettings(16, 3, "left", "left")
+    assert folder.export_settings("onnx").pad_left and folder.export_settings("onnx").to_dict() == runtime
+    (tmp_path / "textclf.json").write_text("{}")
+    assert choose("auto", ModelFolder.read(tmp_path)) == "torch"

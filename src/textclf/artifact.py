@@ -8,6 +8,10 @@ Layout::
       metrics.jsonl   # one JSON line per epoch
       curves.png      # loss and accuracy by epoch
 
+:class:`ModelFolder` reads a folder once (``textclf.json``, ``config.json``, the exports and
+the tokenizer settings they recorded) without importing PyTorch or transformers; inference,
+serving, batch, evaluation and export all start from it.
+
 A folder is built in a hidden temporary sibling (``.DIR.tmp-XXXXXXXX``) and renamed into
 place only when complete, so an interrupted run never leaves a folder that looks finished.
 A run that can resume keeps its checkpoints in that sibling, which then outlives the
@@ -24,14 +28,19 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
-from .errors import ArtifactError
+from .data import LabelSet
+from .errors import ArtifactError, ModelError
 
 __all__ = [
     "METADATA_FILE",
     "METRICS_FILE",
+    "ModelFolder",
+    "TokenizerSettings",
     "check_output",
     "read_metadata",
     "staging",
@@ -137,6 +146,108 @@ def read_metadata(folder: str | Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: corrupt metadata ({exc}); retrain or restore the folder.") from exc
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """How texts become the ids the model saw: what ``textclf export`` records as an export's ``runtime``."""
+
+    max_seq_length: int
+    pad_token_id: int
+    padding_side: str = "right"
+    truncation_side: str = "right"
+
+    @property
+    def pad_left(self) -> bool:
+        return self.padding_side == "left"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TokenizerSettings:
+        return cls(
+            int(values["max_seq_length"]),
+            int(values["pad_token_id"]),
+            values["padding_side"],
+            values.get("truncation_side", "right"),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelFolder:
+    """A model folder, read once: its ``textclf.json`` (None for a plain Hugging Face folder) and
+    ``config.json``, and what follows from them. Reading it imports neither PyTorch nor transformers.
+
+        >>> folder = ModelFolder.read("out/reviews")  # doctest: +SKIP
+        >>> folder.labels.names, sorted(folder.exports)  # doctest: +SKIP
+        (('negative', 'positive'), ['onnx-int8'])
+    """
+
+    path: Path
+    metadata: dict | None
+    config: dict
+
+    @classmethod
+    def read(cls, path: str | Path | ModelFolder) -> ModelFolder:
+        """The folder at ``path`` (a folder already read is returned as it is)."""
+        if isinstance(path, ModelFolder):
+            return path
+        path = Path(path)
+        metadata = read_metadata(path)
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: cannot read the model's config.json ({exc}).") from exc
+        if not isinstance(config, dict):
+            raise ModelError(f"{path}: cannot read the model's config.json (it is not a JSON object).")
+        return cls(path, metadata, config)
+
+    @property
+    def exports(self) -> dict[str, dict]:
+        """``textclf export``'s records, by format (see :mod:`textclf.export`)."""
+        return (self.metadata or {}).get("exports", {})
+
+    def export_settings(self, format: str) -> TokenizerSettings:
+        """The tokenizer settings ``textclf export`` recorded with the ``format`` export."""
+        return TokenizerSettings.from_dict(self.exports[format]["runtime"])
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """The length the model was trained with (None for a folder textclf did not train)."""
+        return (self.metadata or {}).get("max_seq_length")
+
+    @property
+    def architectures(self) -> list[str]:
+        return self.config.get("architectures") or []
+
+    @property
+    def is_classifier(self) -> bool:
+        """True when ``config.json`` names a sequence-classification architecture."""
+        return any(a.endswith("ForSequenceClassification") for a in self.architectures)
+
+    @property
+    def model_type(self) -> str:
+        return self.config.get("model_type", "")
+
+    @property
+    def tokenizer_file(self) -> Path:
+        """``tokenizer.json``: what exported backends tokenise with (the ``tokenizers`` library alone)."""
+        return self.path / "tokenizer.json"
+
+    @cached_property
+    def labels(self) -> LabelSet:
+        """The classes, from ``config.json``'s ``id2label`` (transformers' ``LABEL_i`` names when it has none)."""
+        try:
+            raw = self.config.get("id2label")
+            if raw is None:  # as transformers' PretrainedConfig does
+                raw = {i: f"LABEL_{i}" for i in range(int(self.config.get("num_labels", 2)))}
+            id2label = {int(k): v for k, v in raw.items()}
+            return LabelSet.from_config(id2label, integer=(self.metadata or {}).get("label_type") == "int")
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise ModelError(
+                f"{self.path / 'config.json'}: cannot read the labels (id2label) from it ({exc})."
+            ) from exc
 
 
 def versions() -> dict:

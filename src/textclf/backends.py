@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .artifact import ModelFolder
 from .choices import AUTO_ORDER, BACKENDS, EXPORT_FILES
 from .errors import ConfigError, ModelError
 
@@ -41,6 +42,7 @@ __all__ = [
     "fingerprint",
     "open_backend",
     "open_export",
+    "threads_per_worker",
 ]
 
 
@@ -53,9 +55,10 @@ class Backend(Protocol):
 SOURCE_FILES = ("config.json", "tokenizer.json", "model.safetensors", "pytorch_model.bin")
 
 
-def choose(backend: str, exports: dict) -> str:
-    """The backend to run: ``backend`` itself, or for ``auto`` the fastest one ``exports`` holds
-    (not one kept with ``--force`` despite failing its accuracy check)."""
+def choose(backend: str, folder: ModelFolder) -> str:
+    """The backend to run: ``backend`` itself, or for ``auto`` the fastest export ``folder`` holds
+    (not one kept with ``--force`` despite failing its accuracy check), else torch."""
+    exports = folder.exports
     if backend == "auto":
         return next(b for b in AUTO_ORDER if b == "torch" or (b in exports and not exports[b].get("forced")))
     if backend not in BACKENDS:
@@ -76,11 +79,12 @@ def fingerprint(model_dir: Path) -> dict:
     return {name: file_sha256(model_dir / name) for name in SOURCE_FILES if (model_dir / name).is_file()}
 
 
-def open_export(model_dir: Path, backend: str, exports: dict) -> Path:
+def open_export(folder: ModelFolder, backend: str) -> Path:
     """The verified export file for ``backend``; refuses one that is missing or changed since,
     or that was made from other weights, config or tokenizer than the folder now holds (a
     folder shipped with its exports only, without the weights, is fine)."""
-    record = exports.get(backend)
+    model_dir = folder.path
+    record = folder.exports.get(backend)
     if record is None:
         raise ModelError(
             f"{model_dir}: has no {backend} export; create it with "
@@ -128,21 +132,19 @@ class TorchBackend:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def from_dir(cls, model_dir: Path, dtype=None) -> TorchBackend:
+    def from_folder(cls, folder: ModelFolder, dtype=None) -> TorchBackend:
+        """The folder's weights, loaded by transformers (refused unless it is a sequence classifier)."""
+        model_dir = folder.path
+        if not folder.is_classifier:
+            raise ModelError(
+                f"{model_dir}: not a text-classification model (architectures {folder.architectures or None}); "
+                "fine-tune it first with `textclf train --model DIR`."
+            )
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoModelForSequenceClassification
 
         from .models import quiet_transformers
 
-        try:
-            config = AutoConfig.from_pretrained(model_dir)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{model_dir}: cannot read the model's config.json ({exc}).") from exc
-        if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
-            raise ModelError(
-                f"{model_dir}: not a text-classification model (architectures {config.architectures}); "
-                "fine-tune it first with `textclf train --model DIR`."
-            )
         try:
             with quiet_transformers():
                 model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
@@ -204,6 +206,15 @@ class OnnxBackend:
         return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0].astype(
             np.float32, copy=False
         )
+
+
+def threads_per_worker(workers: int) -> int:
+    """Threads for each of ``workers`` processes sharing this machine: :func:`cores` split among them.
+
+    Float sums come out in another order with another thread count, which can move the 6th
+    digit of a probability: the same command on the same machine gives the same bytes.
+    """
+    return max(1, cores() // workers)
 
 
 def cores() -> int:

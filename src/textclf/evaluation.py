@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .artifact import ModelFolder
 from .data import ReadOptions, read_examples
 from .inference import Classifier
 from .metrics import classification_metrics, cross_entropy
@@ -63,9 +64,9 @@ class EvaluationReport:
 
 
 def evaluate(
-    model: str | Path | Classifier, data: str | Path, read_options: ReadOptions | None = None
+    model: str | Path | ModelFolder | Classifier, data: str | Path, read_options: ReadOptions | None = None
 ) -> EvaluationReport:
-    """Evaluate ``model`` (a model folder, or a loaded :class:`Classifier`) on the labelled file ``data``.
+    """Evaluate ``model`` (a model folder, read or not, or a loaded :class:`Classifier`) on the labelled file ``data``.
 
     >>> report = evaluate("out/reviews", "reviews/validation.csv")  # doctest: +SKIP
     >>> report.metrics["accuracy"]  # doctest: +SKIP

@@ -19,9 +19,9 @@ Runtime's dynamic quantisation of that graph: 7-bit weights stored as int8, one 
 output channel, activations quantised per batch at run time. Per-channel scales are what keep
 the accuracy: with 8-bit weights, per-tensor scales (``quantize_dynamic``'s default) lost a
 point on SST-2, per-channel 0.46 (bench/RESULTS.md); keeping layers in fp32 (``keep_fp32``)
-is available but cost 35-65% of the speed for no measurable gain. Weights use 7 bits (``reduce_range``): without VNNI, ONNX Runtime's int8
-kernels add pairs of 8-bit products in saturating 16-bit sums, which full 8-bit weights overflow,
-and an export may run on any CPU.
+is available but cost 35-65% of the speed for no measurable gain. Weights use 7 bits
+(``reduce_range``): without VNNI, ONNX Runtime's int8 kernels add pairs of 8-bit products in
+saturating 16-bit sums, which full 8-bit weights overflow, and an export may run on any CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from . import artifact
+from .artifact import ModelFolder, TokenizerSettings
 from .backends import file_sha256, fingerprint, open_backend
 from .batching import pad
 from .choices import EXPORT_FILES, EXPORT_FORMATS
@@ -47,7 +49,15 @@ from .inference import Classifier, TextEncoder
 from .options import setting
 from .validation import check_fields
 
-__all__ = ["FORMATS", "ExportReport", "ExportSettings", "QuantizationSettings", "export_model"]
+__all__ = [
+    "FORMATS",
+    "ExportReport",
+    "ExportSettings",
+    "QuantizationSettings",
+    "Writer",
+    "export_model",
+    "write_export",
+]
 
 FORMATS = EXPORT_FORMATS
 # Largest |logit difference| allowed, as a fraction of the largest |logit| (at least 1).
@@ -124,15 +134,21 @@ class ExportReport:
         if v:
             lines.append(
                 f"validation {v['data']}: {v['rows']} rows; accuracy {v['accuracy_export']:.4f} vs "
-                f"{v['accuracy_torch']:.4f} in PyTorch ({100 * (v['accuracy_export'] - v['accuracy_torch']):+.2f} points); "
+                f"{v['accuracy_torch']:.4f} in PyTorch "
+                f"({100 * (v['accuracy_export'] - v['accuracy_torch']):+.2f} points); "
                 f"{v['changed_predictions']} predictions changed ({100 * v['changed_share']:.2f}%, allowed "
                 f"{100 * v['max_changed']:.2f}%)"
             )
         return "\n".join(lines)
 
 
+Writer = Callable[..., dict]
+"""Writes the export file: ``(format, reference, staged, work, quantization, log) -> settings``;
+:func:`write_export` unless a test passes another to :func:`export_model`."""
+
+
 def export_model(
-    model_dir: str | Path,
+    model_dir: str | Path | ModelFolder,
     format: str,
     validation: str | Path | None = None,
     read_options: ReadOptions | None = None,
@@ -141,26 +157,27 @@ def export_model(
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
     quantization: QuantizationSettings = QuantizationSettings(),
     log=lambda message: None,
+    *,
+    writer: Writer | None = None,
 ) -> ExportReport:
-    """Export, verify and record ``format`` in ``model_dir``; see the module docstring."""
+    """Export, verify and record ``format`` in ``model_dir``; see the module docstring.
+
+    ``writer`` writes the file before it is verified (:func:`write_export` by default).
+    """
     import torch
 
-    model_dir = Path(model_dir)
-    if format not in FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, but got {format!r}.")
-    for name, value in (("max_changed", max_changed), ("max_accuracy_drop", max_accuracy_drop)):
-        if not 0 <= value <= 1:
-            raise ConfigError(f"{name} must be a share between 0 and 1, but got {value}.")
-    artifact.read_metadata(model_dir)  # a model folder, or a one-line error
+    ExportSettings(format, None, max_changed, max_accuracy_drop, force, quantization)  # checks them, or one line
+    folder = ModelFolder.read(model_dir)  # a model folder, or a one-line error
+    model_dir = folder.path
     if not os.access(model_dir, os.W_OK):
         raise ArtifactError(f"{model_dir}: not writable; exports are written into the model folder.")
     read_options = read_options or ReadOptions()
-    reference = Classifier.load(model_dir, backend="torch")
+    reference = Classifier.load(folder, backend="torch")
     examples, labels = None, None
     if validation is not None:  # bad data fails before the slow part
         examples = read_examples(validation, read_options)
         labels = np.asarray(reference.labels.encode(examples, read_options.on_bad_rows))
-    runtime = _runtime(model_dir, reference)
+    runtime = _runtime(folder, reference)
     started = time.perf_counter()
     target = model_dir / EXPORT_FILES[format]
     work = Path(tempfile.mkdtemp(prefix=f".export-{uuid.uuid4().hex[:8]}-", dir=model_dir))
@@ -168,7 +185,7 @@ def export_model(
         staged = work / target.name
         with torch.inference_mode(False), torch.no_grad():
             try:
-                settings = _write(format, reference, staged, work, quantization, log)
+                settings = (writer or write_export)(format, reference, staged, work, quantization, log)
             except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:  # the exporters' own errors
                 raise ModelError(
                     f"cannot export {model_dir} to {format}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
@@ -177,12 +194,12 @@ def export_model(
         # Verified as it will run: the export, tokenised by tokenizer.json alone.
         exported = Classifier(
             open_backend(format, staged),
-            TextEncoder.from_file(model_dir / "tokenizer.json", runtime),
+            TextEncoder.from_file(folder.tokenizer_file, runtime),
             reference.labels,
             reference.batch_size,
         )
         _check_tokenizer(reference, exported, examples)
-        diff, bound, shapes = _parity(reference, exported, runtime["max_seq_length"], examples)
+        diff, bound, shapes = _parity(reference, exported, runtime.max_seq_length, examples)
         report = ExportReport(
             format, target, staged.stat().st_size, time.perf_counter() - started, diff, bound, shapes, settings=settings
         )
@@ -192,18 +209,8 @@ def export_model(
                 f"tolerance {bound:.3g}; not kept."
             )
         if examples is not None:
-            v = report.validation = _compare(reference, exported, examples, labels, max_changed)
-            drop = v["accuracy_torch"] - v["accuracy_export"]
-            failures = []
-            if v["changed_share"] > max_changed:
-                failures.append(
-                    f"changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
-                    f"(allowed {100 * max_changed:.2f}%)"
-                )
-            if drop > max_accuracy_drop:
-                failures.append(
-                    f"loses {100 * drop:.2f} points of accuracy on {validation} (allowed {100 * max_accuracy_drop:.2f})"
-                )
+            report.validation = _compare(reference, exported, examples, labels, max_changed)
+            failures = _accuracy_failures(report.validation, validation, max_changed, max_accuracy_drop)
             if failures and not force:
                 raise ModelError(
                     f"{format} export {' and '.join(failures)}; not kept. Pass --force to keep it anyway "
@@ -212,7 +219,8 @@ def export_model(
             report.forced = bool(failures)
         elif format == "onnx-int8":
             log(
-                "warning: int8 predictions were not checked against the PyTorch model; pass --validation DATA to check them"
+                "warning: int8 predictions were not checked against the PyTorch model; "
+                "pass --validation DATA to check them"
             )
         _keep(model_dir, staged, target, format, report, runtime)
         return report
@@ -220,21 +228,14 @@ def export_model(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _runtime(model_dir: Path, reference: Classifier) -> dict:
+def _runtime(folder: ModelFolder, reference: Classifier) -> TokenizerSettings:
     """What an exported backend needs besides the graph (read without transformers)."""
-    if not (model_dir / "tokenizer.json").is_file():
+    if not folder.tokenizer_file.is_file():
         raise ModelError(
-            f"{model_dir}: has no tokenizer.json (a 'fast' tokenizer); exports tokenise with the `tokenizers` "
+            f"{folder.path}: has no tokenizer.json (a 'fast' tokenizer); exports tokenise with the `tokenizers` "
             "library. Save one with transformers' AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)."
         )
-    from .models import load_tokenizer
-
-    return {
-        "max_seq_length": reference.encoder.max_length,
-        "pad_token_id": int(reference.encoder.pad_id),
-        "padding_side": "left" if reference.encoder.pad_left else "right",
-        "truncation_side": load_tokenizer(str(model_dir)).truncation_side,
-    }
+    return reference.encoder.settings
 
 
 def _logits_module(model):
@@ -265,9 +266,11 @@ def _example(reference: Classifier, batch: int = 2, length: int = 12):
     return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
-def _write(
+def write_export(
     format: str, reference: Classifier, staged: Path, work: Path, quantization: QuantizationSettings, log
 ) -> dict:
+    """Write ``reference``'s network as ``format`` to ``staged`` (``work``: scratch space); return the
+    settings to record. The default :data:`Writer` of :func:`export_model`, which verifies the file after."""
     import warnings
 
     import torch
@@ -400,6 +403,22 @@ def _compare(reference: Classifier, exported: Classifier, examples, y: np.ndarra
     }
 
 
+def _accuracy_failures(v: dict, validation, max_changed: float, max_accuracy_drop: float) -> list[str]:
+    """What the export's predictions on ``validation`` (compared in ``v``) do beyond what is allowed."""
+    failures = []
+    if v["changed_share"] > max_changed:
+        failures.append(
+            f"changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
+            f"(allowed {100 * max_changed:.2f}%)"
+        )
+    drop = v["accuracy_torch"] - v["accuracy_export"]
+    if drop > max_accuracy_drop:
+        failures.append(
+            f"loses {100 * drop:.2f} points of accuracy on {validation} (allowed {100 * max_accuracy_drop:.2f})"
+        )
+    return failures
+
+
 def _check_tokenizer(reference: Classifier, exported: Classifier, examples) -> None:
     """tokenizer.json alone must give the token ids transformers' tokenizer gives."""
     texts = [
@@ -415,7 +434,9 @@ def _check_tokenizer(reference: Classifier, exported: Classifier, examples) -> N
             )
 
 
-def _keep(model_dir: Path, staged: Path, target: Path, format: str, report: ExportReport, runtime: dict) -> None:
+def _keep(
+    model_dir: Path, staged: Path, target: Path, format: str, report: ExportReport, runtime: TokenizerSettings
+) -> None:
     """Move the verified file into place, then record it in textclf.json (both atomic renames)."""
     record = {
         "file": target.name,
@@ -424,7 +445,7 @@ def _keep(model_dir: Path, staged: Path, target: Path, format: str, report: Expo
         "forced": report.forced,
         "bytes": report.size_bytes,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "runtime": runtime,
+        "runtime": runtime.to_dict(),
         "parity": {"max_abs_diff": report.max_abs_diff, "tolerance": report.tolerance, "shapes": report.shapes},
         "validation": report.validation,
         "settings": report.settings,

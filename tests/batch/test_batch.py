@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 import textclf
 from conftest import make_sentences, write_csv
 from test_cli_errors import assert_one_line_error
+from textclf.backends import threads_per_worker
 from textclf.batch import BatchOptions, run_batch
 from textclf.cli import main
 
@@ -323,7 +324,7 @@ def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(bert_artifact
     assert sorted(os.listdir(out / WORKDIR)) == ["lock", "manifest.json"]
     before = torch.get_num_threads()
     try:  # the threads each of 2 workers has
-        like_a_worker = textclf.Classifier.load(bert_artifact, threads=textclf.batch._job._threads(2))
+        like_a_worker = textclf.Classifier.load(bert_artifact, threads=threads_per_worker(2))
         whole = quiet_run(
             like_a_worker, bert_artifact, tmp_path / "in", tmp_path / "whole", chunk_size=5, join_source=True
         )

@@ -1,9 +1,10 @@
 """Run a batch job: plan it (or pick up its manifest), score its chunks, assemble each file.
 
 One chunk is one ``Classifier.predict_proba`` call, which sorts the chunk's texts by length
-into batches and returns rows in input order. Chunks are scored in this process or by
-``workers`` spawned processes (each loads the model once, with the CPU's threads split among
-them); whoever scores a chunk writes its parts, and this process assembles a file's ``.out``
+into batches and returns rows in input order. The model folder is read once, here (a
+:class:`~textclf.artifact.ModelFolder`), and chunks are scored in this process or by
+``workers`` spawned processes (each loads the model from that folder once, with the CPU's
+threads split among them); whoever scores a chunk writes its parts, and this process assembles a file's ``.out``
 (and ``.errors``) once all of the file's chunks are done. The order of the steps is what
 makes a kill at any moment safe: see ``_manifest``.
 """
@@ -23,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import artifact
-from ..backends import cores
+from ..artifact import ModelFolder
+from ..backends import threads_per_worker
 from ..data import LabelSet
 from ..errors import ConfigError, DataError
 from ..evaluation import EvaluationReport
@@ -58,7 +59,7 @@ class BatchResult:
 
 
 def run_batch(
-    model_dir: str | Path,
+    model_dir: str | Path | ModelFolder,
     input: str | Path,
     output: str | Path,
     options: BatchOptions = BatchOptions(),
@@ -77,15 +78,14 @@ def run_batch(
         >>> result.records, result.errors, result.exit_code  # doctest: +SKIP
         (120000, 0, 0)
     """
-    model_dir, output = Path(model_dir), Path(output)
-    artifact.read_metadata(model_dir)  # a missing model folder stops here, before any work
+    folder, output = ModelFolder.read(model_dir), Path(output)  # a missing model folder stops here, before any work
     inputs = find_inputs(str(input), output)
     check_output(output)
     created = not output.exists()
     work = Workdir(output)
     work.lock()
     try:
-        manifest = _run_job(work, model_dir, inputs, options, created, progress, log, classifier)
+        manifest = _run_job(work, folder, inputs, options, created, progress, log, classifier)
     finally:
         work.unlock()
     result = manifest["result"]
@@ -97,7 +97,7 @@ def run_batch(
 
 def _run_job(
     work: Workdir,
-    model_dir: Path,
+    folder: ModelFolder,
     inputs,
     options: BatchOptions,
     created: bool,
@@ -108,20 +108,20 @@ def _run_job(
     """Open (or start) the job in ``work``, score what is left of it, and return its complete manifest."""
     output = work.output
     try:
-        manifest, layouts = _open_job(work, model_dir, inputs, options)
+        manifest, layouts = _open_job(work, folder.path, inputs, options)
     except BaseException:
         if created:  # leave nothing behind but what was there
             shutil.rmtree(output, ignore_errors=True)
         raise
     if manifest["result"] is None:
-        threads = _threads(options.workers)
+        threads = threads_per_worker(options.workers)
         if manifest["threads"] != threads:
             log(
                 f"{output}: warning: this run scores with {threads} thread(s) per process, the first with "
                 f"{manifest['threads']} (another --workers or machine); the 6th digit of a few probabilities may "
                 "differ from an uninterrupted run."
             )
-        job = _Job(work, model_dir, [f.path for f in inputs], [f.name for f in inputs], layouts, options, classifier)
+        job = _Job(work, folder, [f.path for f in inputs], [f.name for f in inputs], layouts, options, classifier)
         mine = shard(job_chunks(manifest["chunks"]), *options.shard)
         manifest["result"] = job.run(mine, threads, progress, log)
         work.write(work.manifest, json.dumps(manifest))
@@ -139,7 +139,8 @@ def _open_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions) -> 
         why = difference(manifest, identity)
         if why:
             raise ConfigError(
-                f"{work.output}: holds another batch job ({why}); pass another --output, or delete the folder to start over."
+                f"{work.output}: holds another batch job ({why}); pass another --output, "
+                "or delete the folder to start over."
             )
         layouts = [Layout.from_dict(values) for values in manifest["layouts"]]
         _check_labels(inputs, layouts, options)
@@ -151,9 +152,9 @@ def _open_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions) -> 
     manifest = {
         "format_version": FORMAT_VERSION,
         "job": identity,
-        "layouts": [l.to_dict() for l in layouts],
+        "layouts": [layout.to_dict() for layout in layouts],
         "chunks": plans,
-        "threads": _threads(options.workers),
+        "threads": threads_per_worker(options.workers),
         "result": None,
     }
     work.write(work.manifest, json.dumps(manifest))
@@ -180,14 +181,14 @@ class _Job:
     def __init__(
         self,
         work: Workdir,
-        model_dir: Path,
+        folder: ModelFolder,
         paths: list[Path],
         names: list[str],
         layouts: list[Layout],
         options: BatchOptions,
         classifier,
     ):
-        self.work, self.model_dir, self.paths, self.names = work, model_dir, paths, names
+        self.work, self.folder, self.paths, self.names = work, folder, paths, names
         self.layouts, self.options, self.classifier = layouts, options, classifier
 
     def run(self, chunks: list[Chunk], threads: int, progress: bool | None, log: Callable[[str], None]) -> dict:
@@ -199,11 +200,13 @@ class _Job:
         done = sum(c.records for c in chunks) - sum(c.records for c in todo)
         if done:
             log(
-                f"{self.work.output}: resuming; {done:,} of {sum(c.records for c in chunks):,} records were already scored."
+                f"{self.work.output}: resuming; {done:,} of {sum(c.records for c in chunks):,} records "
+                "were already scored."
             )
         if not chunks:
             log(
-                f"{self.work.output}: shard {self.options.shard[0]}/{self.options.shard[1]} has no chunks (the job has fewer chunks than shards)."
+                f"{self.work.output}: shard {self.options.shard[0]}/{self.options.shard[1]} has no chunks "
+                "(the job has fewer chunks than shards)."
             )
         waiting = {f: sum(1 for c in todo if c.file == f) for f in by_file if f not in finished}
         for f, count in waiting.items():
@@ -239,9 +242,9 @@ class _Job:
             return
         tasks = [_Task(str(self.paths[c.file]), self.layouts[c.file], c) for c in chunks]
         if self.options.workers > 1:
-            yield from _in_processes(tasks, self.model_dir, self.work.output, self.options, threads)
+            yield from _in_processes(tasks, self.folder, self.work.output, self.options, threads)
             return
-        scorer = _Scorer(self.model_dir, self.work.output, self.options, threads, self.classifier)
+        scorer = _Scorer(self.folder, self.work.output, self.options, threads, self.classifier)
         for task in tasks:
             scorer.score(task)
             yield task.chunk
@@ -257,9 +260,9 @@ class _Task:
 class _Scorer:
     """Scores chunks with one classifier (loaded on first use, on ``threads`` cores) and writes their parts."""
 
-    def __init__(self, model_dir: Path, output: Path, options: BatchOptions, threads: int, classifier=None):
-        self.model_dir, self.work, self.options, self.threads, self.clf = (
-            model_dir,
+    def __init__(self, folder: ModelFolder, output: Path, options: BatchOptions, threads: int, classifier=None):
+        self.folder, self.work, self.options, self.threads, self.clf = (
+            folder,
             Workdir(output),
             options,
             threads,
@@ -272,7 +275,7 @@ class _Scorer:
             from ..inference import Classifier
 
             self.clf = Classifier.load(
-                self.model_dir, backend=o.backend, batch_size=o.batch_size, dtype=o.dtype, threads=self.threads
+                self.folder, backend=o.backend, batch_size=o.batch_size, dtype=o.dtype, threads=self.threads
             )
         records = [r for r, _, _ in read_records(Path(task.path), task.layout, o.encoding, c.start, c.end, c.line)]
         if len(records) != c.records:
@@ -302,24 +305,15 @@ class _Scorer:
 _worker: _Scorer | None = None
 
 
-def _threads(workers: int) -> int:
-    """Threads per scoring process: the CPUs this process may use, split among the workers.
-
-    Float sums come out in another order with another thread count, which can move the 6th
-    digit of a probability: the same command on the same machine gives the same bytes.
-    """
-    return max(1, cores() // workers)
-
-
 def _in_processes(
-    tasks: list[_Task], model_dir: Path, output: Path, options: BatchOptions, threads: int
+    tasks: list[_Task], folder: ModelFolder, output: Path, options: BatchOptions, threads: int
 ) -> Iterator[Chunk]:
     """Score ``tasks`` in ``options.workers`` spawned processes, at most two chunks each in flight."""
     pool = ProcessPoolExecutor(
         options.workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_worker,
-        initargs=(model_dir, output, options, threads),
+        initargs=(folder, output, options, threads),
     )
     queue = iter(tasks)
     running: dict[Future, _Task] = {}
@@ -337,10 +331,10 @@ def _in_processes(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _start_worker(model_dir: Path, output: Path, options: BatchOptions, threads: int) -> None:
+def _start_worker(folder: ModelFolder, output: Path, options: BatchOptions, threads: int) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it cancels the pool
-    _worker = _Scorer(model_dir, output, options, threads)
+    _worker = _Scorer(folder, output, options, threads)
     parent = multiprocessing.parent_process()
     if parent is not None:  # a killed parent cannot stop its workers: they stop themselves
         threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
@@ -409,7 +403,8 @@ def _report(source: str, result: dict) -> EvaluationReport | None:
     sums = result["evaluation"]
     if sums is None or sums["rows"] == 0:
         raise DataError(
-            f"{source}: no record to evaluate; none has one of the model's labels ({', '.join(map(str, result['labels'] or []))})."
+            f"{source}: no record to evaluate; none has one of the model's labels "
+            f"({', '.join(map(str, result['labels'] or []))})."
         )
     confusion = np.asarray(sums["confusion"])
     true, pred = np.nonzero(confusion)
