@@ -37,7 +37,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..backends import cores
+from ..backends import threads_per_worker
 from ..errors import TextclfError
 from .config import ServeConfig
 from .errors import BodyTooLarge, ModelFailure, NotReady, UnsupportedAccept, UnsupportedContentType
@@ -314,11 +314,12 @@ def create_app(
 def app_from_env() -> Starlette:
     """The app factory ``--workers N`` starts in each worker (settings from ``TEXTCLF_SERVE_CONFIG``)."""
     import os
-
-    import torch
+    import sys
 
     config = ServeConfig.from_json(os.environ["TEXTCLF_SERVE_CONFIG"])
-    threads = max(1, cores() // config.workers)  # workers share the cores
-    torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # and ONNX Runtime's sessions take as many
+    threads = threads_per_worker(config.workers)  # workers share the cores
+    # Read by PyTorch when it starts (only the torch backend imports it) and by ONNX Runtime's sessions.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     return create_app(config, load_before_serving=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 
-from ..backends import cores
+from ..backends import threads_per_worker
 from ..config import RunOptions
 from ..progress import log_stderr
 from .config import TuneConfig
@@ -128,7 +128,7 @@ def run_workers(config: TuneConfig, log: Callable[[str], None]) -> None:
     if k == 1:
         work(config, log)
         return
-    threads = max(1, cores() // k)
+    threads = threads_per_worker(k)
     log(f"running {k} trials at a time, {threads} CPU thread(s) each")
     with ProcessPoolExecutor(k, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(work, config, log_stderr, 1000 * (i + 1), threads) for i in range(k)]
