@@ -175,7 +175,8 @@ def quantization_variants(model_dir: Path, texts: list[str], dev: tuple[list[str
     for name, r in results.items():
         r["rate"] = statistics.median(r["rates"])
         print(
-            f"{name:<40} dev acc {r['dev_accuracy']:.4f}  {r['rate']:8.1f} sentences/s  ({r['rate'] / base:.2f}x default)"
+            f"{name:<40} dev acc {r['dev_accuracy']:.4f}  {r['rate']:8.1f} sentences/s"
+            f"  ({r['rate'] / base:.2f}x default)"
         )
     return results
 

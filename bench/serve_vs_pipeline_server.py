@@ -557,7 +557,8 @@ def print_report(
         f" {args.repeats} repeat(s) per side (A B interleaved), {os.cpu_count()} CPUs: medians over repeats\n"
     )
     print(
-        f"{'C':>4}  {'side':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'srv CPU ms/req':>16}{'client CPU':>12}"
+        f"{'C':>4}  {'side':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'srv CPU ms/req':>16}{'client CPU':>12}"
     )
     concurrencies = sorted({c for side in summary.values() for c in side})
     for c in concurrencies:
@@ -567,7 +568,8 @@ def print_report(
             s = by_c[c]
             share = None if s["client_cpu_share"] is None else 100 * s["client_cpu_share"]
             print(
-                f"{c:>4}  {side:<10}{fmt(s['req_per_s'], '.1f'):>9}{fmt(s['p50_ms'], '.1f'):>9}{fmt(s['p99_ms'], '.1f'):>9}"
+                f"{c:>4}  {side:<10}{fmt(s['req_per_s'], '.1f'):>9}"
+                f"{fmt(s['p50_ms'], '.1f'):>9}{fmt(s['p99_ms'], '.1f'):>9}"
                 f"{s['errors']:>8}{fmt(s['server_cpu_ms_per_request'], '.1f'):>16}{fmt(share, '.0f') + '%':>12}"
             )
     for side, by_c in summary.items():
@@ -584,7 +586,8 @@ def print_report(
         print(f"label check on {check['rows']} dev sentences: gold accuracy {line}", end="")
         if "agree" in check:
             print(
-                f"; same label {check['agree']}/{check['rows']}, max |p diff| {fmt(check['max_probability_difference'], '.2e')}",
+                f"; same label {check['agree']}/{check['rows']}, "
+                f"max |p diff| {fmt(check['max_probability_difference'], '.2e')}",
                 end="",
             )
             for d in check["disagreements"]:
@@ -598,11 +601,12 @@ def print_report(
         if not b or not t:
             continue
 
-        def ratio(key: str) -> float | None:
+        def ratio(key: str, t: dict = t, b: dict = b) -> float | None:
             return t[key] / b[key] if t[key] is not None and b[key] else None
 
         print(
-            f"{c:>4}  {fmt(ratio('req_per_s'), '.2f') + 'x':>24}{fmt(ratio('p50_ms'), '.3f'):>22}{fmt(ratio('p99_ms'), '.3f'):>22}"
+            f"{c:>4}  {fmt(ratio('req_per_s'), '.2f') + 'x':>24}"
+            f"{fmt(ratio('p50_ms'), '.3f'):>22}{fmt(ratio('p99_ms'), '.3f'):>22}"
         )
     results = targets(summary, check)
     print()

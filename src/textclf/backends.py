@@ -25,13 +25,10 @@ from typing import Protocol
 import numpy as np
 
 from .artifact import ModelFolder
-from .choices import AUTO_ORDER, BACKENDS, EXPORT_FILES
+from .choices import AUTO_ORDER, BACKENDS
 from .errors import ConfigError, ModelError
 
 __all__ = [
-    "AUTO_ORDER",
-    "BACKENDS",
-    "EXPORT_FILES",
     "Backend",
     "OnnxBackend",
     "TorchBackend",

@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import ModelFolder, TokenizerSettings
-from .backends import BACKENDS, Backend, TorchBackend, choose, open_backend, open_export
+from .backends import Backend, TorchBackend, choose, open_backend, open_export
 from .batching import encode, eval_batches, pad
-from .choices import BACKEND_CHOICES
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
 
-__all__ = ["BACKENDS", "BACKEND_CHOICES", "Classifier", "Prediction", "TextEncoder"]
+__all__ = ["Classifier", "Prediction", "TextEncoder"]
 
 DEFAULT_BATCH_SIZE = 64
 

@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # PyTorch is imported where it is used: serving an export nev
     import torch
 
 __all__ = [
-    "DTYPES",
     "JUMPSTART_MODELS",
     "ModelSource",
     "check_max_length",
