@@ -1,0 +1,158 @@
+"""The public surface of every package and module, pinned: a name added to or dropped from an
+``__all__`` is an interface change, so it must change here too (httpx's tests/test_exported_members.py)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "textclf": [
+        "ArtifactError",
+        "Classifier",
+        "ConfigError",
+        "DataError",
+        "EvaluationReport",
+        "Hyperparameters",
+        "ModelError",
+        "Prediction",
+        "ReadOptions",
+        "RunOptions",
+        "TextclfError",
+        "TrainResult",
+        "TuneResult",
+        "__version__",
+        "evaluate",
+        "train",
+        "tune",
+    ],
+    "textclf.artifact": [
+        "METADATA_FILE",
+        "METRICS_FILE",
+        "ModelFolder",
+        "TokenizerSettings",
+        "check_output",
+        "read_metadata",
+        "staging",
+        "staging_folders",
+        "update_metadata",
+        "versions",
+    ],
+    "textclf.backends": [
+        "Backend",
+        "OnnxBackend",
+        "TorchBackend",
+        "TorchScriptBackend",
+        "choose",
+        "cores",
+        "file_sha256",
+        "fingerprint",
+        "open_backend",
+        "open_export",
+        "threads_per_worker",
+    ],
+    "textclf.batch": [
+        "BatchOptions",
+        "BatchResult",
+        "DEFAULT_CHUNK_SIZE",
+        "EXIT_RECORD_ERRORS",
+        "FORMATS",
+        "OUTPUT_FORMATS",
+        "parse_shard",
+        "run_batch",
+    ],
+    "textclf.choices": ["AUTO_ORDER", "BACKENDS", "BACKEND_CHOICES", "DTYPES", "EXPORT_FILES", "EXPORT_FORMATS"],
+    "textclf.config": ["Hyperparameters", "RunOptions"],
+    "textclf.data": [
+        "Examples",
+        "LabelSet",
+        "ReadOptions",
+        "TrainingData",
+        "load_training_data",
+        "read_examples",
+        "read_texts",
+    ],
+    "textclf.data.reader": [
+        "FORMATS",
+        "LABEL_COLUMNS",
+        "Layout",
+        "ReadOptions",
+        "Record",
+        "SUFFIXES",
+        "TEXT_COLUMNS",
+        "file_format",
+        "read_records",
+        "records",
+        "resolve_layout",
+    ],
+    "textclf.errors": [
+        "ArtifactError",
+        "ConfigError",
+        "DataError",
+        "ModelError",
+        "TextclfError",
+        "TrainingInterrupted",
+    ],
+    "textclf.evaluation": ["EvaluationReport", "evaluate"],
+    "textclf.export": [
+        "ExportReport",
+        "ExportSettings",
+        "FORMATS",
+        "QuantizationSettings",
+        "Writer",
+        "export_model",
+        "write_export",
+    ],
+    "textclf.inference": ["Classifier", "Prediction", "TextEncoder"],
+    "textclf.metrics": ["classification_metrics", "cross_entropy"],
+    "textclf.models": [
+        "JUMPSTART_MODELS",
+        "ModelSource",
+        "check_max_length",
+        "forward_logits",
+        "head_parameter_names",
+        "inference_dtype",
+        "load_for_training",
+        "local_folder",
+        "max_length",
+        "native_bf16",
+        "pads_left",
+        "quiet_transformers",
+        "resolve_model",
+    ],
+    "textclf.options": ["STYLES", "click_options", "flag_name", "setting", "settings_fields", "values_of"],
+    "textclf.progress": ["ProgressBar", "log_stderr"],
+    "textclf.reference": ["REGENERATE", "hyperparameters_markdown"],
+    "textclf.serving": ["ServeConfig", "create_app", "serve"],
+    "textclf.serving.errors": [
+        "BodyTooLarge",
+        "ModelFailure",
+        "NotReady",
+        "RequestError",
+        "UnsupportedAccept",
+        "UnsupportedContentType",
+    ],
+    "textclf.training": ["TrainResult", "train"],
+    "textclf.tuning": ["DEFAULT_SPACE", "Param", "SearchSpace", "TuneConfig", "TuneResult", "TuneSettings", "tune"],
+    "textclf.validation": ["at_least", "at_most", "between", "check_fields", "finite", "one_of", "positive"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_all_is_pinned_and_every_name_exists(module):
+    imported = importlib.import_module(module)
+    assert sorted(imported.__all__) == PUBLIC[module]
+    missing = [name for name in imported.__all__ if not hasattr(imported, name)]
+    assert not missing, f"{module}.__all__ names what it does not define: {missing}"
+
+
+def test_every_package_is_pinned():
+    from pathlib import Path
+
+    import textclf
+
+    root = Path(textclf.__file__).parent
+    packages = {"textclf." + ".".join(p.parent.relative_to(root).parts) for p in root.rglob("__init__.py")}
+    packages = {name.rstrip(".") for name in packages}
+    assert packages <= set(PUBLIC), f"packages without a pinned __all__: {sorted(packages - set(PUBLIC))}"
