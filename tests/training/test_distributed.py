@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import textclf
 from conftest import FAST, REPO, make_sentences, write_csv
-from textclf.training.state import EpochBatches
+from textclf.training.batches import EpochBatches
 
 QUIET = {"progress": False, "log": lambda _: None}
 TIMING = ("samples_per_second", "scoring_seconds", "train_seconds", "elapsed_seconds")

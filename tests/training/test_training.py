@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import textclf
 from conftest import FAST, make_sentences, write_csv
-from textclf.batching import collate, encode
 from textclf.data import LabelSet, ReadOptions
 from textclf.errors import ArtifactError, ConfigError, DataError
 from textclf.models import load_for_training, resolve_model
+from textclf.training import TrainingHooks
 
 QUIET = {"progress": False, "log": lambda _: None}
 
@@ -174,60 +173,6 @@ def test_early_stopping_stops_after_patience(tiny_bert, sentiment_files, tmp_pat
     assert any("early stopping" in line for line in logs)
 
 
-@pytest.mark.parametrize(
-    ("sizes", "reference"),
-    [
-        ([16, 16], [32]),
-        ([16, 16, 16], [32, 16]),  # a short last group
-        ([20, 12, 9], [32, 9]),  # uneven micro-batches: every sample must weigh the same
-    ],
-)
-def test_gradient_accumulation_equals_one_big_batch(tiny_bert, monkeypatch, sizes, reference):
-    from textclf.training import loop
-
-    monkeypatch.setattr(loop, "MAX_GRAD_NORM", 1e9)  # clipping would hide a wrongly scaled gradient
-    rows = make_sentences(sum(sizes))
-    labels = LabelSet(("negative", "positive"), integer=False)
-    y = [labels.label2id[lab] for lab, _ in rows]
-
-    def run(batch_sizes, accumulation):
-        torch.manual_seed(0)
-        net, tokenizer, _ = load_for_training(resolve_model(tiny_bert), labels)
-        for m in net.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
-        ids = encode(tokenizer, [text for _, text in rows], 32)
-        bounds = np.cumsum([0, *batch_sizes])
-        dicts = []
-        for start, end in zip(bounds[:-1], bounds[1:]):
-            padded = collate(ids, np.arange(start, end), tokenizer.pad_token_id)
-            dicts.append(
-                {
-                    "input_ids": padded.input_ids,
-                    "attention_mask": padded.attention_mask,
-                    "labels": torch.tensor(y[start:end]),
-                }
-            )
-        loop._train_epoch(
-            net, dicts, torch.optim.SGD(net.parameters(), lr=0.1), accumulation, lambda *_: None, lambda _: None
-        )
-        return net.classifier.weight.detach().clone()
-
-    torch.testing.assert_close(run(sizes, accumulation=2), run(reference, accumulation=1), atol=1e-6, rtol=1e-4)
-
-
-def test_learning_rate_warms_up_then_decays_to_zero_by_data_consumed():
-    from textclf.training.loop import _LinearSchedule
-
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = _LinearSchedule(opt, peak=2.0, warmup_ratio=0.1)
-    seen = []
-    for progress in (0.05, 0.1, 0.55, 1.0):
-        schedule.set(progress)
-        seen.append(opt.param_groups[0]["lr"])
-    assert seen == pytest.approx([1.0, 2.0, 1.0, 0.0])
-
-
 def test_max_seq_length_beyond_the_model_is_refused(tiny_bert, sentiment_files, tmp_path):
     with pytest.raises(ConfigError, match="max_seq_length must be at most 128"):
         textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, **QUIET, **{**FAST, "max_seq_length": 512})
@@ -264,12 +209,9 @@ def test_existing_output_needs_overwrite(bert_artifact, tiny_bert, sentiment_fil
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_files, tmp_path, monkeypatch):
-    from textclf.training import loop
-
+def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_files, tmp_path):
     nets = []
-    real = loop._enable_gradient_checkpointing
-    monkeypatch.setattr(loop, "_enable_gradient_checkpointing", lambda net: (nets.append(net), real(net)))
+    hooks = TrainingHooks(after_setup=lambda run: nets.append(run.net))
     train, val = sentiment_files
     runs = [
         textclf.train(
@@ -278,15 +220,18 @@ def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_f
             model=tiny_bert,
             validation=val,
             gradient_checkpointing=flag,
+            hooks=hooks,
             **QUIET,
             **{**FAST, "epochs": 2},
         )
         for flag in (False, True)
     ]
-    on = getattr(nets[0], "is_activation_checkpointing", None)  # transformers >= 5.23's name
-    assert len(nets) == 1 and (
-        nets[0].is_gradient_checkpointing if on is None else on
-    )  # recomputed in the backward pass
+
+    def recomputes(net) -> bool:  # recomputed in the backward pass
+        on = getattr(net, "is_activation_checkpointing", None)  # transformers >= 5.23's name
+        return net.is_gradient_checkpointing if on is None else on
+
+    assert [recomputes(net) for net in nets] == [False, True]
     plain, recomputed = (load_file(r.output / "model.safetensors") for r in runs)
     assert all(torch.allclose(plain[k], recomputed[k], atol=1e-5) for k in plain)  # same dropout masks, same result
     assert [h["train_loss"] for h in runs[1].history] == pytest.approx(
