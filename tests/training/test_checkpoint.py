@@ -80,6 +80,8 @@ def staged(output) -> list:
     return sorted(output.parent.glob(f".{output.name}.tmp-*"))
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights_and_metrics(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     # sifting from the 3rd batch, so checkpoints hold the sifter mid-way; accumulation, so steps span batches
@@ -153,6 +155,8 @@ def sigterm_at_step(step: int, model, train, val, output, settings: dict) -> tup
     return stopped, stage
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     settings = {**FAST, "epochs": 2}  # 13 steps an epoch: step 5 is inside the first
@@ -172,6 +176,8 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tiny_bert, sentiment
     assert [r["epoch"] for r in result.history] == [1, 2] and staged(output) == []
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_sigterm_while_sifted_batches_wait_resumes_exactly(tiny_bert, sentiment_files, tmp_path):
     # Sifting candidates are up to 16 training batches (here 72 and 128 rows): step 5 trains the 5th batch of the
     # first candidate (kept whole in the delay), so the checkpoint holds 4 or 11 full batches waiting; the resumed
@@ -198,6 +204,7 @@ def interrupted_after(step: int) -> TrainingHooks:
     return TrainingHooks(after_step=after_step)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sentiment_files, tmp_path):
     train, val = tmp_path / "train.csv", sentiment_files[1]
     train.write_bytes(sentiment_files[0].read_bytes())
@@ -248,6 +255,7 @@ def test_resume_needs_a_checkpoint_and_keep_zero_writes_none(tiny_bert, sentimen
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_checkpoint_dir_is_used_rotated_and_emptied_at_the_end(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     folder = tmp_path / "ckpt"

@@ -270,6 +270,7 @@ def test_loss_fn_must_be_per_sample():
         list(sifted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny_bert", "tiny_gpt2"])
 def test_training_with_sifting_records_what_it_sifted(model, request, sentiment_files, tmp_path):
     # The delay covers the first 3 epochs (13 batches each): the tiny models learn the task by then. Sifting from
@@ -309,6 +310,7 @@ def test_epoch_line_reports_seen_kept_and_scoring_time(tiny_bert, sentiment_file
     assert all("kept " in line and "/160 (sifted " in line and "scoring " in line for line in epoch_lines)
 
 
+@pytest.mark.slow
 def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentiment_files, tmp_path):
     result = textclf.train(
         sentiment_files[0],
@@ -322,6 +324,7 @@ def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentim
 
 
 # beta 3: sqrt(1 + beta) without the floor; with the default floor 0.2, 0.3377 of the data is kept: sqrt(1 / 0.3377)
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("scaling", "accumulation", "floor", "factor"),
     [("sqrt", 1, 0.2, 1.7208), ("sqrt", 3, 0.2, 1.7208), ("sqrt", 1, 0.0, 2.0), ("none", 1, 0.2, 1.0)],
@@ -367,6 +370,7 @@ def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(
     assert ratios[unsifted:] == pytest.approx([factor] * (len(ratios) - unsifted), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_sifting_is_deterministic(tiny_bert, sentiment_files, tmp_path):
     runs = [
         textclf.train(

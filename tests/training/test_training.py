@@ -18,6 +18,7 @@ from textclf.training import TrainingHooks
 QUIET = {"progress": False, "log": lambda _: None}
 
 
+@pytest.mark.slow
 def test_model_folder_is_complete_and_learns(bert_artifact):
     names = {p.name for p in bert_artifact.iterdir()}
     assert {
@@ -44,6 +45,7 @@ def test_model_folder_is_complete_and_learns(bert_artifact):
     assert (bert_artifact / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_artifact_loads_with_plain_transformers_pipeline(bert_artifact):
     from transformers import pipeline
 
@@ -52,6 +54,7 @@ def test_artifact_loads_with_plain_transformers_pipeline(bert_artifact):
     assert [r["label"] for r in results] == ["positive", "negative"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     runs = [
@@ -64,6 +67,7 @@ def test_same_seed_same_metrics(tiny_bert, sentiment_files, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_best_epoch_is_kept(tiny_bert, sentiment_files, tmp_path):
     # validating against flipped labels makes every epoch of learning look worse than the first,
     # so the saved weights must be epoch 1's, not the last epoch's
@@ -76,6 +80,7 @@ def test_best_epoch_is_kept(tiny_bert, sentiment_files, tmp_path):
     assert report.metrics["accuracy"] == pytest.approx(result.best["val_accuracy"])
 
 
+@pytest.mark.slow
 def test_train_only_top_layer_changes_only_the_head(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     result = textclf.train(
@@ -88,6 +93,7 @@ def test_train_only_top_layer_changes_only_the_head(tiny_bert, sentiment_files, 
     assert "classifier.weight" in tuned
 
 
+@pytest.mark.slow
 def test_decoder_model_trains_and_serves_through_pipeline(tiny_gpt2, sentiment_files, tmp_path):
     from transformers import pipeline
 
@@ -102,6 +108,7 @@ def test_decoder_model_trains_and_serves_through_pipeline(tiny_gpt2, sentiment_f
     assert ours == theirs == ["positive", "negative"]
 
 
+@pytest.mark.slow
 def test_incremental_training_keeps_the_head_when_labels_match(bert_artifact, sentiment_files, tmp_path):
     train, val = sentiment_files
     logs: list[str] = []
@@ -118,6 +125,7 @@ def test_incremental_training_keeps_the_head_when_labels_match(bert_artifact, se
     assert result.history[0]["val_accuracy"] >= 0.9  # starts from a trained model
 
 
+@pytest.mark.slow
 def test_incremental_training_with_new_labels_needs_reinitialize(bert_artifact, tmp_path):
     rows = [(lab.replace("positive", "good").replace("negative", "bad"), text) for lab, text in make_sentences(80)]
     data = write_csv(tmp_path / "renamed.csv", rows)
@@ -134,6 +142,7 @@ def test_incremental_training_with_new_labels_needs_reinitialize(bert_artifact, 
     assert json.loads((result.output / "textclf.json").read_text())["labels"] == ["bad", "good"]
 
 
+@pytest.mark.slow
 def test_integer_labels_and_split_without_validation_file(tiny_bert, tmp_path):
     rows = [(0 if lab == "negative" else 1, text) for lab, text in make_sentences(100)]
     folder = tmp_path / "jumpstart"
@@ -157,6 +166,7 @@ def test_no_validation_at_all(tiny_bert, sentiment_files, tmp_path):
     assert result.best_epoch == 2 and result.history[-1]["val_accuracy"] is None
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_after_patience(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     logs: list[str] = []
@@ -179,6 +189,7 @@ def test_max_seq_length_beyond_the_model_is_refused(tiny_bert, sentiment_files, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_skipping_every_row_is_a_data_error_not_a_crash(bert_artifact, tmp_path):
     data = write_csv(tmp_path / "other.csv", [("cat", "the food was great"), ("dog", "bad phone")] * 5)
     with pytest.raises(DataError, match="no usable rows"):
@@ -197,6 +208,7 @@ def test_failed_run_leaves_no_folder_behind(tiny_bert, sentiment_files, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_existing_output_needs_overwrite(bert_artifact, tiny_bert, sentiment_files, tmp_path):
     out = tmp_path / "out"
     textclf.train(sentiment_files[0], out, model=tiny_bert, **QUIET, **{**FAST, "epochs": 1})
@@ -209,6 +221,7 @@ def test_existing_output_needs_overwrite(bert_artifact, tiny_bert, sentiment_fil
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_files, tmp_path):
     nets = []
     hooks = TrainingHooks(after_setup=lambda run: nets.append(run.net))
