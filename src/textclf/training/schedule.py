@@ -2,10 +2,10 @@
 
 >>> import torch
 >>> optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
->>> schedule = LinearSchedule(optimizer, peak=2e-5, warmup_ratio=0.1)
+>>> schedule = LinearSchedule(optimizer, peak=2.0, warmup_ratio=0.1)
 >>> schedule.set(0.55)  # half-way through the decay
->>> optimizer.param_groups[0]["lr"]
-1e-05
+>>> round(optimizer.param_groups[0]["lr"], 6)
+1.0
 """
 
 from __future__ import annotations
