@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import textclf.training.loop
+import textclf.training.run
 from textclf.cli import main
 from textclf.errors import ModelError
 
@@ -52,7 +52,7 @@ def model_loading(monkeypatch):
         reached.append(labels)
         raise ModelError("model loading stubbed out")
 
-    monkeypatch.setattr(textclf.training.loop, "load_for_training", stop)
+    monkeypatch.setattr(textclf.training.run, "load_for_training", stop)
     return reached
 
 

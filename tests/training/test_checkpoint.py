@@ -15,47 +15,49 @@ from safetensors.torch import load_file
 import textclf
 from conftest import FAST, REPO
 from textclf.errors import ConfigError, TrainingInterrupted
-from textclf.training import checkpoint, loop
+from textclf.training import TrainingHooks, batches, checkpoint
 
 QUIET = {"progress": False, "log": lambda _: None}
 TIMING = ("samples_per_second", "scoring_seconds", "train_seconds", "elapsed_seconds")
 
-# Runs `textclf train ARGS` and signals itself at a point fixed by the training's own progress, not by time:
-# SIGNAL right after an optimizer step that follows a checkpoint taken inside an epoch (no end-of-epoch one
-# between them), once AFTER_SAVE such checkpoints were written; or (AFTER_SAVE 0) right after step AT_STEP.
+# Runs `textclf train ARGS` (python -c SELF_SIGNALLING_TRAIN AFTER_SAVE AT_STEP SIGNAL train ARGS) and signals
+# itself at a point fixed by the training's own progress, not by time: SIGNAL right after an optimizer step that
+# follows a checkpoint taken inside an epoch (no end-of-epoch one between them), once AFTER_SAVE such checkpoints
+# were written; or (AFTER_SAVE 0) right after step AT_STEP. The CLI's train() gets the after_step hook.
 SELF_SIGNALLING_TRAIN = """
-import os, signal, sys
-from textclf.training import checkpoint, loop
+import functools, os, signal, sys
+import textclf.training
 from textclf.cli import main
+from textclf.training import TrainingHooks, checkpoint
 
+after_save, at_step, signum = int(sys.argv[1]), int(sys.argv[2]), getattr(signal, sys.argv[3])
 saves, steps = [], [0]
-real_save, real_step = checkpoint.Checkpoints.save, loop._step
+real_save = checkpoint.Checkpoints.save
 
 def save(self, state, step):
     path = real_save(self, state, step)
     saves.append(state["processes"][0]["tally"] is not None)  # a checkpoint inside an epoch
     return path
 
-def step(*args):
-    real_step(*args)
+def after_step(run):
     steps[0] += 1
-    if (AFTER_SAVE and saves.count(True) >= AFTER_SAVE and saves[-1]) or steps[0] == AT_STEP:
-        os.kill(os.getpid(), SIGNAL)
+    if (after_save and saves.count(True) >= after_save and saves[-1]) or steps[0] == at_step:
+        os.kill(os.getpid(), signum)
 
-checkpoint.Checkpoints.save, loop._step = save, step
-main(sys.argv[1:], prog_name="textclf")
+checkpoint.Checkpoints.save = save
+textclf.training.train = functools.partial(textclf.training.train, hooks=TrainingHooks(after_step=after_step))
+main(sys.argv[4:], prog_name="textclf")
 """
 
 
 def train_cli(args: list[str], signal_name: str, after_save: int = 0, at_step: int = 0) -> subprocess.CompletedProcess:
-    code = (
-        SELF_SIGNALLING_TRAIN.replace("AFTER_SAVE", str(after_save))
-        .replace("AT_STEP", str(at_step))
-        .replace("SIGNAL", f"signal.{signal_name}")
-    )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-c", code, "train", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", SELF_SIGNALLING_TRAIN, str(after_save), str(at_step), signal_name, "train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -78,6 +80,8 @@ def staged(output) -> list:
     return sorted(output.parent.glob(f".{output.name}.tmp-*"))
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights_and_metrics(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     # sifting from the 3rd batch, so checkpoints hold the sifter mid-way; accumulation, so steps span batches
@@ -151,6 +155,8 @@ def sigterm_at_step(step: int, model, train, val, output, settings: dict) -> tup
     return stopped, stage
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     settings = {**FAST, "epochs": 2}  # 13 steps an epoch: step 5 is inside the first
@@ -170,6 +176,8 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tiny_bert, sentiment
     assert [r["epoch"] for r in result.history] == [1, 2] and staged(output) == []
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_sigterm_while_sifted_batches_wait_resumes_exactly(tiny_bert, sentiment_files, tmp_path):
     # Sifting candidates are up to 16 training batches (here 72 and 128 rows): step 5 trains the 5th batch of the
     # first candidate (kept whole in the delay), so the checkpoint holds 4 or 11 full batches waiting; the resumed
@@ -179,34 +187,32 @@ def test_sigterm_while_sifted_batches_wait_resumes_exactly(tiny_bert, sentiment_
     output = tmp_path / "out"
     _, stage = sigterm_at_step(5, tiny_bert, train, val, output, settings)
     pending = checkpoint.load(stage / "checkpoints" / "step-00000005.pt")["processes"][0]["sifting"]["pending"]
-    assert sum(len(keep) for _, keep in pending) in (4 * 8, 11 * 8) and loop.SIFTING_CANDIDATES == 16
+    assert sum(len(keep) for _, keep in pending) in (4 * 8, 11 * 8) and batches.SIFTING_CANDIDATES == 16
     result = textclf.train(train, output, model=tiny_bert, validation=val, **QUIET, **settings)
     reference = textclf.train(train, tmp_path / "reference", model=tiny_bert, validation=val, **QUIET, **settings)
     assert reference.history[-1]["fraction_sifted"] > 0
     assert_same_run(reference.output, result.output)
 
 
-def interrupt_after_steps(monkeypatch, steps: int) -> None:
-    """Raise KeyboardInterrupt (as a crash would) from the optimizer step number ``steps``."""
-    real, count = loop._step, [0]
+def interrupted_after(step: int) -> TrainingHooks:
+    """Hooks that raise KeyboardInterrupt (as a crash would) right after optimizer step number ``step``."""
 
-    def step(*args):
-        real(*args)
-        count[0] += 1
-        if count[0] == steps:
+    def after_step(run) -> None:
+        if run.state.step == step:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "_step", step)
+    return TrainingHooks(after_step=after_step)
 
 
-def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sentiment_files, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sentiment_files, tmp_path):
     train, val = tmp_path / "train.csv", sentiment_files[1]
     train.write_bytes(sentiment_files[0].read_bytes())
     settings = {**FAST, "epochs": 2, "checkpoint_every_steps": 3}
-    with monkeypatch.context() as patch:
-        interrupt_after_steps(patch, 4)
-        with pytest.raises(KeyboardInterrupt):
-            textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **settings)
+    with pytest.raises(KeyboardInterrupt):
+        textclf.train(
+            train, tmp_path / "out", model=tiny_bert, validation=val, hooks=interrupted_after(4), **QUIET, **settings
+        )
     (stage,) = staged(tmp_path / "out")
     kept = stage / "checkpoints" / "step-00000003.pt"
     assert kept.is_file()
@@ -230,11 +236,10 @@ def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sen
     assert staged(tmp_path / "out") == [] and (tmp_path / "out" / "model.safetensors").is_file()
 
 
-def test_resume_needs_a_checkpoint_and_keep_zero_writes_none(tiny_bert, sentiment_files, tmp_path, monkeypatch):
+def test_resume_needs_a_checkpoint_and_keep_zero_writes_none(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     with pytest.raises(ConfigError, match="resume: no checkpoint of an unfinished run in the staging folders of"):
         textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, resume=True, **QUIET, **FAST)
-    interrupt_after_steps(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):  # no checkpoint: the interrupted run leaves nothing behind
         textclf.train(
             train,
@@ -243,20 +248,22 @@ def test_resume_needs_a_checkpoint_and_keep_zero_writes_none(tiny_bert, sentimen
             validation=val,
             keep_checkpoints=0,
             checkpoint_every_steps=1,
+            hooks=interrupted_after(2),
             **QUIET,
             **FAST,
         )
     assert list(tmp_path.iterdir()) == []
 
 
-def test_checkpoint_dir_is_used_rotated_and_emptied_at_the_end(tiny_bert, sentiment_files, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_checkpoint_dir_is_used_rotated_and_emptied_at_the_end(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     folder = tmp_path / "ckpt"
     settings = {**FAST, "epochs": 2, "checkpoint_dir": str(folder), "checkpoint_every_steps": 2, "keep_checkpoints": 3}
-    with monkeypatch.context() as patch:
-        interrupt_after_steps(patch, 17)  # epoch 2 (13 steps an epoch)
-        with pytest.raises(KeyboardInterrupt):
-            textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **settings)
+    with pytest.raises(KeyboardInterrupt):  # in epoch 2 (13 steps an epoch)
+        textclf.train(
+            train, tmp_path / "out", model=tiny_bert, validation=val, hooks=interrupted_after(17), **QUIET, **settings
+        )
     assert sorted(p.name for p in folder.iterdir()) == [
         "lock",
         "step-00000013.pt",

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import textclf
 from conftest import FAST, REPO, make_sentences, write_csv
-from textclf.training.state import EpochBatches
+from textclf.training.batches import EpochBatches
 
 QUIET = {"progress": False, "log": lambda _: None}
 TIMING = ("samples_per_second", "scoring_seconds", "train_seconds", "elapsed_seconds")
@@ -70,6 +70,9 @@ def bert_without_dropout(tiny_bert, tmp_path_factory):
     return folder
 
 
+@pytest.mark.subprocess
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
     bert_without_dropout, sentiment_files, tmp_path
 ):
@@ -119,6 +122,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # written once, staging gone
 
 
+@pytest.mark.subprocess
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupted_result(
     tiny_bert, sentiment_files, tmp_path
 ):
@@ -196,6 +202,8 @@ def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupt
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.subprocess
+@pytest.mark.distributed
 def test_an_error_of_rank_0_alone_stops_both_processes_with_one_line(tiny_bert, sentiment_files, tmp_path):
     # Only rank 0 checks the output folder; rank 1 must not wait for it in a collective, and the launcher
     # must not add its own report of the failed workers.

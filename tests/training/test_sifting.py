@@ -10,8 +10,15 @@ import torch
 
 import textclf
 from conftest import FAST
+from textclf.config import Hyperparameters
 from textclf.errors import ConfigError
-from textclf.sifting import RelativeProbabilisticSifter, SiftingConfig, SiftingDataLoader
+from textclf.training import TrainingHooks
+from textclf.training.sifting import (
+    RelativeProbabilisticSifter,
+    SiftingConfig,
+    SiftingDataLoader,
+    sifted_learning_rate,
+)
 
 QUIET = {"progress": False, "log": lambda _: None}
 
@@ -93,6 +100,25 @@ def test_bad_config_is_refused(bad):
         SiftingConfig(**bad)
 
 
+def test_config_from_hyperparameters_takes_the_sifting_settings_and_names_the_hyperparameter_when_refused():
+    hp = Hyperparameters(sifting_beta=3.0, sifting_delay=7, sifting_min_keep_probability=0.0, seed=4)
+    assert SiftingConfig.from_hyperparameters(hp, seed=5) == SiftingConfig(
+        beta=3.0, loss_history_length=500, delay=7, seed=5, scoring_dtype="auto", min_keep_probability=0.0
+    )
+    assert SiftingConfig.from_hyperparameters(hp).seed == 4
+    with pytest.raises(ConfigError, match="sifting_delay must be at least 0, but got sifting_delay=-1"):
+        SiftingConfig(delay=-1)
+
+
+@pytest.mark.parametrize(
+    ("beta", "floor", "scaling", "factor"),
+    [(3.0, 0.2, "sqrt", 1.7208), (3.0, 0.0, "sqrt", 2.0), (1.0, 0.2, "sqrt", 1.3868), (3.0, 0.2, "none", 1.0)],
+)
+def test_sifted_learning_rate_is_the_square_root_of_the_inverse_keep_fraction(beta, floor, scaling, factor):
+    config = SiftingConfig(beta=beta, min_keep_probability=floor)
+    assert sifted_learning_rate(config, scaling) == pytest.approx(factor, abs=1e-4)
+
+
 class LossIsTheInput(torch.nn.Module):
     """A 'model' whose per-sample loss is the sample's first feature: sifting decisions are known."""
 
@@ -119,7 +145,7 @@ class RecordsAutocast(torch.nn.Linear):
 
 @pytest.mark.parametrize(("dtype", "expected"), [("float32", False), ("bfloat16", True), ("auto", None)])
 def test_scoring_pass_runs_in_the_asked_precision_and_training_in_float32(dtype, expected, monkeypatch):
-    from textclf import sifting
+    from textclf.training import sifting
 
     monkeypatch.setattr(sifting, "native_bf16", lambda: True)  # auto follows the hardware check
     model = RecordsAutocast()
@@ -244,6 +270,7 @@ def test_loss_fn_must_be_per_sample():
         list(sifted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny_bert", "tiny_gpt2"])
 def test_training_with_sifting_records_what_it_sifted(model, request, sentiment_files, tmp_path):
     # The delay covers the first 3 epochs (13 batches each): the tiny models learn the task by then. Sifting from
@@ -283,6 +310,7 @@ def test_epoch_line_reports_seen_kept_and_scoring_time(tiny_bert, sentiment_file
     assert all("kept " in line and "/160 (sifted " in line and "scoring " in line for line in epoch_lines)
 
 
+@pytest.mark.slow
 def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentiment_files, tmp_path):
     result = textclf.train(
         sentiment_files[0],
@@ -296,34 +324,26 @@ def test_sifting_with_top_layer_only_and_gradient_accumulation(tiny_bert, sentim
 
 
 # beta 3: sqrt(1 + beta) without the floor; with the default floor 0.2, 0.3377 of the data is kept: sqrt(1 / 0.3377)
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("scaling", "accumulation", "floor", "factor"),
     [("sqrt", 1, 0.2, 1.7208), ("sqrt", 3, 0.2, 1.7208), ("sqrt", 1, 0.0, 2.0), ("none", 1, 0.2, 1.0)],
 )
 def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(
-    scaling, accumulation, floor, factor, tiny_bert, sentiment_files, tmp_path, monkeypatch
+    scaling, accumulation, floor, factor, tiny_bert, sentiment_files, tmp_path
 ):
-    from textclf import sifting
-    from textclf.training import loop
+    # each step: the learning rate set for it, the plain schedule's rate, whether a candidate was scored by then
+    rates: list[tuple[float, float, bool]] = []
 
-    rates: list[tuple[float, float]] = []  # (learning rate set for a step, the plain schedule's rate)
-    steps_before_scoring: list[int] = []  # optimizer steps taken when the first candidate was scored
-    plain_set, plain_losses = loop._LinearSchedule.set, sifting.SiftingDataLoader._losses
+    def after_step(run) -> None:
+        plain = run.schedule.peak * run.schedule.factor(run.schedule.progress)
+        rates.append((run.optimizer.param_groups[0]["lr"], plain, run.batches.stats.scoring_seconds > 0))
 
-    def recording_set(self, progress, scale=1.0):
-        plain_set(self, progress, scale)
-        rates.append((self.optimizer.param_groups[0]["lr"], self.peak * self.factor(progress)))
-
-    def recording_losses(self, batch):
-        steps_before_scoring.append(len(rates))
-        return plain_losses(self, batch)
-
-    monkeypatch.setattr(loop._LinearSchedule, "set", recording_set)
-    monkeypatch.setattr(sifting.SiftingDataLoader, "_losses", recording_losses)
     result = textclf.train(
         sentiment_files[0],
         tmp_path / "out",
         model=tiny_bert,
+        hooks=TrainingHooks(after_step=after_step),
         **QUIET,
         **{
             **FAST,
@@ -342,14 +362,15 @@ def test_sifted_steps_scale_the_learning_rate_from_the_first_sifted_batch(
     # scaled rate, start within epoch 1 with the next. With accumulation 3 the step holding the first candidate's
     # last batch also holds sifted ones, so it is scaled: every step taken before the first scoring is plain.
     assert result.history[0]["fraction_sifted"] > 0
-    unsifted = steps_before_scoring[0]
+    unsifted = [scored for *_, scored in rates].index(True)  # optimizer steps taken before the first scoring
     assert unsifted == (16 if accumulation == 1 else 5) or unsifted == (8 if accumulation == 1 else 2)
-    ratios = [lr / plain for lr, plain in rates if plain > 0]
+    ratios = [lr / plain for lr, plain, _ in rates if plain > 0]
     assert len(ratios) > unsifted + 3
     assert ratios[:unsifted] == pytest.approx([1.0] * unsifted)
     assert ratios[unsifted:] == pytest.approx([factor] * (len(ratios) - unsifted), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_sifting_is_deterministic(tiny_bert, sentiment_files, tmp_path):
     runs = [
         textclf.train(

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import textclf
 from conftest import FAST, make_sentences, write_csv
-from textclf.batching import collate, encode
 from textclf.data import LabelSet, ReadOptions
 from textclf.errors import ArtifactError, ConfigError, DataError
 from textclf.models import load_for_training, resolve_model
+from textclf.training import TrainingHooks
 
 QUIET = {"progress": False, "log": lambda _: None}
 
 
+@pytest.mark.slow
 def test_model_folder_is_complete_and_learns(bert_artifact):
     names = {p.name for p in bert_artifact.iterdir()}
     assert {
@@ -45,6 +45,7 @@ def test_model_folder_is_complete_and_learns(bert_artifact):
     assert (bert_artifact / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_artifact_loads_with_plain_transformers_pipeline(bert_artifact):
     from transformers import pipeline
 
@@ -53,6 +54,7 @@ def test_artifact_loads_with_plain_transformers_pipeline(bert_artifact):
     assert [r["label"] for r in results] == ["positive", "negative"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     runs = [
@@ -65,6 +67,7 @@ def test_same_seed_same_metrics(tiny_bert, sentiment_files, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_best_epoch_is_kept(tiny_bert, sentiment_files, tmp_path):
     # validating against flipped labels makes every epoch of learning look worse than the first,
     # so the saved weights must be epoch 1's, not the last epoch's
@@ -77,6 +80,7 @@ def test_best_epoch_is_kept(tiny_bert, sentiment_files, tmp_path):
     assert report.metrics["accuracy"] == pytest.approx(result.best["val_accuracy"])
 
 
+@pytest.mark.slow
 def test_train_only_top_layer_changes_only_the_head(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     result = textclf.train(
@@ -89,6 +93,7 @@ def test_train_only_top_layer_changes_only_the_head(tiny_bert, sentiment_files, 
     assert "classifier.weight" in tuned
 
 
+@pytest.mark.slow
 def test_decoder_model_trains_and_serves_through_pipeline(tiny_gpt2, sentiment_files, tmp_path):
     from transformers import pipeline
 
@@ -103,6 +108,7 @@ def test_decoder_model_trains_and_serves_through_pipeline(tiny_gpt2, sentiment_f
     assert ours == theirs == ["positive", "negative"]
 
 
+@pytest.mark.slow
 def test_incremental_training_keeps_the_head_when_labels_match(bert_artifact, sentiment_files, tmp_path):
     train, val = sentiment_files
     logs: list[str] = []
@@ -119,6 +125,7 @@ def test_incremental_training_keeps_the_head_when_labels_match(bert_artifact, se
     assert result.history[0]["val_accuracy"] >= 0.9  # starts from a trained model
 
 
+@pytest.mark.slow
 def test_incremental_training_with_new_labels_needs_reinitialize(bert_artifact, tmp_path):
     rows = [(lab.replace("positive", "good").replace("negative", "bad"), text) for lab, text in make_sentences(80)]
     data = write_csv(tmp_path / "renamed.csv", rows)
@@ -135,6 +142,7 @@ def test_incremental_training_with_new_labels_needs_reinitialize(bert_artifact, 
     assert json.loads((result.output / "textclf.json").read_text())["labels"] == ["bad", "good"]
 
 
+@pytest.mark.slow
 def test_integer_labels_and_split_without_validation_file(tiny_bert, tmp_path):
     rows = [(0 if lab == "negative" else 1, text) for lab, text in make_sentences(100)]
     folder = tmp_path / "jumpstart"
@@ -158,6 +166,7 @@ def test_no_validation_at_all(tiny_bert, sentiment_files, tmp_path):
     assert result.best_epoch == 2 and result.history[-1]["val_accuracy"] is None
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_after_patience(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     logs: list[str] = []
@@ -174,66 +183,13 @@ def test_early_stopping_stops_after_patience(tiny_bert, sentiment_files, tmp_pat
     assert any("early stopping" in line for line in logs)
 
 
-@pytest.mark.parametrize(
-    ("sizes", "reference"),
-    [
-        ([16, 16], [32]),
-        ([16, 16, 16], [32, 16]),  # a short last group
-        ([20, 12, 9], [32, 9]),  # uneven micro-batches: every sample must weigh the same
-    ],
-)
-def test_gradient_accumulation_equals_one_big_batch(tiny_bert, monkeypatch, sizes, reference):
-    from textclf.training import loop
-
-    monkeypatch.setattr(loop, "MAX_GRAD_NORM", 1e9)  # clipping would hide a wrongly scaled gradient
-    rows = make_sentences(sum(sizes))
-    labels = LabelSet(("negative", "positive"), integer=False)
-    y = [labels.label2id[lab] for lab, _ in rows]
-
-    def run(batch_sizes, accumulation):
-        torch.manual_seed(0)
-        net, tokenizer, _ = load_for_training(resolve_model(tiny_bert), labels)
-        for m in net.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
-        ids = encode(tokenizer, [text for _, text in rows], 32)
-        bounds = np.cumsum([0, *batch_sizes])
-        dicts = []
-        for start, end in zip(bounds[:-1], bounds[1:]):
-            padded = collate(ids, np.arange(start, end), tokenizer.pad_token_id)
-            dicts.append(
-                {
-                    "input_ids": padded.input_ids,
-                    "attention_mask": padded.attention_mask,
-                    "labels": torch.tensor(y[start:end]),
-                }
-            )
-        loop._train_epoch(
-            net, dicts, torch.optim.SGD(net.parameters(), lr=0.1), accumulation, lambda *_: None, lambda _: None
-        )
-        return net.classifier.weight.detach().clone()
-
-    torch.testing.assert_close(run(sizes, accumulation=2), run(reference, accumulation=1), atol=1e-6, rtol=1e-4)
-
-
-def test_learning_rate_warms_up_then_decays_to_zero_by_data_consumed():
-    from textclf.training.loop import _LinearSchedule
-
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = _LinearSchedule(opt, peak=2.0, warmup_ratio=0.1)
-    seen = []
-    for progress in (0.05, 0.1, 0.55, 1.0):
-        schedule.set(progress)
-        seen.append(opt.param_groups[0]["lr"])
-    assert seen == pytest.approx([1.0, 2.0, 1.0, 0.0])
-
-
 def test_max_seq_length_beyond_the_model_is_refused(tiny_bert, sentiment_files, tmp_path):
     with pytest.raises(ConfigError, match="max_seq_length must be at most 128"):
         textclf.train(sentiment_files[0], tmp_path / "out", model=tiny_bert, **QUIET, **{**FAST, "max_seq_length": 512})
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_skipping_every_row_is_a_data_error_not_a_crash(bert_artifact, tmp_path):
     data = write_csv(tmp_path / "other.csv", [("cat", "the food was great"), ("dog", "bad phone")] * 5)
     with pytest.raises(DataError, match="no usable rows"):
@@ -252,6 +208,7 @@ def test_failed_run_leaves_no_folder_behind(tiny_bert, sentiment_files, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_existing_output_needs_overwrite(bert_artifact, tiny_bert, sentiment_files, tmp_path):
     out = tmp_path / "out"
     textclf.train(sentiment_files[0], out, model=tiny_bert, **QUIET, **{**FAST, "epochs": 1})
@@ -264,12 +221,10 @@ def test_existing_output_needs_overwrite(bert_artifact, tiny_bert, sentiment_fil
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_files, tmp_path, monkeypatch):
-    from textclf.training import loop
-
+@pytest.mark.slow
+def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_files, tmp_path):
     nets = []
-    real = loop._enable_gradient_checkpointing
-    monkeypatch.setattr(loop, "_enable_gradient_checkpointing", lambda net: (nets.append(net), real(net)))
+    hooks = TrainingHooks(after_setup=lambda run: nets.append(run.net))
     train, val = sentiment_files
     runs = [
         textclf.train(
@@ -278,15 +233,18 @@ def test_gradient_checkpointing_is_on_and_learns_the_same(tiny_bert, sentiment_f
             model=tiny_bert,
             validation=val,
             gradient_checkpointing=flag,
+            hooks=hooks,
             **QUIET,
             **{**FAST, "epochs": 2},
         )
         for flag in (False, True)
     ]
-    on = getattr(nets[0], "is_activation_checkpointing", None)  # transformers >= 5.23's name
-    assert len(nets) == 1 and (
-        nets[0].is_gradient_checkpointing if on is None else on
-    )  # recomputed in the backward pass
+
+    def recomputes(net) -> bool:  # recomputed in the backward pass
+        on = getattr(net, "is_activation_checkpointing", None)  # transformers >= 5.23's name
+        return net.is_gradient_checkpointing if on is None else on
+
+    assert [recomputes(net) for net in nets] == [False, True]
     plain, recomputed = (load_file(r.output / "model.safetensors") for r in runs)
     assert all(torch.allclose(plain[k], recomputed[k], atol=1e-5) for k in plain)  # same dropout masks, same result
     assert [h["train_loss"] for h in runs[1].history] == pytest.approx(

@@ -13,8 +13,9 @@ temporary file, flushed to disk and renamed into place, so each file is whole or
 folder is removed when the run completes.
 
 :func:`open_for` finds a run's checkpoint folder and the checkpoint to resume from (rank 0
-finds and checks it, every process reads it). :class:`StopSignals` turns SIGINT and SIGTERM into a request the loop answers at the next
-optimizer step: a checkpoint, then :class:`~textclf.errors.TrainingInterrupted`.
+finds and checks it, every process reads it). :class:`StopSignals` turns SIGINT and SIGTERM
+into a request the loop answers at the next optimizer step: a checkpoint, then
+:class:`~textclf.errors.TrainingInterrupted`.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Checkpoints:
 
     @classmethod
     def left_by(cls, output: Path, keep: int) -> Checkpoints | None:
-        """The default checkpoint folder of an unfinished run into ``output`` (the newest one that no live run holds)."""
+        """The default checkpoint folder of an unfinished run into ``output`` (the newest no live run holds)."""
         for stage in artifact.staging_folders(output):
             if _files(stage / FOLDER):
                 try:
@@ -186,7 +187,7 @@ def open_for(
 def _find(
     output: Path, options: RunOptions, job: dict, log: Callable[[str], None], cleanup: ExitStack
 ) -> tuple[Checkpoints | None, Path | None, dict | None]:
-    """The checkpoint folder, and the checkpoint of this job to resume from and its path (rank 0's part of :func:`open_for`)."""
+    """The checkpoint folder, and this job's checkpoint to resume from and its path (rank 0's part of open_for)."""
     if not options.keep_checkpoints:
         return None, None, None
     if options.checkpoint_dir is not None:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from contextlib import nullcontext
-from typing import Any, ContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import torch
 
@@ -85,6 +85,18 @@ class World:
             )
         return cls(dist.get_rank(), dist.get_world_size(), where, owns)
 
+    @classmethod
+    @contextmanager
+    def session(cls, device: str = "auto") -> Iterator[World]:
+        """:meth:`start`, and :meth:`close` at the end: ``finished`` unless an exception ends it."""
+        world = cls.start(device)
+        try:
+            yield world
+        except BaseException:
+            world.close(finished=False)
+            raise
+        world.close()
+
     @property
     def is_main(self) -> bool:
         """Rank 0: the process that logs and writes."""
@@ -94,7 +106,7 @@ class World:
     def precision(self) -> str:
         return "bfloat16" if self.bf16 else "float32"
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> AbstractContextManager:
         """bfloat16 autocast on GPUs that support it; nothing (not even a disabled autocast, which
         would switch off an enclosing one) on the CPU."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
@@ -112,7 +124,7 @@ class World:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
-    def no_sync(self, model: torch.nn.Module, skip: bool) -> ContextManager:
+    def no_sync(self, model: torch.nn.Module, skip: bool) -> AbstractContextManager:
         """With ``skip``, a backward pass that only accumulates gradients locally (DDP's ``no_sync``)."""
         return model.no_sync() if skip and self.size > 1 else nullcontext()
 

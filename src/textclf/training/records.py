@@ -1,20 +1,40 @@
 """An epoch's record: training figures summed over the processes, validation metrics, its log line.
 
-The record is what ``metrics.jsonl`` holds a line of, what ``on_epoch`` gets, and what the
-best epoch is chosen from; every process computes the same one.
+The record (:func:`epoch_record`) is what ``metrics.jsonl`` holds a line of, what ``on_epoch``
+gets, and what the best epoch is chosen from; every process computes the same one.
 """
 
 from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..inference import Classifier
 from ..metrics import classification_metrics, cross_entropy
-from ..sifting import SiftingStats
 from .distributed import World
+from .sifting import SiftingStats
 from .state import Tally
 
-__all__ = ["epoch_line", "training_figures", "validation_metrics"]
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["epoch_line", "epoch_record", "training_figures", "validation_metrics"]
+
+
+def epoch_record(run: Run, epoch: int, tally: Tally) -> dict:
+    """Epoch ``epoch``'s record, from this process's ``tally`` of its training pass (every process gets the same)."""
+    trained = training_figures(
+        run.world, tally, run.batches.stats, tally.seconds + time.perf_counter() - run.epoch_started
+    )
+    return {
+        "epoch": epoch,
+        "train_loss": trained.pop("train_loss"),
+        **validation_metrics(run.validator, run.val_ids, run.data.val_labels, run.world),
+        **trained,
+        "elapsed_seconds": time.perf_counter() - run.state.started,
+    }
 
 
 def training_figures(world: World, tally: Tally, sifting: SiftingStats | None, train_seconds: float) -> dict:

@@ -1,82 +1,29 @@
 """The state of a training run that a checkpoint holds, and the pieces of it the loop keeps.
 
-:class:`EpochBatches` is the data order (each pass's batches follow from the seed, so an epoch
-and a position in it are all it needs), :class:`BestEpoch` the best epoch so far and its
-weights, :class:`Tally` one process's running sums over an epoch, and :class:`TrainingState`
-puts them together with the model, optimizer, sifting and random number generators: what all
-processes share (written by rank 0) and what each holds for itself.
+:class:`BestEpoch` is the best epoch so far and its weights, :class:`Tally` one process's
+running sums over an epoch, and :class:`TrainingState` puts them together with the model,
+optimizer, the batches (the data order: an epoch and a position in it; sifting's state) and the
+random number generators: what all processes share (written by rank 0) and what each holds
+for itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
-from ..batching import collate, length_grouped_batches
 from . import checkpoint
 from .checkpoint import Checkpoints
 from .distributed import World
 
-__all__ = ["BestEpoch", "EpochBatches", "Tally", "TrainingState"]
+if TYPE_CHECKING:
+    from .batches import TrainingBatches
 
-
-class EpochBatches:
-    """This process's share of the length-grouped, padded training batches, pass by pass.
-
-    Every process draws the same batches of ``batch_size`` x processes rows (pass ``e``'s order
-    is the ``e``-th drawn from ``default_rng(seed)``) and keeps every processes-th row of each,
-    so together they train on what one process with the whole batch would. ``set_epoch(e,
-    position)`` starts pass ``e`` at any batch: (epoch, position) is all it takes to resume the
-    data order. ``produced`` counts this process's rows so far in the pass, ``total`` all of them.
-    """
-
-    def __init__(
-        self,
-        ids: list[list[int]],
-        labels: list[int],
-        batch_size: int,
-        padding: tuple[int, bool],
-        seed: int,
-        shard: tuple[int, int] = (0, 1),
-        device: torch.device | str = "cpu",
-    ):
-        self.ids, self.labels = ids, np.asarray(labels)
-        self.lengths = [len(x) for x in ids]
-        self.batch_size, self.padding, self.seed = batch_size, padding, seed
-        self.rank, self.processes = shard
-        self.device = device
-        self._rng, self._drawn, self._plan = np.random.default_rng(seed), 0, []
-        self.position = self.produced = self.total = 0
-
-    def set_epoch(self, epoch: int, position: int = 0) -> None:
-        if self._drawn > epoch:  # an earlier pass: draw again from the start
-            self._rng, self._drawn = np.random.default_rng(self.seed), 0
-        while self._drawn < epoch:
-            batches = length_grouped_batches(self.lengths, self.batch_size * self.processes, self._rng)
-            self._plan = [rows[self.rank :: self.processes] for rows in batches]
-            self._drawn += 1
-        self.position = position
-        self.produced = sum(len(rows) for rows in self._plan[:position])
-        self.total = sum(len(rows) for rows in self._plan)
-
-    def __iter__(self) -> Iterator[dict]:
-        while self.position < len(self._plan):
-            rows = self._plan[self.position]
-            self.position += 1
-            if not len(rows):  # a last batch with fewer rows than processes
-                continue
-            self.produced += len(rows)
-            batch = collate(self.ids, rows, *self.padding)
-            yield {
-                "input_ids": batch.input_ids.to(self.device),
-                "attention_mask": batch.attention_mask.to(self.device),
-                "labels": torch.from_numpy(self.labels[rows]).to(self.device),
-            }
+__all__ = ["BestEpoch", "Tally", "TrainingState"]
 
 
 class BestEpoch:
@@ -134,11 +81,9 @@ class TrainingState:
     position in the data order, its epoch tally, its sifting state.
     """
 
-    def __init__(
-        self, world: World, job: dict, net, optimizer, epoch_batches: EpochBatches, sifted, tracker: BestEpoch
-    ):
+    def __init__(self, world: World, job: dict, net, optimizer, batches: TrainingBatches, tracker: BestEpoch):
         self.world, self.job, self.net, self.optimizer = world, job, net, optimizer
-        self.epoch_batches, self.sifted, self.tracker = epoch_batches, sifted, tracker
+        self.batches, self.tracker = batches, tracker
         self.step, self.epoch, self.position = 0, 1, 0
         self.history: list[dict] = []
         self.tally: Tally | None = None  # the epoch in progress
@@ -156,9 +101,9 @@ class TrainingState:
         )
         mine = {
             "rng": checkpoint.rng_state(self.world.device),
-            "position": self.epoch_batches.position if tally else 0,
+            "position": self.batches.position if tally else 0,
             "tally": dataclasses.asdict(tally) if tally else None,
-            "sifting": self.sifted.state_dict() if self.sifted is not None else None,
+            "sifting": self.batches.state_dict(),
         }
         everyone = self.world.gather_to_main(checkpoint.to_device(mine, "cpu"))
         path = None
@@ -191,8 +136,7 @@ class TrainingState:
         self.step, self.epoch = state["step"], state["epoch"]
         self.started -= state["elapsed_seconds"]
         mine = state["processes"][self.world.rank]
-        if self.sifted is not None:
-            self.sifted.load_state_dict(checkpoint.to_device(mine["sifting"], self.world.device))
+        self.batches.load_state_dict(checkpoint.to_device(mine["sifting"], self.world.device))
         self.position, self._rng = mine["position"], mine["rng"]
         self.tally = Tally(**mine["tally"]) if mine["tally"] else None
 

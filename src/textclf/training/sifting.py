@@ -19,7 +19,7 @@ autocast where the hardware multiplies bfloat16 natively, about twice as fast as
 
 Use it in your own PyTorch loop::
 
-    from textclf.sifting import SiftingConfig, SiftingDataLoader
+    from textclf.training.sifting import SiftingConfig, SiftingDataLoader
 
     loader = DataLoader(dataset, batch_size=32, shuffle=True, collate_fn=collator)
     sifted = SiftingDataLoader(loader, model, torch.nn.CrossEntropyLoss(reduction="none"),
@@ -32,9 +32,10 @@ Use it in your own PyTorch loop::
 
 Each yielded batch holds the kept rows of about ``1 / keep_fraction`` loader batches (1 + beta
 without the floor), so a pass takes fewer optimizer steps; with Adam, multiply the learning
-rate of the sifted steps by ``sqrt(1 / config.keep_fraction)`` as textclf's own loop does
-(``sifting_lr_scaling``), or a pass moves the weights less far than an unsifted one. The sifted steps are those from the first batch for
-which ``sifted.sifting_started`` is true (read it after the batch is yielded).
+rate of the sifted steps by ``sqrt(1 / config.keep_fraction)`` (:func:`sifted_learning_rate`, as
+textclf's own loop does: ``sifting_lr_scaling``), or a pass moves the weights less far than an
+unsifted one. The sifted steps are those from the first batch for which
+``sifted.sifting_started`` is true (read it after the batch is yielded).
 
 Batches are dicts of tensors with a ``labels`` entry (scored as ``model(**rest)``,
 taking ``.logits`` when the output has it), or tuples ``(*inputs, labels)`` (scored
@@ -46,9 +47,10 @@ tight: few of them straddle two candidates. A candidate of at least ``loss_histo
 rows is ranked among its own last ``loss_history_length`` losses, so each such band keeps about
 ``keep_fraction`` of its rows however its losses compare with the band before it (textclf's
 candidates of ``16 * batch_size`` rows are at the defaults: 512 >= 500).
-``scoring_batch_size`` scores a large candidate in slices of that many rows (each cut to its own longest row), which bounds the scoring pass's
-memory. textclf's own loop sifts candidates of ``16 * batch_size`` rows of similar length and
-scores them ``4 * batch_size`` at a time.
+``scoring_batch_size`` scores a large candidate in slices of that many rows (each cut to its own
+longest row), which bounds the scoring pass's memory. textclf's own loop sifts candidates of
+``16 * batch_size`` rows of similar length and scores them ``4 * batch_size`` at a time
+(:mod:`textclf.training.batches`).
 
 ``shuffle_batches=True`` yields the full batches cut from the kept rows of each loader batch
 (with those still waiting) in a seeded random order rather than one after the other: with
@@ -83,11 +85,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from .choices import DTYPES
-from .errors import ConfigError
-from .models import native_bf16
+from ..config import Hyperparameters
+from ..errors import ConfigError
+from ..models import native_bf16
+from ..validation import at_least, one_of
 
-__all__ = ["RelativeProbabilisticSifter", "SiftingConfig", "SiftingDataLoader", "SiftingStats"]
+__all__ = [
+    "RelativeProbabilisticSifter",
+    "SiftingConfig",
+    "SiftingDataLoader",
+    "SiftingStats",
+    "sifted_learning_rate",
+]
+
+_HYPERPARAMETERS = {
+    "beta": "sifting_beta",
+    "loss_history_length": "sifting_loss_history_length",
+    "delay": "sifting_delay",
+    "scoring_dtype": "sifting_scoring_dtype",
+    "min_keep_probability": "sifting_min_keep_probability",
+}
+"""Each :class:`SiftingConfig` field and the hyperparameter that sets it (and states its rules)."""
 
 
 @dataclass(frozen=True)
@@ -103,23 +121,18 @@ class SiftingConfig:
     min_keep_probability: float = 0.2  # the floor of every sample's keep probability (see the module's docstring)
 
     def __post_init__(self) -> None:
-        if self.scoring_dtype not in DTYPES:
-            raise ConfigError(
-                f"scoring_dtype must be one of {', '.join(DTYPES)}, but got scoring_dtype={self.scoring_dtype!r}."
-            )
-        if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise ConfigError(f"sifting_beta must be a number at least 0, but got sifting_beta={self.beta}.")
-        if self.loss_history_length < 1:
-            raise ConfigError(
-                f"sifting_loss_history_length must be at least 1, but got sifting_loss_history_length={self.loss_history_length}."
-            )
-        if self.delay < 0:
-            raise ConfigError(f"sifting_delay must be at least 0, but got sifting_delay={self.delay}.")
-        if not 0 <= self.min_keep_probability <= 1:  # also refuses nan
-            raise ConfigError(
-                "sifting_min_keep_probability must be between 0 and 1, "
-                f"but got sifting_min_keep_probability={self.min_keep_probability}."
-            )
+        Hyperparameters(**{name: getattr(self, f) for f, name in _HYPERPARAMETERS.items()})  # their rules, written once
+
+    @classmethod
+    def from_hyperparameters(cls, hp: Hyperparameters, *, seed: int | None = None) -> SiftingConfig:
+        """The sifting settings of ``hp``; ``seed`` is the sifter's (default ``hp.seed``).
+
+        >>> SiftingConfig.from_hyperparameters(Hyperparameters(sifting_beta=3.0), seed=1).beta
+        3.0
+        """
+        return cls(
+            **{f: getattr(hp, name) for f, name in _HYPERPARAMETERS.items()}, seed=hp.seed if seed is None else seed
+        )
 
     @property
     def keep_fraction(self) -> float:
@@ -131,6 +144,25 @@ class SiftingConfig:
             return 1.0
         below = floor ** (1 / beta)  # the percentile under which the floor is the keep probability
         return floor * below + (1 - below ** (1 + beta)) / (1 + beta)
+
+
+def sifted_learning_rate(config: SiftingConfig, scaling: str = "sqrt") -> float:
+    """The learning-rate factor of optimizer steps on sifted batches (``sifting_lr_scaling``: sqrt or none).
+
+    A sifted batch holds the kept rows of about 1 / keep_fraction batches of data (1 + beta
+    without the floor on the keep probability), so an epoch takes keep_fraction as many
+    optimizer steps. Adam's steps are about as long whatever the gradient's size, so with the
+    same learning rate a sifted epoch would move the weights about half as far (beta 1).
+    ``scaling="sqrt"`` applies the square-root scaling rule for Adam with a batch 1 / keep_fraction
+    times larger (Malladi et al., 2022): 1.39 at beta 1 (0.52 kept), 1.72 at beta 3 (0.34 kept).
+    The scaled rate starts with the first step that holds a batch yielded after a process scored
+    its first candidate (:attr:`SiftingDataLoader.sifting_started`, agreed across processes): the
+    delay, up to the end of the candidate in which it ends, keeps the plain rate.
+
+        >>> round(sifted_learning_rate(SiftingConfig(beta=3.0)), 2)
+        1.72
+    """
+    return math.sqrt(1.0 / config.keep_fraction) if scaling == "sqrt" else 1.0
 
 
 class RelativeProbabilisticSifter:
@@ -191,15 +223,11 @@ class SiftingDataLoader:
         if not self.batch_size:
             raise ConfigError("SiftingDataLoader needs batch_size when the loader does not have one.")
         self.pad_values = dict(pad_values or {})
-        if padding_side not in ("right", "left"):
-            raise ConfigError(f"padding_side must be 'right' or 'left', but got padding_side={padding_side!r}.")
+        one_of("padding_side", padding_side, ("right", "left"))
         self.pad_left = padding_side == "left"
         self.drop_last = drop_last
         self.forward = forward or _default_forward
-        if scoring_batch_size is not None and scoring_batch_size < 1:
-            raise ConfigError(
-                f"scoring_batch_size must be at least 1, but got scoring_batch_size={scoring_batch_size}."
-            )
+        at_least("scoring_batch_size", scoring_batch_size, 1)
         self.scoring_batch_size = scoring_batch_size
         self.shuffle_batches = shuffle_batches
         self._order_rng = np.random.default_rng([config.seed, 1])  # its own: the keep decisions do not depend on it

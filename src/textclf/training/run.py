@@ -1,0 +1,354 @@
+"""A training run set up: one object, :class:`Run`, holding everything the loop works with.
+
+:func:`setup` builds it in the order a run needs: the output folder checked, the data read,
+the checkpoint to resume from found (:mod:`.checkpoint`), the model loaded (seeded alike in
+every process), the texts tokenised, the batches made (:mod:`.batches`: sifted or not), the
+optimizer and schedule, the state restored from the checkpoint (:mod:`.state`), the staging
+folder the output is written in, and the SIGINT/SIGTERM handlers. :class:`TrainingHooks` is
+where a caller cuts in (a test stopping a run at step N, say): each hook gets the :class:`Run`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import artifact
+from ..backends import TorchBackend
+from ..batching import encode
+from ..config import Hyperparameters, RunOptions
+from ..data import LabelSet, ReadOptions, TrainingData, load_training_data
+from ..errors import ConfigError, TrainingInterrupted
+from ..inference import Classifier, TextEncoder
+from ..models import (
+    ModelSource,
+    check_max_length,
+    head_parameter_names,
+    load_for_training,
+    pads_left,
+    quiet_transformers,
+    resolve_model,
+)
+from ..plots import plot_curves
+from ..progress import log_stderr
+from . import checkpoint
+from .batches import TrainingBatches, make_batches
+from .checkpoint import Checkpoints, StopSignals
+from .distributed import World
+from .epoch import EpochPass
+from .schedule import LinearSchedule
+from .state import BestEpoch, TrainingState
+
+__all__ = ["Run", "TrainingHooks", "enable_gradient_checkpointing", "setup"]
+
+
+@dataclass
+class TrainingHooks:
+    """Calls into a run, each with the :class:`Run`; an exception raised by one stops training as any error would.
+
+    ``after_setup``: once the run is set up, before its first step. ``after_step``: after each
+    optimizer step (``run.state.step`` counts them over the whole run), before the checkpoint
+    that step may write and before a SIGINT/SIGTERM is answered.
+    """
+
+    after_setup: Callable[[Run], None] | None = None
+    after_step: Callable[[Run], None] | None = None
+
+
+@dataclass(eq=False)
+class Run:
+    """A training run: its settings, data, model, batches, optimizer, schedule, state and folders.
+
+    ``net`` is the model; ``model`` the same in DistributedDataParallel with several processes.
+    ``store`` (the checkpoint folder) and ``stage`` (the staging folder) are rank 0's.
+    """
+
+    hp: Hyperparameters
+    options: RunOptions
+    world: World
+    output: Path
+    source: ModelSource
+    data: TrainingData
+    net: torch.nn.Module
+    model: torch.nn.Module
+    tokenizer: Any
+    val_ids: list[list[int]]
+    batches: TrainingBatches
+    optimizer: torch.optim.Optimizer
+    schedule: LinearSchedule
+    state: TrainingState
+    validator: Classifier
+    idle_batch: dict
+    log: Callable[[str], None]
+    hooks: TrainingHooks
+    store: Checkpoints | None = None
+    stage: Path | None = None
+    stop: StopSignals | None = None
+    epoch_started: float = 0.0  # when this session began the epoch in progress
+
+    @property
+    def checkpoints(self) -> bool:
+        return self.options.keep_checkpoints > 0
+
+    @property
+    def effective_batch(self) -> int:
+        return self.hp.batch_size * self.hp.gradient_accumulation_steps * self.world.size
+
+    def epoch_pass(self, epoch: int, bar: Callable[..., None] | None = None) -> EpochPass:
+        """How epoch ``epoch``'s pass steps: this run's optimizer, schedule and processes; ``bar``
+        (a :class:`~textclf.progress.ProgressBar`'s advance) shows the rows consumed and the loss."""
+        rows = len(self.batches.data.ids)
+        return EpochPass(
+            self.optimizer,
+            self.hp.gradient_accumulation_steps,
+            self.world,
+            self.schedule,
+            rows_before=(epoch - 1) * rows,
+            rows_total=rows * self.hp.epochs,
+            sifted_rate=self.batches.sifted_rate,
+            idle_batch=self.idle_batch,
+            advance=None if bar is None else lambda loss: bar(self.batches.produced, loss=loss),
+            after_step=self.after_step,
+        )
+
+    def after_step(self) -> None:
+        """Count the step; then the hook; a checkpoint every N steps, or one and a stop when a signal asks."""
+        self.state.step += 1
+        if self.hooks.after_step is not None:
+            self.hooks.after_step(self)
+        stopping = self.stopping()
+        every = self.options.checkpoint_every_steps
+        if stopping or (self.checkpoints and every and self.state.step % every == 0):
+            path = self.checkpoint()
+            if stopping:
+                raise self.stopped(path)
+
+    def checkpoint(self) -> str:
+        """Write a checkpoint of every process's state (rank 0 writes); its path, in every process."""
+        return self.state.save(self.store, self.epoch_started)
+
+    def stopping(self) -> bool:
+        """Whether a signal asked any process to stop (one all-reduce, only while signals are caught)."""
+        return self.stop.enabled and self.world.any(self.stop.requested is not None)
+
+    def stopped(self, path: str) -> TrainingInterrupted:
+        return TrainingInterrupted(
+            f"stopped by {self.stop.requested or 'a signal to another process'} in epoch "
+            f"{self.state.epoch}/{self.hp.epochs} at step {self.state.step}; checkpoint saved to {path}. "
+            "Run the same command again to resume."
+        )
+
+    def append_record(self, record: dict) -> None:
+        """Add an epoch's record to the history and to ``metrics.jsonl`` in the staging folder."""
+        self.state.history.append(record)
+        if self.stage is not None:
+            with (self.stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def finish(self) -> dict:
+        """Rank 0 writes the model folder with the best epoch's weights; the best epoch's record."""
+        best, history = self.state.tracker.best, self.state.history
+        if self.world.is_main:
+            if best is not history[-1]:
+                self.net.load_state_dict(self.state.tracker.state)
+                self.log(f"keeping epoch {best['epoch']} (best val_accuracy {best['val_accuracy']:.4f})")
+            self._write_folder(best)
+            if self.store is not None:
+                self.store.clear()  # before the staging folder becomes the output
+        return best
+
+    def _write_folder(self, best: dict) -> None:
+        """The model folder's files, ``textclf.json`` last."""
+        hp, world, history = self.hp, self.world, self.state.history
+        with quiet_transformers():
+            self.net.save_pretrained(self.stage)
+            self.tokenizer.save_pretrained(self.stage)
+        plot_curves(history, self.stage / artifact.CURVES_FILE, f"{self.output.name}: {self.source.display_name}")
+        artifact.write_metadata(
+            self.stage,
+            {
+                "task": "text-classification",
+                "base_model": {"spec": self.source.spec, "kind": self.source.kind},
+                "labels": list(self.data.labels.names),
+                "label_type": "int" if self.data.labels.integer else "str",
+                "max_seq_length": hp.max_seq_length,
+                "hyperparameters": hp.to_dict(),
+                "data": self.data.summary,
+                "metrics": {"best_epoch": best["epoch"], "best": best, "final": history[-1]},
+                "training_seconds": sum(h["train_seconds"] for h in history),
+                "run": {
+                    "processes": world.size,
+                    "effective_batch_size": self.effective_batch,
+                    "device": world.device.type,
+                    "precision": world.precision,
+                    "gradient_checkpointing": self.options.gradient_checkpointing,
+                },
+            },
+        )
+
+
+def setup(
+    world: World,
+    cleanup: ExitStack,
+    *,
+    data: str | Path,
+    validation: str | Path | None,
+    read_options: ReadOptions,
+    model: str | Path | None,
+    output: Path,
+    overwrite: bool,
+    hp: Hyperparameters,
+    options: RunOptions,
+    log: Callable[[str], None],
+    hooks: TrainingHooks,
+) -> Run:
+    """Set up a run in this process (rank 0 checks and writes; every process loads and resumes);
+    what it holds open (checkpoint folder, staging folder, signal handlers) is closed by ``cleanup``."""
+    world.on_main(lambda: artifact.check_output(output, overwrite))
+    source = resolve_model(model)
+    td = _read_data(source, data, validation, read_options, hp, log)
+    job = checkpoint.job_identity(data, validation, read_options, source, hp, world.size)
+    store, resume_from = checkpoint.open_for(output, options, job, world, log, cleanup)
+    net, tokenizer, head_reused = load_model(source, td.labels, hp, options, world)
+    train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
+    left = pads_left(net.config, tokenizer)
+    batches = make_batches(hp, train_ids, td.train_labels, (tokenizer.pad_token_id, left), world, net)
+    optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
+    state = TrainingState(world, job, net, optimizer, batches, BestEpoch(hp.early_stopping_min_delta))
+    if resume_from is not None:
+        state.load(resume_from)
+    validator = Classifier(
+        TorchBackend(net, torch.bfloat16 if world.bf16 else None),
+        TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left),
+        td.labels,
+    )
+    run = Run(
+        hp=hp,
+        options=options,
+        world=world,
+        output=output,
+        source=source,
+        data=td,
+        net=net,
+        model=world.wrap(net),
+        tokenizer=tokenizer,
+        val_ids=encode(tokenizer, td.val_texts, hp.max_seq_length),
+        batches=batches,
+        optimizer=optimizer,
+        schedule=LinearSchedule(optimizer, hp.learning_rate, hp.warmup_ratio),
+        state=state,
+        validator=validator,
+        idle_batch=_idle_batch(tokenizer.pad_token_id, world.device),
+        log=log,
+        hooks=hooks,
+        store=store,
+    )
+    log(_first_line(run, head_reused))
+    _stage(run, overwrite, cleanup)
+    run.stop = cleanup.enter_context(StopSignals(run.checkpoints, announce=log is log_stderr))
+    if hooks.after_setup is not None:
+        hooks.after_setup(run)
+    state.resume_rng()  # last, just before training goes on
+    return run
+
+
+def _read_data(source: ModelSource, data, validation, read_options: ReadOptions, hp: Hyperparameters, log):
+    """The training and validation data, labelled as the model's head is when it is kept."""
+    fixed_labels = _artifact_labels(source) if hp.reinitialize_top_layer != "true" else None
+    hint = " Pass --reinitialize-top-layer true to train a new head for these labels." if fixed_labels else ""
+    td = load_training_data(data, validation, read_options, hp.validation_split_ratio, hp.seed, fixed_labels, hint)
+    for note in td.summary["notes"]:
+        log(note)
+    return td
+
+
+def _stage(run: Run, overwrite: bool, cleanup: ExitStack) -> None:
+    """Rank 0's staging folder (kept on failure while it holds checkpoints), its checkpoint folder, metrics.jsonl."""
+    if not run.world.is_main:
+        return
+    in_stage = run.options.checkpoint_dir is None  # the default: checkpoints live in the staging folder
+    keep = lambda exc: in_stage and run.store is not None and run.store.latest() is not None  # noqa: E731 - resumable work
+    reuse = run.store.folder.parent if run.store and in_stage else None
+    run.stage = cleanup.enter_context(artifact.staging(run.output, overwrite, reuse, keep))
+    if run.store is None and run.checkpoints:
+        run.store = cleanup.enter_context(Checkpoints(run.stage / checkpoint.FOLDER, run.options.keep_checkpoints))
+    metrics = "".join(json.dumps(r) + "\n" for r in run.state.history)
+    (run.stage / artifact.METRICS_FILE).write_text(metrics, encoding="utf-8")
+
+
+def _first_line(run: Run, head_reused: bool) -> str:
+    td, world = run.data, run.world
+    trainable = sum(p.numel() for p in run.net.parameters() if p.requires_grad)
+    return (
+        f"training {run.source.display_name} on {td.summary['train_rows']} rows, validating on "
+        f"{td.summary['validation_rows']}; {len(td.labels)} classes; {trainable:,} trainable parameters"
+        + ("; continuing from the model's head" if head_reused else "")
+        + (f"; {world.size} processes, {run.effective_batch} samples per step" if world.size > 1 else "")
+        + (f"; {world.device} {world.precision}" if world.device.type != "cpu" else "")
+    )
+
+
+def load_model(source: ModelSource, labels: LabelSet, hp: Hyperparameters, options: RunOptions, world: World):
+    """(model on this process's device, tokenizer, head_reused); seeded alike in every process, then each
+    process's random number generator is its own (dropout; the weights are rank 0's, which DDP copies)."""
+    random.seed(hp.seed)
+    np.random.seed(hp.seed)
+    torch.manual_seed(hp.seed)
+    net, tokenizer, head_reused = load_for_training(source, labels, hp.reinitialize_top_layer)
+    net.to(world.device)
+    check_max_length(net.config, tokenizer, hp.max_seq_length)
+    if hp.train_only_top_layer:
+        head = set(head_parameter_names(net))
+        for name, param in net.named_parameters():
+            param.requires_grad_(name in head)
+    if options.gradient_checkpointing:
+        enable_gradient_checkpointing(net)
+    if world.rank:
+        torch.manual_seed(hp.seed + world.rank)
+    return net, tokenizer, head_reused
+
+
+def enable_gradient_checkpointing(net: torch.nn.Module) -> None:
+    """Recompute each layer's activations in the backward pass (non-reentrant: fine with DDP and frozen layers)."""
+    try:
+        if hasattr(net, "activation_checkpointing_enable"):  # transformers >= 5.23's name
+            net.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    except ValueError as exc:
+        raise ConfigError(f"gradient_checkpointing: {exc}") from None
+
+
+def _artifact_labels(source: ModelSource) -> LabelSet | None:
+    if source.kind != "artifact":
+        return None
+    from transformers import AutoConfig
+
+    meta = artifact.read_metadata(source.location) or {}
+    config = AutoConfig.from_pretrained(source.location)
+    return LabelSet.from_config(config.id2label, integer=meta.get("label_type") == "int")
+
+
+def _idle_batch(pad_id: int, device: torch.device) -> dict:
+    """A one-token batch for a process whose batches ran out to join the others' forward passes."""
+    return {
+        "input_ids": torch.full((1, 1), pad_id, device=device),
+        "attention_mask": torch.ones(1, 1, dtype=torch.long, device=device),
+    }
+
+
+def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's groups: weight decay on matrices, none on biases and LayerNorm weights."""
+    decay, no_decay = [], []
+    for param in net.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
