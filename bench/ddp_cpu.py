@@ -93,17 +93,20 @@ def main() -> None:
                 r = run(train, dev, work / f"model-{processes}", processes)
                 runs[processes].append(r)
                 print(
-                    f"[{i}/{args.repeats}] {processes} process(es): train {r['train_seconds']:.1f} s, wall {r['wall_seconds']:.1f} s, "
+                    f"[{i}/{args.repeats}] {processes} process(es): train {r['train_seconds']:.1f} s, "
+                    f"wall {r['wall_seconds']:.1f} s, "
                     f"train loss {r['train_loss']:.4f}, dev accuracy {r['dev_accuracy']:.4f}",
                     file=sys.stderr,
                     flush=True,
                 )
     print(
-        f"\nSST-2, {len(rows):,} training rows, 872 dev rows, 1 epoch, global batch {GLOBAL_BATCH}, lr 5e-5, seed 0, "
+        f"\nSST-2, {len(rows):,} training rows, 872 dev rows, 1 epoch, global batch {GLOBAL_BATCH}, "
+        "lr 5e-5, seed 0, "
         f"{os.cpu_count()} CPUs, {args.repeats} repeat(s): medians\n"
     )
     print(
-        f"{'processes':<11}{'batch/proc':>11}{'train s':>9}{'samples/s':>11}{'wall s':>8}   train loss / dev accuracy per run"
+        f"{'processes':<11}{'batch/proc':>11}{'train s':>9}{'samples/s':>11}{'wall s':>8}"
+        "   train loss / dev accuracy per run"
     )
     medians = {}
     for processes, rs in runs.items():
@@ -112,7 +115,8 @@ def main() -> None:
         medians[processes] = (train_s, wall_s)
         per_run = ", ".join(f"{r['train_loss']:.4f} / {r['dev_accuracy']:.4f}" for r in rs)
         print(
-            f"{processes:<11}{GLOBAL_BATCH // processes:>11}{train_s:>9.1f}{len(rows) / train_s:>11.1f}{wall_s:>8.1f}   {per_run}"
+            f"{processes:<11}{GLOBAL_BATCH // processes:>11}{train_s:>9.1f}"
+            f"{len(rows) / train_s:>11.1f}{wall_s:>8.1f}   {per_run}"
         )
     (t1, w1), (t2, w2) = medians[1], medians[2]
     print(f"\nspeed-up of 2 processes: {t1 / t2:.2f}x in training time, {w1 / w2:.2f}x in wall time")

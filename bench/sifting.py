@@ -99,12 +99,14 @@ def main() -> None:
     from textclf.models import native_bf16
 
     print(
-        f"\nSST-2, {len(rows):,} training rows, 1 epoch, batch 32, lr 5e-5, seed {args.seed}; sifting's scoring pass in "
-        f"{'bfloat16' if native_bf16() else 'float32'} (sifting_scoring_dtype auto), sifting_lr_scaling {args.lr_scaling}, "
+        f"\nSST-2, {len(rows):,} training rows, 1 epoch, batch 32, lr 5e-5, seed {args.seed}; "
+        f"sifting's scoring pass in {'bfloat16' if native_bf16() else 'float32'} (sifting_scoring_dtype auto), "
+        f"sifting_lr_scaling {args.lr_scaling}, "
         f"sifting_min_keep_probability {args.min_keep_probability:g}\n"
     )
     print(
-        f"{'run':<12}{'train s':>9}{'scoring s':>11}{'sifted':>8}{'kept':>7}{'dev acc':>9}{'time saved':>12}{'acc change':>12}  target"
+        f"{'run':<12}{'train s':>9}{'scoring s':>11}{'sifted':>8}{'kept':>7}{'dev acc':>9}"
+        f"{'time saved':>12}{'acc change':>12}  target"
     )
     for r in runs:
         saved = 1 - r["train_seconds"] / base["train_seconds"]

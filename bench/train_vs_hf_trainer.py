@@ -272,15 +272,16 @@ def main() -> None:
         train_path, dev_path = write_tsv(train_rows, work / "train.tsv"), write_tsv(dev_rows, work / "dev.tsv")
         for i, seed in enumerate(args.seeds, start=1):
             sides = (
-                ("textclf", lambda: run_textclf(train_path, dev_path, work, seed)),
-                ("trainer", lambda: run_trainer(model_dir, tokenizer, train_ds, dev_ds, work, seed)),
+                ("textclf", lambda seed=seed: run_textclf(train_path, dev_path, work, seed)),
+                ("trainer", lambda seed=seed: run_trainer(model_dir, tokenizer, train_ds, dev_ds, work, seed)),
             )
             for side, run in (s for s in sides if args.only in (None, s[0])):
                 runs[side].append(run())
                 r = runs[side][-1]
                 r["seed"] = seed
                 print(
-                    f"[{i}/{len(args.seeds)}] seed {seed} {side}: {r['train_seconds']:.1f} s, dev accuracy {r['dev_accuracy']:.4f}",
+                    f"[{i}/{len(args.seeds)}] seed {seed} {side}: {r['train_seconds']:.1f} s, "
+                    f"dev accuracy {r['dev_accuracy']:.4f}",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -133,7 +133,7 @@ PUBLIC = {
         "UnsupportedAccept",
         "UnsupportedContentType",
     ],
-    "textclf.training": ["TrainResult", "train"],
+    "textclf.training": ["Run", "TrainResult", "TrainingHooks", "train"],
     "textclf.tuning": ["DEFAULT_SPACE", "Param", "SearchSpace", "TuneConfig", "TuneResult", "TuneSettings", "tune"],
     "textclf.validation": ["at_least", "at_most", "between", "check_fields", "finite", "one_of", "positive"],
 }

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..backends import cores
+from ..backends import threads_per_worker
 from ..errors import ConfigError, TextclfError
 
 __all__ = ["World", "launch", "launched", "resolve_device"]
@@ -211,7 +211,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker(nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     args = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_SECONDS}", "--module", "textclf"]
