@@ -118,7 +118,8 @@ def test_bfloat16_is_close_to_float32_and_bad_dtypes_are_refused(bert_artifact):
     exact = textclf.Classifier.load(bert_artifact).predict_proba(texts)
     fast = textclf.Classifier.load(bert_artifact, dtype="bfloat16").predict_proba(texts)
     assert fast == pytest.approx(exact, abs=2e-2) and not (fast == exact).all()  # close, and really bf16
-    with pytest.raises(ConfigError, match="dtype must be one of auto, float32, bfloat16, but got dtype='float16'"):
+    expected = "dtype must be one of 'auto', 'float32', 'bfloat16', but got dtype='float16'"
+    with pytest.raises(ConfigError, match=expected):
         textclf.Classifier.load(bert_artifact, dtype="float16")
 
 

@@ -136,6 +136,32 @@ PUBLIC = {
     "textclf.training": ["Run", "TrainResult", "TrainingHooks", "train"],
     "textclf.tuning": ["DEFAULT_SPACE", "Param", "SearchSpace", "TuneConfig", "TuneResult", "TuneSettings", "tune"],
     "textclf.validation": ["at_least", "at_most", "between", "check_fields", "finite", "one_of", "positive"],
+    "textclf.sifting": ["RelativeProbabilisticSifter", "SiftingConfig", "SiftingDataLoader", "SiftingStats"],
+    "textclf.training.batches": [
+        "EpochBatches",
+        "SIFTING_CANDIDATES",
+        "SIFTING_SCORING_BATCHES",
+        "TrainingBatches",
+        "make_batches",
+    ],
+    "textclf.training.epoch": [
+        "Batches",
+        "EpochPass",
+        "MAX_GRAD_NORM",
+        "logits_of",
+        "optimizer_step",
+        "per_sample_loss",
+        "train_epoch",
+    ],
+    "textclf.training.run": ["Run", "TrainingHooks", "enable_gradient_checkpointing", "setup"],
+    "textclf.training.schedule": ["LinearSchedule"],
+    "textclf.training.sifting": [
+        "RelativeProbabilisticSifter",
+        "SiftingConfig",
+        "SiftingDataLoader",
+        "SiftingStats",
+        "sifted_learning_rate",
+    ],
 }
 
 

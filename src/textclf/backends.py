@@ -25,8 +25,9 @@ from typing import Protocol
 import numpy as np
 
 from .artifact import ModelFolder
-from .choices import AUTO_ORDER, BACKENDS
-from .errors import ConfigError, ModelError
+from .choices import AUTO_ORDER, BACKEND_CHOICES
+from .errors import ModelError
+from .validation import one_of
 
 __all__ = [
     "Backend",
@@ -58,8 +59,7 @@ def choose(backend: str, folder: ModelFolder) -> str:
     exports = folder.exports
     if backend == "auto":
         return next(b for b in AUTO_ORDER if b == "torch" or (b in exports and not exports[b].get("forced")))
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of auto, {', '.join(BACKENDS)}, but got backend={backend!r}.")
+    one_of("backend", backend, BACKEND_CHOICES)
     return backend
 
 

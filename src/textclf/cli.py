@@ -116,7 +116,7 @@ def _make_hyperparameters(hp_file: Path | None, kw: dict) -> Hyperparameters:
 
 @main.command()
 @click.option(
-    "--data", required=True, help="Training data: a .csv/.tsv/.jsonl/.txt file, or a directory holding data.csv."
+    "--data", required=True, help="Training data: a .csv/.tsv/.jsonl/.label file, or a directory holding data.csv."
 )
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Model folder to create.")
 @click.option(
@@ -256,14 +256,19 @@ def evaluate(model_dir, data, as_json, batch_size, backend, dtype, **kw) -> None
     "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`."
 )
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_file", type=click.Path(path_type=Path), help="File with one text per line.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(path_type=Path),
+    help="File of texts, read as batch reads it: one per line (.txt), or the text column or key of a .csv/.tsv/.jsonl.",
+)
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --input.")
 @click.option(
     "--json", "as_json", is_flag=True, help='One {"probabilities", "labels", "predicted_label"} JSON line per text.'
 )
 @_model_options
 def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend, dtype) -> None:
-    """Classify TEXTS (or the lines of --input)."""
+    """Classify TEXTS (or the texts of --input)."""
     from .data import read_texts
     from .inference import Classifier
 

@@ -27,6 +27,7 @@ from .artifact import METADATA_FILE
 from .choices import DTYPES
 from .data import LabelSet
 from .errors import ConfigError, ModelError
+from .validation import one_of
 
 if TYPE_CHECKING:  # PyTorch is imported where it is used: serving an export never loads it
     import torch
@@ -132,8 +133,7 @@ def native_bf16() -> bool:
 
 def inference_dtype(name: str) -> torch.dtype:
     """``float32``, ``bfloat16`` or ``auto`` (bfloat16 where the CPU has it natively, else float32)."""
-    if name not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, but got dtype={name!r}.")
+    one_of("dtype", name, DTYPES)
     import torch
 
     if name == "auto":

@@ -380,7 +380,7 @@ def test_skip_mode_with_no_good_rows_is_an_error(tmp_path):
 
 
 def test_on_bad_rows_must_be_error_or_skip():
-    with pytest.raises(TextclfError, match="on_bad_rows must be 'error' or 'skip', but got 'ignore'"):
+    with pytest.raises(TextclfError, match="on_bad_rows must be one of 'error', 'skip', but got on_bad_rows='ignore'"):
         ReadOptions(on_bad_rows="ignore")
 
 

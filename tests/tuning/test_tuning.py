@@ -398,6 +398,21 @@ def test_tune_keywords_are_settings_or_fixed_hyperparameters():
 
 
 @pytest.mark.parametrize(
+    ("keywords", "direction"),
+    [
+        ({"objective": "val_loss"}, "min"),  # textclf.tune(..., objective="val_loss") minimises
+        ({"objective": "val_f1"}, "max"),
+        ({"objective": "val_loss", "direction": "max"}, "max"),  # an explicit direction wins
+    ],
+)
+def test_the_direction_follows_an_objective_given_as_a_keyword(keywords, direction):
+    settings, _ = TuneSettings.split(keywords)
+    assert settings.direction == direction
+    again, _ = TuneSettings.split({"objective": "val_accuracy"}, settings)
+    assert again.direction == "max"
+
+
+@pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"objective": "accuracy"}, "objective must be one of 'val_accuracy', 'val_loss', 'val_f1', 'val_mcc'"),

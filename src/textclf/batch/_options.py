@@ -7,11 +7,12 @@ import re
 from dataclasses import asdict, dataclass
 
 from ..choices import BACKEND_CHOICES, DTYPES
+from ..data.reader import FORMATS as READ_FORMATS
 from ..errors import ConfigError
 from ..options import setting
 from ..validation import check_fields
 
-FORMATS = ("auto", "text", "csv", "tsv", "jsonl", "text-csv")
+FORMATS = ("auto", *READ_FORMATS)
 OUTPUT_FORMATS = ("jsonl", "csv")
 DEFAULT_CHUNK_SIZE = 2000
 
@@ -41,8 +42,8 @@ class BatchOptions:
 
     format: str = setting(
         "auto",
-        "Input format; auto: .csv, .tsv, .jsonl/.jsonlines/.ndjson by suffix, any other file one text per line. "
-        "text-csv: JumpStart's header-less text/csv, one (quoted) text per record.",
+        "Input format; auto: by suffix (.csv, .tsv, .jsonl/.jsonlines/.ndjson, .label: LABEL text), any other "
+        "file one text per line. text-csv: JumpStart's header-less text/csv, one (quoted) text per record.",
         choices=FORMATS,
     )
     text_column: str | None = setting(

@@ -10,8 +10,8 @@ a validation set. Supported inputs (``--data`` / ``--validation``):
 * a ``.csv`` or ``.tsv`` file, with a header (columns found by name) or without
   one (``label,text``, or the columns given as 0-based indexes);
 * a ``.jsonl`` (``.jsonlines``, ``.ndjson``) file, one JSON object per line;
-* a ``.txt`` or ``.label`` file of ``LABEL text`` lines (TREC, fastText's
-  ``__label__`` prefix is dropped): a labelled view of ``.txt``'s one text per line.
+* a ``.label`` file of ``LABEL text`` lines (TREC; fastText's ``__label__`` prefix is
+  dropped). A ``.txt`` file is one text per line for every command: texts, not examples.
 
 Every problem is reported as ``FILE:LINE: what was wrong; what was expected``.
 With ``on_bad_rows="skip"`` bad rows are left out and listed instead.
@@ -256,11 +256,15 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Exa
 
 
 def read_texts(path: str | Path, encoding: str = "utf-8") -> list[str]:
-    """Read one text per non-blank line (for ``predict --input``), whatever the suffix."""
+    """The texts of ``path`` (for ``predict --input``), read as ``batch`` reads it.
+
+    One text per non-blank line for ``.txt`` (and unknown suffixes); the text column or key of a
+    ``.csv``, ``.tsv`` or ``.jsonl`` file; the text after the label of a ``.label`` line.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file.")
-    layout = resolve_layout(path, ReadOptions(encoding=encoding, format="text"))
+    layout = resolve_layout(path, ReadOptions(encoding=encoding))
     texts = []
     for record in records(path, layout, encoding):
         if record.problem is not None:

@@ -124,8 +124,7 @@ class ReadOptions:
     id_column: str | None = None
 
     def __post_init__(self) -> None:
-        if self.on_bad_rows not in ("error", "skip"):
-            raise ConfigError(f"on_bad_rows must be 'error' or 'skip', but got {self.on_bad_rows!r}.")
+        one_of("on_bad_rows", self.on_bad_rows, ("error", "skip"))
         if self.format is not None:
             one_of("format", self.format, FORMATS)
 

@@ -330,11 +330,7 @@ def enable_gradient_checkpointing(net: torch.nn.Module) -> None:
 def _artifact_labels(source: ModelSource) -> LabelSet | None:
     if source.kind != "artifact":
         return None
-    from transformers import AutoConfig
-
-    meta = artifact.read_metadata(source.location) or {}
-    config = AutoConfig.from_pretrained(source.location)
-    return LabelSet.from_config(config.id2label, integer=meta.get("label_type") == "int")
+    return artifact.ModelFolder.read(source.location).labels
 
 
 def _idle_batch(pad_id: int, device: torch.device) -> dict:

@@ -84,6 +84,8 @@ class TuneSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         given = {k: v for k, v in keywords.items() if k in names}
         rest = {k: v for k, v in keywords.items() if k not in names}
+        if "objective" in given:
+            given.setdefault("direction", None)  # follows the new objective unless given too
         return dataclasses.replace(base or cls(), **given), rest
 
 
