@@ -193,18 +193,11 @@ def test_a_nested_dataclass_contributes_its_fields():
     assert values["quantization"] == QuantizationSettings(per_channel=False, keep_fp32=("classifier",))
 
 
-def test_metadata_given_by_the_command_fills_in_for_a_dataclass_without_it():
-    @dataclasses.dataclass(frozen=True)
-    class Plain:
-        on_bad_rows: str = "error"
-
-    command = click.command()(
-        click_options(Plain, metadata={"on_bad_rows": {"help": "What to do.", "choices": ("error", "skip")}})(
-            lambda **kw: None
-        )
-    )
+def test_reading_flags_come_from_read_options_own_fields():
+    command = click.command()(click_options(ReadOptions)(lambda **kw: None))
     help_text = CliRunner().invoke(command, ["--help"]).output
-    assert "--on-bad-rows [error|skip]" in help_text and "What to do." in help_text
+    assert "--on-bad-rows [error|skip]" in help_text and "Stop at the first bad row" in help_text
+    assert "--format" not in help_text and "--header" not in help_text  # batch's own flags set those
 
 
 def test_export_settings_check_their_fields():

@@ -80,25 +80,26 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 # -- shared options -----------------------------------------------------------
 
-# The ReadOptions fields that are flags of train, tune, evaluate and export, with their help (ReadOptions
-# declares none yet; a field's own metadata wins once it does). batch has its own reading flags.
-_READING = {
-    "text_column": {"help": "Column (header name, or 0-based index without a header) or JSON key of the text."},
-    "label_column": {"help": "Column (header name, or 0-based index without a header) or JSON key of the label."},
-    "encoding": {"help": "Encoding of the data files."},
-    "on_bad_rows": {
-        "help": "Stop at the first bad row, or skip bad rows and report them.",
-        "choices": ("error", "skip"),
-    },
-}
-_read_options = click_options(ReadOptions, only=_READING, metadata=_READING)
+_read_options = click_options(ReadOptions)  # train, tune, evaluate, export; batch has BatchOptions' flags
 _run_options = click_options(RunOptions, style="layered")  # not given: RunOptions' default
 _hyperparameter_options = click_options(Hyperparameters, style="text")  # converted as a hyperparameters.json is
 _model_options = click_options(BatchOptions, only=("batch_size", "backend", "dtype"))  # evaluate's and predict's
 
 
+def _model_and_validation(command):
+    """``--model`` and ``--validation``, as train and tune take them."""
+    command = click.option(
+        "--validation", default=None, help="Validation data (same formats); else a stratified split of --data."
+    )(command)
+    return click.option(
+        "--model",
+        default=None,
+        help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id.",
+    )(command)
+
+
 def _make_read_options(kw: dict) -> ReadOptions:
-    return ReadOptions(**values_of(ReadOptions, kw, only=_READING))
+    return ReadOptions(**values_of(ReadOptions, kw))
 
 
 def _make_run_options(kw: dict) -> RunOptions:
@@ -119,10 +120,7 @@ def _make_hyperparameters(hp_file: Path | None, kw: dict) -> Hyperparameters:
     "--data", required=True, help="Training data: a .csv/.tsv/.jsonl/.label file, or a directory holding data.csv."
 )
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Model folder to create.")
-@click.option(
-    "--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id."
-)
-@click.option("--validation", default=None, help="Validation data (same formats); else a stratified split of --data.")
+@_model_and_validation
 @click.option(
     "--hyperparameters",
     "hp_file",
@@ -197,10 +195,7 @@ def train(ctx, data, output, model, validation, hp_file, overwrite, progress, np
     "[default: learning_rate, batch_size, epochs, less fixed ones].",
 )
 @click_options(TuneSettings)
-@click.option(
-    "--model", default=None, help="'default' (embedded MiniLM), a model folder, a textclf output folder, or a Hub id."
-)
-@click.option("--validation", default=None, help="Validation data (same formats); else a stratified split of --data.")
+@_model_and_validation
 @click.option(
     "--hyperparameters",
     "hp_file",

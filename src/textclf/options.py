@@ -111,13 +111,8 @@ def click_options(
     cls: type,
     style: str = "typed",
     only: Iterable[str] | None = None,
-    metadata: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable:
-    """A decorator adding one click option per command-line field of ``cls`` (see the module docstring).
-
-    ``metadata`` maps a field name to what ``setting()`` would hold, for a dataclass whose fields
-    do not declare it (the field's own metadata wins).
-    """
+    """A decorator adding one click option per command-line field of ``cls`` (see the module docstring)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, but got {style!r}")
     options = []
@@ -125,7 +120,7 @@ def click_options(
         if dataclasses.is_dataclass(kind):
             options.append(click_options(kind, style))
         else:
-            meta = {**_UNSET, **(metadata or {}).get(f.name, {}), **f.metadata}
+            meta = {**_UNSET, **f.metadata}
             options.append(_option(f, kind, meta, style))
 
     def decorate(command: Callable) -> Callable:

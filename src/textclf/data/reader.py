@@ -56,7 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from ..validation import one_of
+from ..options import setting
+from ..validation import check_fields
 
 __all__ = [
     "FORMATS",
@@ -115,18 +116,23 @@ class ReadOptions:
     to None, so the read options a checkpoint recorded stay equal to today's.
     """
 
-    text_column: str | None = None
-    label_column: str | None = None
-    encoding: str = "utf-8"
-    on_bad_rows: str = "error"
-    format: str | None = None
-    header: bool | None = None
-    id_column: str | None = None
+    text_column: str | None = setting(
+        None, "Column (header name, or 0-based index without a header) or JSON key of the text."
+    )
+    label_column: str | None = setting(
+        None, "Column (header name, or 0-based index without a header) or JSON key of the label."
+    )
+    encoding: str = setting("utf-8", "Encoding of the data files.")
+    on_bad_rows: str = setting(
+        "error", "Stop at the first bad row, or skip bad rows and report them.", choices=("error", "skip")
+    )
+    # batch's flags set these (BatchOptions); the labelled commands go by the suffix and the first row
+    format: str | None = setting(None, "Format; None: by the file's suffix.", choices=FORMATS, cli=False)
+    header: bool | None = setting(None, "Whether a CSV/TSV file starts with a header.", cli=False)
+    id_column: str | None = setting(None, "Column or JSON key copied to each output as its id.", cli=False)
 
     def __post_init__(self) -> None:
-        one_of("on_bad_rows", self.on_bad_rows, ("error", "skip"))
-        if self.format is not None:
-            one_of("format", self.format, FORMATS)
+        check_fields(self)
 
 
 @dataclass(frozen=True)
