@@ -395,6 +395,19 @@ def test_read_texts_for_predict(tmp_path):
         read_texts(tmp_path / "missing.txt")
 
 
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("t.csv", 'label,text\npos,"good, really"\nneg,bad\n'),
+        ("t.jsonl", '{"text": "good, really", "label": "pos"}\n{"text": "bad"}\n'),
+        ("t.label", "pos good, really\nneg bad\n"),
+        ("t.txt", "good, really\nbad\n"),
+    ],
+)
+def test_read_texts_reads_a_file_as_batch_does(tmp_path, name, content):
+    assert read_texts(write(tmp_path, name, content)) == ["good, really", "bad"]
+
+
 # -- the real data sets in ../shared/data -------------------------------------
 
 
