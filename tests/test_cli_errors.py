@@ -278,3 +278,21 @@ def test_console_script_usage_error_has_no_traceback():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("Usage: ") and "Error: nothing to classify" in result.stderr
+
+
+@pytest.mark.subprocess
+def test_output_into_a_closed_pipe_is_not_an_error_message():
+    """``textclf hyperparameters --explain | head -1``: the reader is gone before textclf writes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "textclf", "hyperparameters", "--explain"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")  # 128 + SIGPIPE, as a shell reports it

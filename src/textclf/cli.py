@@ -62,6 +62,9 @@ class _Group(click.Group):
             _fail((str(exc) or "interrupted") if _reports() else "", 130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
+        except BrokenPipeError:  # `textclf ... | head`: the reader is gone; stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            sys.exit(141)  # 128 + SIGPIPE
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
