@@ -49,7 +49,7 @@ def _preflight(config: ServeConfig) -> None:
     if config.model:
         resolve_model(config.model)
     else:
-        artifact.read_metadata(config.model_dir)
+        artifact.ModelFolder.read(config.model_dir)
 
 
 def serve(config: ServeConfig) -> None:
