@@ -11,9 +11,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-import importlib
 from typing import TYPE_CHECKING
 
+from ._lazy import lazy_attributes
 from .errors import ArtifactError, ConfigError, DataError, ModelError, TextclfError
 
 # Imported on first use, so ``from textclf import Classifier`` with an ONNX backend never
@@ -41,12 +41,7 @@ if TYPE_CHECKING:
     from .tuning import TuneResult, tune
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'textclf' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

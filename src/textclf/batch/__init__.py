@@ -22,27 +22,18 @@ are byte for byte those of an uninterrupted run. The modules, in the order a job
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes
 from ._options import DEFAULT_CHUNK_SIZE, FORMATS, OUTPUT_FORMATS, BatchOptions, parse_shard
 
 if TYPE_CHECKING:
     from ._job import EXIT_RECORD_ERRORS, BatchResult, run_batch
 
-_JOB = (
-    "EXIT_RECORD_ERRORS",
-    "BatchResult",
-    "run_batch",
-)  # imported on first use: the CLI's start-up needs only BatchOptions
+_LAZY = dict.fromkeys(("EXIT_RECORD_ERRORS", "BatchResult", "run_batch"), "_job")  # the CLI needs only BatchOptions
 
 
-def __getattr__(name: str):
-    if name in _JOB:
-        value = getattr(importlib.import_module("._job", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'textclf.batch' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
