@@ -208,42 +208,13 @@ def test_parallel_trials_share_one_study_without_duplicates(tiny_bert, sentiment
     assert (result.output / "best" / "model.safetensors").is_file()
 
 
-@pytest.mark.slow
-def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_files, tmp_path):
-    train, val = sentiment_files
-    result = textclf.tune(
+def _pruning_study(model, files, tmp_path, epochs: int):
+    """Three trials: a first one that learns (lr 1e-2) sets the median that the others (lr ~1e-9) fall behind."""
+    train, val = files
+    return textclf.tune(
         train,
         tmp_path / "study",
-        model=tiny_bert,
-        validation=val,
-        max_trials=3,
-        objective="val_loss",
-        search_space={"learning_rate": {"type": "float", "low": 1e-9, "high": 1e-8, "log": True}},
-        first_trials=[{"learning_rate": 1e-2}],  # a good first trial sets the median the others fall behind
-        strategy="random",
-        early_stopping_trials="median",
-        pruning_startup_trials=1,
-        seed=0,
-        epochs=3,
-        max_seq_length=32,
-        warmup_ratio=0.0,
-        batch_size=16,
-        **QUIET,
-    )
-    states = [r["state"] for r in result.trials]
-    assert states[0] == "COMPLETE" and "PRUNED" in states, result.trials
-    pruned = next(r for r in result.trials if r["state"] == "PRUNED")
-    assert pruned["epochs_run"] < 3 and not (result.output / "trials" / f"{pruned['number']:04d}").exists()
-    assert result.best_trial == 0
-
-
-@pytest.mark.slow
-def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_bert, sentiment_files, tmp_path):
-    train, val = sentiment_files
-    result = textclf.tune(
-        train,
-        tmp_path / "study",
-        model=tiny_bert,
+        model=model,
         validation=val,
         max_trials=3,
         objective="val_loss",
@@ -253,12 +224,27 @@ def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_bert, sentiment_files, t
         early_stopping_trials="median",
         pruning_startup_trials=1,
         seed=0,
-        epochs=1,
+        epochs=epochs,
         max_seq_length=32,
         warmup_ratio=0.0,
         batch_size=16,
         **QUIET,
     )
+
+
+@pytest.mark.slow
+def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_bert, sentiment_files, tmp_path):
+    result = _pruning_study(tiny_bert, sentiment_files, tmp_path, epochs=3)
+    states = [r["state"] for r in result.trials]
+    assert states[0] == "COMPLETE" and "PRUNED" in states, result.trials
+    pruned = next(r for r in result.trials if r["state"] == "PRUNED")
+    assert pruned["epochs_run"] < 3 and not (result.output / "trials" / f"{pruned['number']:04d}").exists()
+    assert result.best_trial == 0
+
+
+@pytest.mark.slow
+def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_bert, sentiment_files, tmp_path):
+    result = _pruning_study(tiny_bert, sentiment_files, tmp_path, epochs=1)
     assert [r["state"] for r in result.trials] == ["COMPLETE"] * 3, result.trials
 
 
