@@ -104,6 +104,13 @@ PUBLIC = {
         "export_model",
         "write_export",
     ],
+    "textclf.export_settings": [
+        "ExportSettings",
+        "FORMATS",
+        "MAX_ACCURACY_DROP",
+        "MAX_CHANGED",
+        "QuantizationSettings",
+    ],
     "textclf.inference": ["Classifier", "Prediction", "TextEncoder"],
     "textclf.metrics": ["classification_metrics", "cross_entropy"],
     "textclf.models": [

@@ -23,7 +23,7 @@ from .batch import BatchOptions
 from .config import Hyperparameters, RunOptions
 from .data import ReadOptions
 from .errors import TextclfError
-from .export import ExportSettings
+from .export_settings import ExportSettings
 from .options import click_options, values_of
 from .serving.config import ServeConfig
 from .tuning import TuneSettings

@@ -42,12 +42,11 @@ from . import artifact
 from .artifact import ModelFolder, TokenizerSettings
 from .backends import file_sha256, fingerprint, open_backend
 from .batching import pad
-from .choices import EXPORT_FILES, EXPORT_FORMATS
+from .choices import EXPORT_FILES
 from .data import ReadOptions, read_examples
 from .errors import ArtifactError, ConfigError, ModelError
+from .export_settings import FORMATS, MAX_ACCURACY_DROP, MAX_CHANGED, ExportSettings, QuantizationSettings
 from .inference import Classifier, TextEncoder
-from .options import setting
-from .validation import check_fields
 
 __all__ = [
     "FORMATS",
@@ -59,54 +58,10 @@ __all__ = [
     "write_export",
 ]
 
-FORMATS = EXPORT_FORMATS
 # Largest |logit difference| allowed, as a fraction of the largest |logit| (at least 1).
 TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-3, "onnx-int8": 0.5}
 PARITY_SHAPES = ((1, 1), (1, 9), (3, 17), (8, 33), (16, 64), (4, None))  # (batch, longest); None: max_seq_length
 OPSET = 17
-MAX_CHANGED = 0.02  # default share of validation predictions an export may change ...
-MAX_ACCURACY_DROP = 0.005  # ... and accuracy it may lose (0.5 point)
-
-
-@dataclass(frozen=True)
-class QuantizationSettings:
-    """How ``onnx-int8`` is quantised (ONNX Runtime ``quantize_dynamic``)."""
-
-    per_channel: bool = setting(
-        True,
-        "onnx-int8: one weight scale per output channel (keeps accuracy) or one per tensor.",
-        negative="--per-tensor",
-    )
-    reduce_range: bool = setting(
-        True, "7-bit weights, which CPUs without VNNI need (see the module docstring).", cli=False
-    )
-    keep_fp32: tuple[str, ...] = setting(
-        (), "onnx-int8: leave these layers in fp32 (repeatable; slower).", choices=("ffn_output", "classifier")
-    )
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    """What ``textclf export`` writes and how it is verified: the command's flags, one field each."""
-
-    format: str = setting(help="What to write: model.torchscript.pt, model.onnx or model.int8.onnx.", choices=FORMATS)
-    validation: str | None = setting(
-        None, "Labelled data: compare the export's predictions and accuracy with the PyTorch model's."
-    )
-    max_changed: float = setting(
-        MAX_CHANGED, "Share of --validation predictions the export may change before it is refused.", low=0, high=1
-    )
-    max_accuracy_drop: float = setting(
-        MAX_ACCURACY_DROP,
-        "Accuracy on --validation the export may lose before it is refused (0.005 = half a point).",
-        low=0,
-        high=1,
-    )
-    force: bool = setting(False, "Keep an export that fails the --max-changed or --max-accuracy-drop check.")
-    quantization: QuantizationSettings = setting(default_factory=QuantizationSettings, help="onnx-int8's settings.")
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 @dataclass

@@ -38,8 +38,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import click
-
 __all__ = ["STYLES", "click_options", "flag_name", "setting", "settings_fields", "values_of"]
 
 STYLES = ("typed", "layered", "text")
@@ -148,6 +146,8 @@ def values_of(cls: type, given: dict[str, Any], only: Iterable[str] | None = Non
 
 def _option(f: dataclasses.Field, kind: Any, meta: Mapping[str, Any], style: str) -> Callable:
     """One field's click option."""
+    import click  # here, not at the top: data.reader and the config classes declare fields without click
+
     kind, optional = _unwrap(kind)
     names = [flag_name(f), *meta["aliases"], _parameter(f)]
     default = _default(f)
@@ -179,6 +179,8 @@ def _option(f: dataclasses.Field, kind: Any, meta: Mapping[str, Any], style: str
 
 def _value_type(kind: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     """click's type for a value option: a choice, a range, a path, a repeatable flag or the plain type."""
+    import click
+
     if meta["parse"]:
         return {"type": str}  # the field's ``parse`` makes the value of the text
     if typing.get_origin(kind) is tuple:

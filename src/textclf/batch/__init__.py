@@ -11,9 +11,8 @@ fixed number of records, each written whole or not at all, under a manifest that
 what the job is; kill a run at any moment and run the same command again, and the outputs
 are byte for byte those of an uninterrupted run. The modules, in the order a job uses them:
 
-    _options   BatchOptions: what to read, how to score, what to write
+    _options   BatchOptions: what to read (as textclf.data.reader ReadOptions), how to score, what to write
     _inputs    --input as a file, a folder or a glob -> the input files
-    _readers   BatchOptions -> textclf.data.reader, which streams records from a byte offset
     _plan      cut files into chunks, and the job into shards
     _manifest  the working folder: identity of the job, atomic writes, lock
     _output    the lines of .out (jsonl or csv) and .errors

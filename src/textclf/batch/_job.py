@@ -27,6 +27,7 @@ import numpy as np
 from ..artifact import ModelFolder
 from ..backends import threads_per_worker
 from ..data import LabelSet
+from ..data.reader import Layout, read_records, resolve_layout
 from ..errors import ConfigError, DataError
 from ..evaluation import EvaluationReport
 from ..metrics import classification_metrics
@@ -36,7 +37,6 @@ from ._manifest import FORMAT_VERSION, Workdir, check_output, difference, job_id
 from ._options import BatchOptions
 from ._output import render
 from ._plan import Chunk, job_chunks, plan_file, shard
-from ._readers import Layout, read_records, resolve_layout
 
 EXIT_RECORD_ERRORS = 3
 
@@ -146,7 +146,7 @@ def _open_job(work: Workdir, model_dir: Path, inputs, options: BatchOptions) -> 
         _check_labels(inputs, layouts, options)
         return manifest, layouts
     work.clear_work()
-    layouts = [resolve_layout(f.path, options) for f in inputs]
+    layouts = [resolve_layout(f.path, options.read_options()) for f in inputs]
     _check_labels(inputs, layouts, options)
     plans = [plan_file(f.path, layout, options.encoding, options.chunk_size) for f, layout in zip(inputs, layouts)]
     manifest = {

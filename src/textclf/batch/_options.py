@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from ..choices import BACKEND_CHOICES, DTYPES
 from ..data.reader import FORMATS as READ_FORMATS
+from ..data.reader import ReadOptions
 from ..errors import ConfigError
 from ..options import setting
 from ..validation import check_fields
@@ -119,6 +120,17 @@ class BatchOptions:
                 f"encoding {self.encoding!r} does not end lines with a single \\n byte; "
                 "convert the files to utf-8 first."
             )
+
+    def read_options(self) -> ReadOptions:
+        """How :mod:`textclf.data.reader` reads this job's inputs (``--format auto``: by suffix)."""
+        return ReadOptions(
+            self.text_column,
+            self.label_column,
+            self.encoding,
+            format=None if self.format == "auto" else self.format,
+            header=self.header,
+            id_column=self.id_column,
+        )
 
     def identity(self) -> dict:
         """The options that decide the output bytes (recorded in the manifest)."""
