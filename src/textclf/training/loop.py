@@ -109,7 +109,7 @@ def train(
                     break
                 state.epoch, state.tally = epoch, state.tally or Tally()
                 run.batches.set_epoch(epoch, state.position)
-                state.position, run.epoch_started = 0, time.perf_counter()
+                state.position, state.epoch_started = 0, time.perf_counter()
                 with _progress_bar(run, epoch, progress) as bar:
                     tally = train_epoch(run.model, run.batches, run.epoch_pass(epoch, bar), state.tally)
                 record = epoch_record(run, epoch, tally)

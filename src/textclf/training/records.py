@@ -25,9 +25,7 @@ __all__ = ["epoch_line", "epoch_record", "training_figures", "validation_metrics
 
 def epoch_record(run: Run, epoch: int, tally: Tally) -> dict:
     """Epoch ``epoch``'s record, from this process's ``tally`` of its training pass (every process gets the same)."""
-    trained = training_figures(
-        run.world, tally, run.batches.stats, tally.seconds + time.perf_counter() - run.epoch_started
-    )
+    trained = training_figures(run.world, tally, run.batches.stats, run.state.epoch_seconds(tally))
     return {
         "epoch": epoch,
         "train_loss": trained.pop("train_loss"),

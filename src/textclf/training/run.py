@@ -92,7 +92,6 @@ class Run:
     store: Checkpoints | None = None
     stage: Path | None = None
     stop: StopSignals | None = None
-    epoch_started: float = 0.0  # when this session began the epoch in progress
 
     @property
     def checkpoints(self) -> bool:
@@ -133,7 +132,7 @@ class Run:
 
     def checkpoint(self) -> str:
         """Write a checkpoint of every process's state (rank 0 writes); its path, in every process."""
-        return self.state.save(self.store, self.epoch_started)
+        return self.state.save(self.store)
 
     def stopping(self) -> bool:
         """Whether a signal asked any process to stop (one all-reduce, only while signals are caught)."""

@@ -98,14 +98,8 @@ __all__ = [
     "sifted_learning_rate",
 ]
 
-_HYPERPARAMETERS = {
-    "beta": "sifting_beta",
-    "loss_history_length": "sifting_loss_history_length",
-    "delay": "sifting_delay",
-    "scoring_dtype": "sifting_scoring_dtype",
-    "min_keep_probability": "sifting_min_keep_probability",
-}
-"""Each :class:`SiftingConfig` field and the hyperparameter that sets it (and states its rules)."""
+_FROM_HYPERPARAMETERS = ("beta", "loss_history_length", "delay", "scoring_dtype", "min_keep_probability")
+"""The :class:`SiftingConfig` fields that hyperparameter ``sifting_<field>`` sets (and states the rules of)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +115,8 @@ class SiftingConfig:
     min_keep_probability: float = 0.2  # the floor of every sample's keep probability (see the module's docstring)
 
     def __post_init__(self) -> None:
-        Hyperparameters(**{name: getattr(self, f) for f, name in _HYPERPARAMETERS.items()})  # their rules, written once
+        # the rules are Hyperparameters', written once
+        Hyperparameters(**{f"sifting_{f}": getattr(self, f) for f in _FROM_HYPERPARAMETERS})
 
     @classmethod
     def from_hyperparameters(cls, hp: Hyperparameters, *, seed: int | None = None) -> SiftingConfig:
@@ -131,7 +126,7 @@ class SiftingConfig:
         3.0
         """
         return cls(
-            **{f: getattr(hp, name) for f, name in _HYPERPARAMETERS.items()}, seed=hp.seed if seed is None else seed
+            **{f: getattr(hp, f"sifting_{f}") for f in _FROM_HYPERPARAMETERS}, seed=hp.seed if seed is None else seed
         )
 
     @property

@@ -88,17 +88,20 @@ class TrainingState:
         self.history: list[dict] = []
         self.tally: Tally | None = None  # the epoch in progress
         self.started = time.perf_counter()  # less the time of earlier sessions, when resumed
+        self.epoch_started = self.started  # when this session began the epoch in progress
         self._rng: dict | None = None
 
-    def save(self, store: Checkpoints | None, epoch_started: float) -> str:
+    def epoch_seconds(self, tally: Tally) -> float:
+        """Seconds the epoch in progress has trained: earlier sessions' (``tally.seconds``) and this one's."""
+        return tally.seconds + time.perf_counter() - self.epoch_started
+
+    def save(self, store: Checkpoints | None) -> str:
         """A checkpoint of every process's state, written by rank 0; its path, in every process.
 
         With a tally the epoch is in progress (``self.epoch``); without, it is done and the
         checkpoint resumes at the start of the next.
         """
-        tally = self.tally and dataclasses.replace(
-            self.tally, seconds=self.tally.seconds + time.perf_counter() - epoch_started
-        )
+        tally = self.tally and dataclasses.replace(self.tally, seconds=self.epoch_seconds(self.tally))
         mine = {
             "rng": checkpoint.rng_state(self.world.device),
             "position": self.batches.position if tally else 0,
