@@ -20,7 +20,7 @@ import typing
 from typing import Any
 
 from .config import Hyperparameters, RunOptions
-from .options import flag_name, settings_fields
+from .options import click_options, flag_name, settings_fields
 
 __all__ = ["REGENERATE", "hyperparameters_markdown"]
 
@@ -71,11 +71,11 @@ def hyperparameters_markdown() -> str:
 
 def _table(settings: type, *, style: str) -> str:
     """One Markdown table row per field, with the flag :func:`textclf.options.click_options` makes in ``style``."""
-    rows = [_HEADER]
+    rows, flags = [_HEADER], _flags(settings, style)
     for f, kind in settings_fields(settings):
         cells = [
             f"`{f.name}`",
-            f"`{_flag(f, kind, style)}`",
+            f"`{flags[flag_name(f)]}`",
             f"`{_type_name(kind)}`",
             _default(f.default),
             _allowed(f.metadata),
@@ -90,14 +90,14 @@ def _type_name(kind: Any) -> str:
     return " | ".join(_type_name(a) for a in typing.get_args(kind)) if typing.get_args(kind) else kind.__name__
 
 
-def _flag(f: dataclasses.Field, kind: Any, style: str) -> str:
-    """The flag a field gets: in the ``text`` style a boolean takes a value; elsewhere it is a switch."""
-    flag = flag_name(f)
-    if kind == bool | None:
-        return f"{flag} / --no-{flag[2:]}"
-    if kind is bool:
-        return f"{flag} true|false" if style == "text" else flag
-    return flag
+def _flags(settings: type, style: str) -> dict[str, str]:
+    """Each field's flag as written on the command line, read off the options click_options really makes."""
+    command = click_options(settings, style)(lambda **kw: None)
+    shown = {}
+    for option in command.__click_params__:
+        flag = f"{option.opts[0]} / {option.secondary_opts[0]}" if option.secondary_opts else option.opts[0]
+        shown[option.opts[0]] = f"{flag} {option.metavar}" if option.metavar == "true|false" else flag
+    return shown
 
 
 def _default(value: Any) -> str:
