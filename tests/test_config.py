@@ -15,10 +15,10 @@ from textclf.cli import main
 from textclf.config import Hyperparameters, RunOptions
 from textclf.errors import ConfigError
 
-README_DEFAULTS = {
-    "epochs": 3,
-    "learning_rate": 2e-5,
-    "batch_size": 32,
+README_DEFAULTS = {  # None: auto, chosen from the model and data (docs/defaults.md)
+    "epochs": None,
+    "learning_rate": None,
+    "batch_size": None,
     "max_seq_length": 128,
     "train_only_top_layer": False,
     "reinitialize_top_layer": "auto",
@@ -26,7 +26,8 @@ README_DEFAULTS = {
     "early_stopping": False,
     "early_stopping_patience": 5,
     "early_stopping_min_delta": 0.0,
-    "warmup_ratio": 0.1,
+    "warmup_ratio": None,
+    "evaluations_per_epoch": None,
     "weight_decay": 0.01,
     "seed": 0,
     "gradient_accumulation_steps": 1,
@@ -102,12 +103,12 @@ def test_bool_spellings(raw, expected):
 @pytest.mark.parametrize(
     "name, raw, expected",
     [
-        ("epochs", "abc", "expected an integer"),
-        ("epochs", "2.5", "expected an integer"),
-        ("epochs", True, "expected an integer"),
+        ("epochs", "abc", "expected an integer or auto"),
+        ("epochs", "2.5", "expected an integer or auto"),
+        ("epochs", True, "expected an integer or auto"),
         ("seed", "", "expected an integer"),
-        ("learning_rate", "fast", "expected a number"),
-        ("learning_rate", False, "expected a number"),
+        ("learning_rate", "fast", "expected a number or auto"),
+        ("learning_rate", False, "expected a number or auto"),
         ("train_only_top_layer", "maybe", "expected true or false"),
         ("early_stopping", 2, "expected true or false"),
     ],
@@ -193,7 +194,7 @@ def test_from_file_reads_a_sagemaker_hyperparameters_json(tmp_path):
         {"epochs": "2", "learning_rate": "5e-5", "train_only_top_layer": "true", "sagemaker_container_log_level": "20"},
     )
     hp = Hyperparameters.from_file(path)
-    assert (hp.epochs, hp.learning_rate, hp.train_only_top_layer, hp.batch_size) == (2, 5e-5, True, 32)
+    assert (hp.epochs, hp.learning_rate, hp.train_only_top_layer, hp.batch_size) == (2, 5e-5, True, None)
 
 
 @pytest.mark.parametrize(
@@ -204,7 +205,7 @@ def test_from_file_reads_a_sagemaker_hyperparameters_json(tmp_path):
         ("", "not valid JSON"),
         ('["epochs", 3]', "expected a JSON object"),
         ('{"epoch": "3"}', "unknown hyperparameter 'epoch'. Did you mean 'epochs'?"),
-        ('{"epochs": "three"}', "epochs has value 'three'; expected an integer"),
+        ('{"epochs": "three"}', "epochs has value 'three'; expected an integer or auto"),
         ('{"epochs": "0"}', "epochs must be at least 1, but got epochs=0"),
         ("DIR", "cannot read hyperparameters file"),
     ],
@@ -226,7 +227,7 @@ def test_from_file_errors_name_the_file(tmp_path, content, expected):
 def test_updated_values_win_over_the_file_and_leave_it_unchanged(tmp_path):
     from_file = Hyperparameters.from_file(write_json(tmp_path, {"epochs": "2", "learning_rate": "1e-4", "seed": "3"}))
     hp = from_file.updated({"epochs": "6", "seed": 9}, source="command line")
-    assert (hp.epochs, hp.seed, hp.learning_rate, hp.batch_size) == (6, 9, 1e-4, 32)
+    assert (hp.epochs, hp.seed, hp.learning_rate, hp.batch_size) == (6, 9, 1e-4, None)
     assert (from_file.epochs, from_file.seed) == (2, 3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         hp.epochs = 1  # type: ignore[misc]
@@ -280,7 +281,7 @@ def test_cli_flags_win_over_the_hyperparameters_file(tmp_path, captured_training
     hp = call["hyperparameters"]
     assert (hp.epochs, hp.early_stopping, hp.train_only_top_layer) == (5, False, True)  # flags
     assert (hp.learning_rate, hp.batch_size) == (1e-4, 8)  # file
-    assert (hp.seed, hp.warmup_ratio) == (0, 0.1)  # defaults
+    assert (hp.seed, hp.warmup_ratio) == (0, None)  # defaults (warmup_ratio: auto)
 
 
 def test_cli_bad_hyperparameters_file_is_one_line_exit_2(tmp_path, captured_training):
@@ -289,7 +290,7 @@ def test_cli_bad_hyperparameters_file_is_one_line_exit_2(tmp_path, captured_trai
         main, ["train", "--data", "d.csv", "--output", str(tmp_path / "out"), "--hyperparameters", str(hp_file)]
     )
     assert result.exit_code == 2
-    assert result.stderr == f"error: {hp_file}: learning_rate has value 'quick'; expected a number.\n"
+    assert result.stderr == f"error: {hp_file}: learning_rate has value 'quick'; expected a number or auto.\n"
     assert captured_training == []
 
 

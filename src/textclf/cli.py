@@ -326,22 +326,48 @@ def export_command(model_dir, **kw) -> None:
 @click.option(
     "--model", default=None, help="A model (as for train); a textclf folder shows the values it was trained with."
 )
+@click.option("--data", default=None, help="Training data: show the values `train` would choose for it (auto).")
+@click.option("--validation", default=None, help="Validation data, as for train (with --data).")
+@click.option(
+    "--hyperparameters",
+    "hp_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="hyperparameters.json of fixed values; flags override it.",
+)
+@_hyperparameter_options
+@_read_options
 @click.option("--explain", is_flag=True, help="A table with each hyperparameter's meaning instead of JSON.")
-def hyperparameters(model, explain) -> None:
-    """Print the training hyperparameters and their defaults as JSON."""
+def hyperparameters(model, data, validation, hp_file, explain, **kw) -> None:
+    """Print the training hyperparameters as JSON: the defaults, or what a run would use.
+
+    Unset values are "auto": with --data (and --model), the values `train` would choose for
+    that model and data, each with its reason on stderr. A textclf model folder without --data
+    shows the values it was trained with. Flags and --hyperparameters fix values, as for train.
+    """
     from . import artifact
     from .models import resolve_model
 
-    values = Hyperparameters().to_dict()
+    hp, reasons = _make_hyperparameters(hp_file, kw), {}
+    read_options = _make_read_options(kw)
     source = resolve_model(model)
-    if source.kind == "artifact":
-        stored = (artifact.read_metadata(source.location) or {}).get("hyperparameters", {})
-        values = Hyperparameters.from_mapping(stored, source=f"{source.location}/textclf.json").to_dict()
+    if data is not None:
+        from .training.auto import plan
+
+        hp, reasons = plan(data, model=model, validation=validation, hyperparameters=hp, read_options=read_options)
+    elif source.kind == "artifact":
+        meta = artifact.read_metadata(source.location) or {}
+        hp = Hyperparameters.from_mapping(meta.get("hyperparameters", {}), source=f"{source.location}/textclf.json")
+        reasons = meta.get("auto_hyperparameters", {})
+    values = {k: "auto" if v is None else v for k, v in hp.to_dict().items()}
+    for name, reason in reasons.items():
+        click.echo(f"{name} {values[name]:g} (auto: {reason})", err=True)
     if not explain:
         click.echo(json.dumps(values, indent=2))
         return
     for name, type_name, _, help_text in Hyperparameters.describe():
-        click.echo(f"{name:<28} {type_name:<6} {str(values[name]):<8} {help_text}")
+        value = f"{values[name]:g}" if isinstance(values[name], float) else str(values[name])
+        click.echo(f"{name:<30} {type_name:<6} {value + (' *' if name in reasons else ''):<10} {help_text}")
 
 
 @main.command()

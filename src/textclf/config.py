@@ -11,8 +11,8 @@ keyword arguments like the hyperparameters, but not part of the recorded hyperpa
 since none of them changes what is learned beyond rounding.
 
     >>> from textclf.config import Hyperparameters
-    >>> Hyperparameters(epochs=1).batch_size
-    32
+    >>> Hyperparameters(epochs=1).batch_size is None  # auto: chosen from the model and data at training
+    True
     >>> Hyperparameters.from_mapping({"epochs": "2", "train_only_top_layer": "True"}).epochs
     2
 """
@@ -32,7 +32,10 @@ from .errors import ConfigError
 from .options import setting
 from .validation import between, check_fields
 
-__all__ = ["Hyperparameters", "RunOptions"]
+__all__ = ["AUTO_FIELDS", "Hyperparameters", "RunOptions"]
+
+AUTO_FIELDS = ("learning_rate", "batch_size", "epochs", "warmup_ratio", "evaluations_per_epoch")
+"""Hyperparameters that default to None, "auto": chosen from the model and the data (textclf.training.auto)."""
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
@@ -42,14 +45,19 @@ _FALSE = {"false", "0", "no", "n", "off"}
 class Hyperparameters:
     """Everything that changes what a training run learns."""
 
-    epochs: int = setting(3, "Passes over the training data.", low=1)
-    learning_rate: float = setting(
-        2e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).", positive=True
+    epochs: int | None = setting(
+        None, "Passes over the training data [default: auto, from the rows and text lengths: 1 to 10].", low=1
     )
-    batch_size: int = setting(
-        32,
+    learning_rate: float | None = setting(
+        None,
+        "Peak learning rate of AdamW (linear warmup, then linear decay) [default: auto, from the model's "
+        "width: 1e-4 for small models like the default, 5e-5 base, 2e-5 large; 1e-3 with train_only_top_layer].",
+        positive=True,
+    )
+    batch_size: int | None = setting(
+        None,
         "Samples per micro-batch in each process; an optimizer step takes batch_size x "
-        "gradient_accumulation_steps x processes.",
+        "gradient_accumulation_steps x processes [default: auto: 32, 16 under 2,000 rows].",
         low=1,
     )
     max_seq_length: int = setting(128, "Tokens kept per text; longer texts are truncated.", low=2)
@@ -66,8 +74,17 @@ class Hyperparameters:
     early_stopping: bool = setting(False, "Stop when val_accuracy has not improved for early_stopping_patience epochs.")
     early_stopping_patience: int = setting(5, "Epochs without improvement before early stopping.", low=1)
     early_stopping_min_delta: float = setting(0.0, "Smallest val_accuracy gain that counts as an improvement.", low=0)
-    warmup_ratio: float = setting(
-        0.1, "Share of optimizer steps spent warming the learning rate up from 0.", low=0, high=1
+    warmup_ratio: float | None = setting(
+        None,
+        "Share of optimizer steps spent warming the learning rate up from 0 [default: auto: 0.1].",
+        low=0,
+        high=1,
+    )
+    evaluations_per_epoch: int | None = setting(
+        None,
+        "Checks on the validation data per epoch (the best one's weights are kept) [default: auto: one "
+        "per 500 optimizer steps, 1 to 4].",
+        low=1,
     )
     weight_decay: float = setting(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights).", low=0)
     seed: int = setting(0, "Seed for the split, the head's initialisation, shuffling and dropout.")
@@ -167,7 +184,8 @@ class Hyperparameters:
     def describe(cls) -> list[tuple[str, str, Any, str]]:
         """(name, type name, default, help) for every hyperparameter, for docs and ``textclf hyperparameters``."""
         kinds = typing.get_type_hints(cls)
-        return [(f.name, kinds[f.name].__name__, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)]
+        name = lambda kind: next(k for k in typing.get_args(kind) or (kind,) if k is not type(None)).__name__  # noqa: E731
+        return [(f.name, name(kinds[f.name]), f.default, f.metadata["help"]) for f in dataclasses.fields(cls)]
 
 
 @dataclass(frozen=True)
@@ -212,9 +230,16 @@ class RunOptions:
         return dataclasses.replace(self, **values)
 
 
-def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
-    """Convert ``raw`` (a JSON value or a string) to the field's type ``kind``, or say why not."""
+def _coerce(name: str, raw: Any, kind: Any, source: str) -> Any:
+    """Convert ``raw`` (a JSON value or a string) to the field's type ``kind``, or say why not.
+
+    An auto field (``X | None``) takes ``auto`` (or JSON null, or ``None`` as Python's str() writes it)
+    for None: chosen at training."""
     text = str(raw).strip()
+    if name in AUTO_FIELDS:
+        if text.lower() in ("auto", "none", "null"):
+            return None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
     try:
         if kind is bool:
             if isinstance(raw, bool):
@@ -238,4 +263,5 @@ def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
         return text.lower() if name == "reinitialize_top_layer" else text
     except ValueError:
         expected = {bool: "true or false", int: "an integer", float: "a number"}[kind]
+        expected += " or auto" if name in AUTO_FIELDS else ""
         raise ConfigError(f"{source}: {name} has value {raw!r}; expected {expected}.") from None

@@ -39,6 +39,7 @@ __all__ = [
     "forward_logits",
     "head_parameter_names",
     "inference_dtype",
+    "load_config_and_tokenizer",
     "load_for_training",
     "local_folder",
     "max_length",
@@ -163,19 +164,24 @@ def load_tokenizer(location: str):
     return tokenizer
 
 
-def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str = "auto"):
-    """Load ``source`` with a head for ``labels``; return (model, tokenizer, head_reused)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def load_config_and_tokenizer(source: ModelSource):
+    """``source``'s transformers config and tokenizer (padded with EOS where it has no pad token)."""
+    from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(source.location)
-        tokenizer = load_tokenizer(source.location)
+        return AutoConfig.from_pretrained(source.location), load_tokenizer(source.location)
     except (OSError, ValueError) as exc:
         if source.kind == "hub":
             raise _hub_error(source, exc) from exc
         raise ModelError(f"{source.location}: cannot load model configuration or tokenizer ({exc}).") from exc
 
+
+def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str = "auto"):
+    """Load ``source`` with a head for ``labels``; return (model, tokenizer, head_reused)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    config, tokenizer = load_config_and_tokenizer(source)
     keep_head = _keep_head(source, config, labels, reinitialize)
     config.num_labels = len(labels)
     config.id2label = labels.id2label

@@ -102,7 +102,7 @@ def train(
                 log=log,
                 hooks=hooks or TrainingHooks(),
             )
-            state, tracker = run.state, run.state.tracker
+            hp, state, tracker = run.hp, run.state, run.state.tracker  # hp: with the auto values chosen
             for epoch in range(state.epoch, hp.epochs + 1):
                 if hp.early_stopping and run.data.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
                     log(f"early stopping: val_accuracy has not improved for {tracker.stale_epochs} epoch(s)")

@@ -39,7 +39,7 @@ from ..models import (
 )
 from ..plots import plot_curves
 from ..progress import log_stderr
-from . import checkpoint
+from . import auto, checkpoint
 from .batches import TrainingBatches, make_batches
 from .checkpoint import Checkpoints, StopSignals
 from .distributed import World
@@ -47,7 +47,7 @@ from .epoch import EpochPass
 from .schedule import LinearSchedule
 from .state import BestEpoch, TrainingState
 
-__all__ = ["Run", "TrainingHooks", "enable_gradient_checkpointing", "setup"]
+__all__ = ["Run", "TrainingHooks", "enable_gradient_checkpointing", "read_data", "setup"]
 
 
 @dataclass
@@ -71,7 +71,8 @@ class Run:
     ``store`` (the checkpoint folder) and ``stage`` (the staging folder) are rank 0's.
     """
 
-    hp: Hyperparameters
+    hp: Hyperparameters  # every auto value chosen
+    auto: dict[str, str]  # the auto values' names and why each was chosen
     options: RunOptions
     world: World
     output: Path
@@ -180,6 +181,7 @@ class Run:
                 "label_type": "int" if self.data.labels.integer else "str",
                 "max_seq_length": hp.max_seq_length,
                 "hyperparameters": hp.to_dict(),
+                "auto_hyperparameters": self.auto,
                 "data": self.data.summary,
                 "metrics": {"best_epoch": best["epoch"], "best": best, "final": history[-1]},
                 "training_seconds": sum(h["train_seconds"] for h in history),
@@ -213,11 +215,14 @@ def setup(
     what it holds open (checkpoint folder, staging folder, signal handlers) is closed by ``cleanup``."""
     world.on_main(lambda: artifact.check_output(output, overwrite))
     source = resolve_model(model)
-    td = _read_data(source, data, validation, read_options, hp, log)
+    td = read_data(source, data, validation, read_options, hp, log)
     job = checkpoint.job_identity(data, validation, read_options, source, hp, world.size)
     store, resume_from = checkpoint.open_for(output, options, job, world, log, cleanup)
     net, tokenizer, head_reused = load_model(source, td.labels, hp, options, world)
     train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
+    hp, chosen = auto.choose(
+        hp, auto.ModelShape.of(net.config, source.location), auto.DataShape.of(train_ids, len(td.labels))
+    )
     left = pads_left(net.config, tokenizer)
     batches = make_batches(hp, train_ids, td.train_labels, (tokenizer.pad_token_id, left), world, net)
     optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
@@ -231,6 +236,7 @@ def setup(
     )
     run = Run(
         hp=hp,
+        auto=chosen,
         options=options,
         world=world,
         output=output,
@@ -251,6 +257,8 @@ def setup(
         store=store,
     )
     log(_first_line(run, head_reused))
+    for line in auto.describe(chosen, hp):
+        log(line)
     _stage(run, overwrite, cleanup)
     run.stop = cleanup.enter_context(StopSignals(run.checkpoints, announce=log is log_stderr))
     if hooks.after_setup is not None:
@@ -259,7 +267,7 @@ def setup(
     return run
 
 
-def _read_data(source: ModelSource, data, validation, read_options: ReadOptions, hp: Hyperparameters, log):
+def read_data(source: ModelSource, data, validation, read_options: ReadOptions, hp: Hyperparameters, log):
     """The training and validation data, labelled as the model's head is when it is kept."""
     fixed_labels = _artifact_labels(source) if hp.reinitialize_top_layer != "true" else None
     hint = " Pass --reinitialize-top-layer true to train a new head for these labels." if fixed_labels else ""

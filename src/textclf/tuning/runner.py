@@ -51,7 +51,7 @@ class _Objective:
         self.current: optuna.Trial | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from ..training import train
+        from ..training import Run, TrainingHooks, train
 
         config, objective = self.config, self.config.settings.objective
         self.current = trial
@@ -64,12 +64,17 @@ class _Objective:
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         self.log(f"trial {trial.number}: {shown}")
 
-        trial.set_user_attr(EPOCHS_ATTR, hp.epochs)
+        planned: dict[str, int] = {}
+
+        def set_up(run: Run) -> None:  # the epochs are known once the auto values are chosen
+            planned["epochs"] = run.hp.epochs
+            trial.set_user_attr(EPOCHS_ATTR, run.hp.epochs)
+            trial.set_user_attr("auto", {name: getattr(run.hp, name) for name in run.auto})
 
         def report(record: dict) -> None:
             value = record[objective]
             trial.report(value, record["epoch"])
-            if record["epoch"] < hp.epochs and trial.should_prune():  # at the last epoch, stopping saves nothing
+            if record["epoch"] < planned["epochs"] and trial.should_prune():  # the last epoch: nothing to save
                 self.log(f"trial {trial.number}: pruned after epoch {record['epoch']} ({objective} {value:.4f})")
                 raise optuna.TrialPruned()
 
@@ -85,6 +90,7 @@ class _Objective:
             options=RunOptions(keep_checkpoints=0),  # a killed trial is retried from its start, as a new trial
             log=lambda line: self.log(f"trial {trial.number}: {line}"),
             on_epoch=report,
+            hooks=TrainingHooks(after_setup=set_up),
         )
         value = result.best[objective]
         trial.set_user_attr("best_epoch", result.best_epoch)

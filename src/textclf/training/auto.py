@@ -1,0 +1,200 @@
+"""Automatic hyperparameters: what a run uses for the values the user left unset.
+
+``learning_rate``, ``batch_size``, ``epochs``, ``warmup_ratio`` and ``evaluations_per_epoch``
+default to None, "auto": :func:`choose` fills each one the user did not set (a flag, a
+``hyperparameters.json`` value, a keyword argument) from the model's shape (:class:`ModelShape`:
+width, depth, encoder or decoder, a sentence-embedding checkpoint or not) and the data's
+(:class:`DataShape`: rows, classes, tokens per text), and says why. A value the user set is
+never changed. The rule, and the measurements it was derived from (docs/defaults.md has the
+table; bench/defaults.py reruns them):
+
+* ``learning_rate`` by the network's width: 1e-4 up to 512 wide (MiniLM-L6 class), 5e-5 up to
+  768 (BERT-base class: the top of BERT's published {2,3,5}e-5 grid), 2e-5 above (large models
+  diverge at higher rates); 1e-3 when only the head trains. On the embedded 384-wide MiniLM,
+  2e-5 (the old default, JumpStart's for BERT-base on GPUs) left TREC-50 at 0.48 where 1e-4
+  reached 0.7+; 1e-4 was at or near the best of {5e-5, 1e-4, 2e-4, 4e-4} on every set measured.
+* ``batch_size`` 32, or 16 under 2,000 training rows: twice the optimizer steps on small data.
+* ``epochs`` from a budget of training examples: enough passes to see about
+  ``SAMPLE_BUDGET`` examples, fewer when the texts are long (a budget of ``TOKEN_BUDGET``
+  tokens), between 1 and ``MAX_EPOCHS``. Small and many-class data sets need many more passes
+  than three (TREC-50: 4,400 rows, 50 classes); a large set needs one. The best epoch is kept,
+  so an epoch too many costs time, not accuracy.
+* ``warmup_ratio`` 0.1 (BERT's and AutoTrain's).
+* ``evaluations_per_epoch``: one check on the validation data every ``STEPS_PER_CHECK``
+  optimizer steps, at most ``MAX_CHECKS`` per epoch, so a one-epoch run on a large set keeps
+  its best point instead of only its last.
+
+:func:`plan` runs the rule without training, for ``textclf hyperparameters --model M --data D``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import AUTO_FIELDS, Hyperparameters
+from ..data import ReadOptions
+
+__all__ = [
+    "DataShape",
+    "MAX_CHECKS",
+    "MAX_EPOCHS",
+    "ModelShape",
+    "SAMPLE_BUDGET",
+    "SMALL_DATA_ROWS",
+    "STEPS_PER_CHECK",
+    "TOKEN_BUDGET",
+    "choose",
+    "describe",
+    "plan",
+]
+
+SAMPLE_BUDGET = 32_000
+"""Training examples a run sees when the epochs are chosen for it (before the token cap)."""
+TOKEN_BUDGET = 600_000
+"""Tokens a run trains on at most when the epochs are chosen for it (long texts need fewer passes)."""
+MAX_EPOCHS = 10
+"""The most epochs chosen automatically."""
+SMALL_DATA_ROWS = 2_000
+"""Below this many training rows the batch size is halved to 16."""
+STEPS_PER_CHECK = 500
+"""Optimizer steps between validation checks within an epoch, when they are chosen automatically."""
+MAX_CHECKS = 4
+"""The most validation checks per epoch chosen automatically."""
+SENTENCE_EMBEDDING_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the rule reads off a model's config: width, depth, decoder or encoder, sentence-embedding checkpoint."""
+
+    width: int
+    layers: int
+    decoder: bool = False
+    sentence_embedding: bool = False
+
+    @classmethod
+    def of(cls, config, folder: str | Path | None = None) -> ModelShape:
+        """From a transformers config (BERT, RoBERTa, DistilBERT, GPT-2 names alike) and, if given, its folder."""
+        from ..models import is_decoder
+
+        width = _first(config, ("hidden_size", "n_embd", "d_model", "dim"), 768)
+        layers = _first(config, ("num_hidden_layers", "n_layer", "num_layers", "n_layers"), 12)
+        embedding = folder is not None and any((Path(folder) / name).is_file() for name in SENTENCE_EMBEDDING_FILES)
+        return cls(width, layers, is_decoder(config), embedding)
+
+    def describe(self) -> str:
+        kind = "decoder" if self.decoder else "sentence-embedding encoder" if self.sentence_embedding else "encoder"
+        return f"{self.layers}-layer, {self.width}-wide {kind}"
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the rule reads off the training data: rows, classes and mean tokens per text (after truncation)."""
+
+    rows: int
+    classes: int
+    mean_tokens: float
+
+    @classmethod
+    def of(cls, train_ids: Sequence[Sequence[int]], classes: int) -> DataShape:
+        rows = len(train_ids)
+        return cls(rows, classes, sum(map(len, train_ids)) / max(rows, 1))
+
+    def describe(self) -> str:
+        return f"{self.rows:,} training rows, {self.classes} classes, {self.mean_tokens:.0f} tokens per text"
+
+
+def choose(hp: Hyperparameters, model: ModelShape, data: DataShape) -> tuple[Hyperparameters, dict[str, str]]:
+    """``hp`` with every auto (None) field chosen, and the reason for each one chosen, by name."""
+    reasons: dict[str, str] = {}
+    values: dict[str, object] = {}
+
+    def pick(name: str, value: object, reason: str) -> object:
+        given = getattr(hp, name)
+        if given is not None:
+            return given
+        values[name], reasons[name] = value, reason
+        return value
+
+    pick("learning_rate", *_learning_rate(hp, model))
+    batch = pick("batch_size", *_batch_size(data))
+    epochs = pick("epochs", *_epochs(data))
+    pick("warmup_ratio", 0.1, "10% of the optimizer steps, as BERT and AutoTrain warm up")
+    steps = math.ceil(data.rows / (batch * hp.gradient_accumulation_steps))
+    pick("evaluations_per_epoch", *_checks(steps, epochs))
+    return dataclasses.replace(hp, **values), reasons
+
+
+def _learning_rate(hp: Hyperparameters, model: ModelShape) -> tuple[float, str]:
+    if hp.train_only_top_layer:
+        return 1e-3, "only the classification head trains"
+    if model.width <= 512:
+        return 1e-4, f"{model.describe()}: small models fine-tune best near 1e-4"
+    if model.width <= 768:
+        return 5e-5, f"{model.describe()}: base-size models, the top of BERT's 2e-5..5e-5 grid"
+    return 2e-5, f"{model.describe()}: large models diverge at higher rates"
+
+
+def _batch_size(data: DataShape) -> tuple[int, str]:
+    if data.rows < SMALL_DATA_ROWS:
+        return 16, f"under {SMALL_DATA_ROWS:,} training rows ({data.rows:,}): more, smaller steps"
+    return 32, f"{data.rows:,} training rows"
+
+
+def _epochs(data: DataShape) -> tuple[int, str]:
+    by_samples = SAMPLE_BUDGET / max(data.rows, 1)
+    by_tokens = TOKEN_BUDGET / max(data.rows * data.mean_tokens, 1)
+    epochs = max(1, min(MAX_EPOCHS, round(min(by_samples, by_tokens))))
+    budget = (
+        f"about {SAMPLE_BUDGET:,} examples"
+        if by_samples <= by_tokens
+        else f"about {TOKEN_BUDGET:,} tokens ({data.mean_tokens:.0f} per text)"
+    )
+    return epochs, f"{data.rows:,} training rows, {budget} in all, 1..{MAX_EPOCHS} epochs"
+
+
+def _checks(steps_per_epoch: int, epochs: int) -> tuple[int, str]:
+    checks = max(1, min(MAX_CHECKS, steps_per_epoch // STEPS_PER_CHECK))
+    if checks == 1:
+        return 1, f"{steps_per_epoch} optimizer steps per epoch"
+    return checks, f"{steps_per_epoch} optimizer steps per epoch: a check every ~{steps_per_epoch // checks}"
+
+
+def _first(config, names: Sequence[str], default: int) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+def describe(reasons: dict[str, str], hp: Hyperparameters) -> list[str]:
+    """One line per chosen value: ``learning_rate 0.0001 (auto: 6-layer, 384-wide encoder: ...)``."""
+    return [f"{name} {getattr(hp, name):g} (auto: {reasons[name]})" for name in AUTO_FIELDS if name in reasons]
+
+
+def plan(
+    data: str | Path,
+    *,
+    model: str | Path | None = None,
+    validation: str | Path | None = None,
+    hyperparameters: Hyperparameters | None = None,
+    read_options: ReadOptions | None = None,
+) -> tuple[Hyperparameters, dict[str, str]]:
+    """The hyperparameters ``train`` would use on this model and data, and why for each auto one.
+
+    Reads the data (split as training splits it) and the model's config and tokenizer, not its weights."""
+    from ..batching import encode
+    from ..models import load_config_and_tokenizer, resolve_model
+    from .run import read_data
+
+    hp = hyperparameters or Hyperparameters()
+    source = resolve_model(model)
+    td = read_data(source, data, validation, read_options or ReadOptions(), hp, lambda message: None)
+    config, tokenizer = load_config_and_tokenizer(source)
+    shape = DataShape.of(encode(tokenizer, td.train_texts, hp.max_seq_length), len(td.labels))
+    return choose(hp, ModelShape.of(config, source.location), shape)
