@@ -354,6 +354,10 @@ def test_a_checkpoint_older_than_a_hyperparameter_counts_as_run_with_its_old_beh
         }
 
     before_the_floor = job()
+    del before_the_floor["hyperparameters"]["evaluations_per_epoch"]  # written before mid-epoch checks: none
+    assert checkpoint.difference(before_the_floor, job(evaluations_per_epoch=2)) == (
+        "it was run with evaluations_per_epoch=1, not 2"
+    )
     del before_the_floor["hyperparameters"]["sifting_min_keep_probability"]  # written before the floor existed: none
     assert checkpoint.difference(before_the_floor, job()) == "it was run with sifting_min_keep_probability=0.0, not 0.2"
     assert checkpoint.difference(before_the_floor, job(sifting_min_keep_probability=0.0)) is None

@@ -100,13 +100,18 @@ class Run:
         return self.options.keep_checkpoints > 0
 
     @property
+    def epoch_rows(self) -> int:
+        """Rows of the training data in an epoch, all processes together."""
+        return len(self.batches.data.ids)
+
+    @property
     def effective_batch(self) -> int:
         return self.hp.batch_size * self.hp.gradient_accumulation_steps * self.world.size
 
     def epoch_pass(self, epoch: int, bar: Callable[..., None] | None = None) -> EpochPass:
         """How epoch ``epoch``'s pass steps: this run's optimizer, schedule and processes; ``bar``
         (a :class:`~textclf.progress.ProgressBar`'s advance) shows the rows consumed and the loss."""
-        rows = len(self.batches.data.ids)
+        rows = self.epoch_rows
         return EpochPass(
             self.optimizer,
             self.hp.gradient_accumulation_steps,
@@ -138,9 +143,9 @@ class Run:
     def check_due(self, consumed: int) -> bool:
         """Whether a mid-epoch check is due after this step: the epoch's rows ``consumed`` (the same number in every
         process) passed a mark k/n of the epoch's rows (n: evaluations_per_epoch, k < n) that no check of this
-        epoch passed yet. Rows, not steps: with sifting the steps of an epoch are not known in advance. None once
-        the data is used up: the epoch's end is evaluated next anyway."""
-        n, rows = self.hp.evaluations_per_epoch, len(self.batches.data.ids)
+        epoch passed yet. Rows, not steps: with sifting the steps of an epoch are not known in advance. No check
+        once the data is used up: the epoch's end is evaluated next anyway."""
+        n, rows = self.hp.evaluations_per_epoch, self.epoch_rows
         if n == 1 or not self.val_ids or consumed >= rows:
             return False
         passed = self.state.checks[-1]["rows"] * n // rows if self.state.checks else 0
@@ -152,7 +157,7 @@ class Run:
         started = time.perf_counter()
         record = check_record(self, consumed)
         self.state.checks.append(record)
-        self.log(check_line(record, self.hp.epochs, len(self.batches.data.ids)))
+        self.log(check_line(record, self.hp.epochs, self.epoch_rows))
         self.state.tracker.consider(record, self.net if self.world.is_main else None)
         self.model.train()
         self.state.epoch_started += time.perf_counter() - started
