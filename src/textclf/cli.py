@@ -177,8 +177,9 @@ def train(ctx, data, output, model, validation, hp_file, overwrite, progress, np
         return
     best = result.best
     if best.get("val_accuracy") is not None:
+        where = f"epoch {result.best_epoch}" + (f" step {best['step']}" if "step" in best else "")  # a mid-epoch check
         click.echo(
-            f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f}  "
+            f"best {where}: val_accuracy {best['val_accuracy']:.4f}  "
             f"val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)"
         )
 

@@ -71,6 +71,12 @@ class Hyperparameters:
     validation_split_ratio: float = setting(
         0.2, "Share of the training data held out (stratified, seeded) when no validation file is given; 0 for none."
     )
+    evaluations_per_epoch: int = setting(
+        1,
+        "Evaluations on the validation data per epoch, the last at its end, the others after the first optimizer "
+        "step at which the epoch's rows consumed reach k/n of them; the best of all is kept, mid-epoch or not.",
+        low=1,
+    )
     early_stopping: bool = setting(False, "Stop when val_accuracy has not improved for early_stopping_patience epochs.")
     early_stopping_patience: int = setting(5, "Epochs without improvement before early stopping.", low=1)
     early_stopping_min_delta: float = setting(0.0, "Smallest val_accuracy gain that counts as an improvement.", low=0)

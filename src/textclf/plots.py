@@ -9,7 +9,7 @@ __all__ = ["plot_curves"]
 
 
 def plot_curves(history: Sequence[dict], path: Path, title: str) -> None:
-    """Train/val loss and val accuracy by epoch, side by side."""
+    """Train/val loss and val accuracy by epoch, side by side; mid-epoch checks as dots where they fell."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,6 +22,13 @@ def plot_curves(history: Sequence[dict], path: Path, title: str) -> None:
         loss_ax.plot(epochs, [h["val_loss"] for h in history], "o-", label="val loss")
         acc_ax.plot(epochs, [h["val_accuracy"] for h in history], "o-", color="tab:green", label="val accuracy")
         acc_ax.plot(epochs, [h["val_f1"] for h in history], "s--", color="tab:olive", label="val F1 (macro)")
+        checks = [(h["epoch"] - 1 + c["rows"] / h["samples_seen"], c) for h in history for c in h.get("checks", ())]
+        if checks:
+            at = [x for x, _ in checks]
+            loss_ax.plot(at, [c["val_loss"] for _, c in checks], ".", color="tab:orange", label="val loss (mid-epoch)")
+            acc_ax.plot(
+                at, [c["val_accuracy"] for _, c in checks], ".", color="tab:green", label="val accuracy (mid-epoch)"
+            )
         acc_ax.legend()
     else:
         acc_ax.text(0.5, 0.5, "no validation data", ha="center", va="center", transform=acc_ax.transAxes)

@@ -205,6 +205,28 @@ def interrupted_after(step: int) -> TrainingHooks:
 
 
 @pytest.mark.slow
+def test_a_run_stopped_after_a_mid_epoch_check_resumes_with_it_and_its_weights(tiny_bert, sentiment_files, tmp_path):
+    # two evaluations an epoch of 13 steps: epoch 4's check after step 46, a checkpoint at 48, a crash at 50;
+    # the check is the best point of the run, so its weights must come back from the checkpoint
+    train, val = sentiment_files
+    settings = {**FAST, "evaluations_per_epoch": 2, "checkpoint_every_steps": 48}
+    output = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        textclf.train(train, output, model=tiny_bert, validation=val, hooks=interrupted_after(50), **QUIET, **settings)
+    (stage,) = staged(output)
+    state = checkpoint.load(stage / "checkpoints" / "step-00000048.pt")
+    (check,) = state["checks"]
+    assert (check["epoch"], check["step"]) == (4, 46) and state["tracker"]["best_step"] == 46
+    assert state["tracker"]["state"] is not None
+
+    result = textclf.train(train, output, model=tiny_bert, validation=val, **QUIET, **settings)
+    reference = textclf.train(train, tmp_path / "reference", model=tiny_bert, validation=val, **QUIET, **settings)
+    assert reference.best == check == result.best  # the best point is the check the checkpoint held
+    assert [len(r["checks"]) for r in result.history] == [1] * FAST["epochs"]
+    assert_same_run(reference.output, result.output)
+
+
+@pytest.mark.slow
 def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sentiment_files, tmp_path):
     train, val = tmp_path / "train.csv", sentiment_files[1]
     train.write_bytes(sentiment_files[0].read_bytes())
@@ -332,6 +354,10 @@ def test_a_checkpoint_older_than_a_hyperparameter_counts_as_run_with_its_old_beh
         }
 
     before_the_floor = job()
+    del before_the_floor["hyperparameters"]["evaluations_per_epoch"]  # written before mid-epoch checks: none
+    assert checkpoint.difference(before_the_floor, job(evaluations_per_epoch=2)) == (
+        "it was run with evaluations_per_epoch=1, not 2"
+    )
     del before_the_floor["hyperparameters"]["sifting_min_keep_probability"]  # written before the floor existed: none
     assert checkpoint.difference(before_the_floor, job()) == "it was run with sifting_min_keep_probability=0.0, not 0.2"
     assert checkpoint.difference(before_the_floor, job(sifting_min_keep_probability=0.0)) is None

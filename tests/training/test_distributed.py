@@ -77,7 +77,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
     bert_without_dropout, sentiment_files, tmp_path
 ):
     train, val = sentiment_files
-    settings = {**FAST, "epochs": 4}
+    settings = {**FAST, "epochs": 4, "evaluations_per_epoch": 3}  # both processes must check at the same steps
     one = textclf.train(
         train, tmp_path / "one", model=bert_without_dropout, validation=val, **QUIET, **{**settings, "batch_size": 16}
     )
@@ -103,6 +103,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
             str(FAST["max_seq_length"]),
             "--warmup-ratio",
             "0",
+            "--evaluations-per-epoch",
+            "3",
         ),
         capture_output=True,
         text=True,
@@ -110,7 +112,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
         timeout=300,
     )
     assert two.returncode == 0, two.stderr
-    assert two.stderr.count("epoch 1/4") == 1 and "2 processes, 16 samples per step" in two.stderr  # rank 0 alone logs
+    assert two.stderr.count("epoch 1/4  ") == 1 and two.stderr.count("epoch 1/4 step ") == 2
+    assert "2 processes, 16 samples per step" in two.stderr  # rank 0 alone logs
     run = json.loads((tmp_path / "two" / "textclf.json").read_text())["run"]
     assert run["processes"] == 2 and run["effective_batch_size"] == 16 and run["precision"] == "float32"
     for a, b in zip(one.history, metrics(tmp_path / "two"), strict=True):
@@ -118,6 +121,10 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=LOSS_TOLERANCE)
         assert b["val_loss"] == pytest.approx(a["val_loss"], abs=LOSS_TOLERANCE)
         assert b["val_accuracy"] == pytest.approx(a["val_accuracy"], abs=ACCURACY_TOLERANCE)
+        assert [(c["step"], c["rows"]) for c in b["checks"]] == [(c["step"], c["rows"]) for c in a["checks"]]
+        assert [c["val_loss"] for c in b["checks"]] == pytest.approx(
+            [c["val_loss"] for c in a["checks"]], abs=LOSS_TOLERANCE
+        )
     assert one.history[-1]["train_loss"] < one.history[0]["train_loss"] - 0.1  # it learned something to compare
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # written once, staging gone
 

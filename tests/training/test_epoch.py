@@ -84,7 +84,7 @@ def test_each_step_gets_the_schedules_rate_at_the_data_consumed_and_the_sifted_r
     net, batches = model_and_batches(tiny_bert, [4, 4, 4, 4, 2])
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     schedule = LinearSchedule(optimizer, peak=1.0, warmup_ratio=0.0)
-    rates, losses = [], []
+    rates, losses, consumed = [], [], []
     steps = EpochPass(
         optimizer,
         accumulation=2,
@@ -93,12 +93,13 @@ def test_each_step_gets_the_schedules_rate_at_the_data_consumed_and_the_sifted_r
         rows_total=100,
         sifted_rate=3.0,
         advance=losses.append,
-        after_step=lambda: rates.append(optimizer.param_groups[0]["lr"]),
+        after_step=lambda rows: (rates.append(optimizer.param_groups[0]["lr"]), consumed.append(rows)),
     )
     tally = train_epoch(net, Counted(batches, sifted_from=3), steps)
     # steps after batches 2, 4 and 5 (the short last group): 16, 32 and 36 rows of data consumed by then;
     # the second step's last micro-batch is sifted, and so is the third's
     assert rates == pytest.approx([1 - 36 / 100, 3 * (1 - 52 / 100), 3 * (1 - 56 / 100)])
+    assert consumed == [16, 32, 36]  # what after_step is told: the rows of this pass consumed by then
     assert (
         tally.rows == 18
         and len(losses) == 5

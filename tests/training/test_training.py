@@ -81,6 +81,59 @@ def test_best_epoch_is_kept(tiny_bert, sentiment_files, tmp_path):
 
 
 @pytest.mark.slow
+def test_mid_epoch_checks_leave_training_alone_and_the_best_of_them_is_saved(tiny_bert, sentiment_files, tmp_path):
+    train, val = sentiment_files
+    weights: dict[int, dict] = {}  # the weights at each check, by step
+
+    def after_step(run) -> None:
+        if run.state.checks and run.state.checks[-1]["step"] == run.state.step:  # a check just ran
+            weights[run.state.step] = {k: v.detach().clone() for k, v in run.net.state_dict().items()}
+
+    once = textclf.train(train, tmp_path / "once", model=tiny_bert, validation=val, **QUIET, **FAST)
+    logs: list[str] = []
+    thrice = textclf.train(
+        train,
+        tmp_path / "thrice",
+        model=tiny_bert,
+        validation=val,
+        evaluations_per_epoch=3,
+        hooks=TrainingHooks(after_step=after_step),
+        progress=False,
+        log=logs.append,
+        **FAST,
+    )
+    assert all(r["checks"] == [] for r in once.history)
+    without_checks = lambda h: [{k: v for k, v in r.items() if "second" not in k and k != "checks"} for r in h]  # noqa: E731
+    assert without_checks(thrice.history) == without_checks(once.history)  # checking changes no step of training
+    # 200 rows in batches of 16 (13 steps an epoch): a check after the first step past 1/3 and 2/3 of the rows
+    first = thrice.history[0]["checks"]
+    assert [(c["epoch"], c["step"], c["rows"]) for c in first] == [(1, 5, 80), (1, 9, 144)]
+    assert all(len(r["checks"]) == 2 and {c["epoch"] for c in r["checks"]} == {r["epoch"]} for r in thrice.history)
+    assert set(first[0]) == {"epoch", "step", "rows", "val_loss", "val_accuracy", "val_f1", "val_mcc"}
+    check_lines = [line for line in logs if line.startswith("epoch ") and " step " in line]
+    assert len(check_lines) == 2 * FAST["epochs"]
+    c = first[0]
+    assert check_lines[0] == (
+        f"epoch 1/6 step 5 (rows 80/200)  val_loss {c['val_loss']:.4f}  val_accuracy {c['val_accuracy']:.4f}  "
+        f"val_f1 {c['val_f1']:.4f}  val_mcc {c['val_mcc']:.4f}"
+    )
+
+    points = [p for r in thrice.history for p in (*r["checks"], r)]  # in the order they were evaluated
+    best = max(points, key=lambda p: p["val_accuracy"])  # the first of the best
+    assert "step" in best, "this setting is meant to have a mid-epoch check win; pick another if it no longer does"
+    assert best["val_accuracy"] > max(r["val_accuracy"] for r in thrice.history if r["epoch"] < best["epoch"])
+    assert thrice.best == best and thrice.best_epoch == best["epoch"]
+    assert any(f"keeping epoch {best['epoch']} step {best['step']}" in line for line in logs)
+    saved = load_file(thrice.output / "model.safetensors")
+    kept = weights[best["step"]]
+    assert saved.keys() <= kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved)
+    once_saved = load_file(once.output / "model.safetensors")  # the best epoch end's weights
+    assert any(not torch.equal(saved[k], once_saved[k]) for k in saved)
+    meta = json.loads((thrice.output / "textclf.json").read_text())
+    assert meta["metrics"]["best"] == best and meta["metrics"]["best_epoch"] == best["epoch"]
+
+
+@pytest.mark.slow
 def test_train_only_top_layer_changes_only_the_head(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     result = textclf.train(

@@ -259,7 +259,7 @@ def job_identity(data, validation, read_options, source, hyperparameters, proces
     }
 
 
-ADDED_HYPERPARAMETERS = {"sifting_min_keep_probability": 0.0}
+ADDED_HYPERPARAMETERS = {"sifting_min_keep_probability": 0.0, "evaluations_per_epoch": 1}
 """Hyperparameters newer than some checkpoints, with the value that reproduces those checkpoints' runs."""
 
 

@@ -53,15 +53,15 @@ class EpochPass:
     max_grad_norm: float = MAX_GRAD_NORM
     idle_batch: dict | None = None  # a process whose batches ran out trains on this with a zero gradient
     advance: Callable[[float], None] | None = None  # each micro-batch's mean loss (a progress bar)
-    after_step: Callable[[], None] | None = None
+    after_step: Callable[[float], None] | None = None  # called with the rows consumed in this pass (all processes)
 
     def step(self, model: torch.nn.Module, rows: float, consumed: float, sifted: bool) -> None:
-        """Set the step's learning rate, take the step for ``rows`` rows a process, then ``after_step``."""
+        """Set the step's learning rate, take the step for ``rows`` rows a process, then ``after_step(consumed)``."""
         if self.schedule is not None:
             self.schedule.set((self.rows_before + consumed) / self.rows_total, self.sifted_rate if sifted else 1.0)
         optimizer_step(model, self.optimizer, rows, self.max_grad_norm)
         if self.after_step is not None:
-            self.after_step()
+            self.after_step(consumed)
 
 
 def train_epoch(model: torch.nn.Module, batches: Batches, steps: EpochPass, tally: Tally | None = None) -> Tally:

@@ -2,9 +2,11 @@
 
 Set up a run (:func:`~textclf.training.run.setup`: data, model, batches, optimizer, schedule,
 state; their state from a checkpoint when resuming) -> for each epoch: one pass over this
-process's batches (:func:`~textclf.training.epoch.train_epoch`: forward, backward, step; a
-checkpoint every N steps, or on SIGINT/SIGTERM); evaluate; log a line and a JSON line; keep the
-best epoch's weights; checkpoint -> write the model folder atomically.
+process's batches (:func:`~textclf.training.epoch.train_epoch`: forward, backward, step; with
+``evaluations_per_epoch`` n > 1, a mid-epoch check on the validation data at each k/n of the
+epoch's rows (:meth:`~textclf.training.run.Run.check`); a checkpoint every N steps, or on
+SIGINT/SIGTERM); evaluate; log a line and a JSON line (the checks in it); keep the best point's
+weights (an epoch's end or a check); checkpoint -> write the model folder atomically.
 
 Under torchrun every process runs :func:`train` on its share of each batch, the model in
 DistributedDataParallel (:mod:`.distributed`); only rank 0 logs and writes. Checkpoints
@@ -41,7 +43,7 @@ class TrainResult:
     output: Path
     history: list[dict]
     best_epoch: int
-    best: dict
+    best: dict  # the best point's record: an epoch's, or a mid-epoch check's (with its ``step``)
     training_seconds: float  # the epochs' training passes (with sifting, scoring included); no validation
     total_seconds: float  # everything from loading the model to writing the folder (over resumed sessions)
 
@@ -70,8 +72,9 @@ def train(
     apply over ``options``. A rerun after an interruption continues from the newest checkpoint
     of the same job (see ``RunOptions.resume``); SIGINT or SIGTERM writes one and raises
     :class:`~textclf.errors.TrainingInterrupted`. ``on_epoch`` is called with each epoch's record
-    (as written to ``metrics.jsonl``) once it is logged; an exception it raises stops training
-    and leaves no output folder and no checkpoint (``textclf tune`` prunes trials this way).
+    (as written to ``metrics.jsonl``, its mid-epoch ``checks`` in it) once it is logged; an
+    exception it raises stops training and leaves no output folder and no checkpoint (``textclf
+    tune`` prunes trials this way).
     ``hooks`` (:class:`~textclf.training.run.TrainingHooks`) cut in after setup and after each
     optimizer step. Under torchrun every process calls ``train`` with the same arguments and gets
     the same records; rank 0 logs and writes.
@@ -118,7 +121,7 @@ def train(
                 if on_epoch is not None:
                     _report(run, on_epoch, record)
                 tracker.update(record, run.net if world.is_main else None)
-                state.tally = None
+                state.tally, state.checks = None, []
                 if epoch < hp.epochs and run.checkpoints:
                     path = run.checkpoint()
                     if run.stopping():

@@ -1,7 +1,8 @@
 """An epoch's record: training figures summed over the processes, validation metrics, its log line.
 
 The record (:func:`epoch_record`) is what ``metrics.jsonl`` holds a line of, what ``on_epoch``
-gets, and what the best epoch is chosen from; every process computes the same one.
+gets, and what the best point is chosen from with the mid-epoch checks it lists (``checks``:
+:func:`check_record`, ``evaluations_per_epoch``); every process computes the same ones.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .state import Tally
 if TYPE_CHECKING:
     from .run import Run
 
-__all__ = ["epoch_line", "epoch_record", "training_figures", "validation_metrics"]
+__all__ = ["check_line", "check_record", "epoch_line", "epoch_record", "training_figures", "validation_metrics"]
 
 
 def epoch_record(run: Run, epoch: int, tally: Tally) -> dict:
@@ -32,7 +33,15 @@ def epoch_record(run: Run, epoch: int, tally: Tally) -> dict:
         **validation_metrics(run.validator, run.val_ids, run.data.val_labels, run.world),
         **trained,
         "elapsed_seconds": time.perf_counter() - run.state.started,
+        "checks": run.state.checks,
     }
+
+
+def check_record(run: Run, rows: int) -> dict:
+    """A mid-epoch check's record: where it was (epoch, optimizer step over the run, rows of the epoch consumed
+    by all processes) and the validation metrics there."""
+    point = {"epoch": run.state.epoch, "step": run.state.step, "rows": rows}
+    return {**point, **validation_metrics(run.validator, run.val_ids, run.data.val_labels, run.world)}
 
 
 def training_figures(world: World, tally: Tally, sifting: SiftingStats | None, train_seconds: float) -> dict:
@@ -73,13 +82,22 @@ def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list[int],
 def epoch_line(r: dict, epochs: int) -> str:
     line = f"epoch {r['epoch']}/{epochs}  train_loss {r['train_loss']:.4f}"
     if r["val_loss"] is not None:
-        line += (
-            f"  val_loss {r['val_loss']:.4f}  val_accuracy {r['val_accuracy']:.4f}"
-            f"  val_f1 {r['val_f1']:.4f}  val_mcc {r['val_mcc']:.4f}"
-        )
+        line += _validation_part(r)
     if r["scoring_seconds"]:
         line += (
             f"  kept {r['samples_kept']}/{r['samples_seen']} (sifted {r['fraction_sifted']:.0%}, "
             f"scoring {r['scoring_seconds']:.1f}s of {r['train_seconds']:.1f}s)"
         )
     return line + f"  {r['samples_per_second']:.1f} samples/s  {r['elapsed_seconds']:.1f}s"
+
+
+def check_line(r: dict, epochs: int, rows: int) -> str:
+    """``epoch 1/3 step 120 (rows 3840/12000)  val_loss ...``: a mid-epoch check of an epoch of ``rows`` rows."""
+    return f"epoch {r['epoch']}/{epochs} step {r['step']} (rows {r['rows']}/{rows})" + _validation_part(r)
+
+
+def _validation_part(r: dict) -> str:
+    return (
+        f"  val_loss {r['val_loss']:.4f}  val_accuracy {r['val_accuracy']:.4f}"
+        f"  val_f1 {r['val_f1']:.4f}  val_mcc {r['val_mcc']:.4f}"
+    )

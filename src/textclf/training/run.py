@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from .batches import TrainingBatches, make_batches
 from .checkpoint import Checkpoints, StopSignals
 from .distributed import World
 from .epoch import EpochPass
+from .records import check_line, check_record
 from .schedule import LinearSchedule
 from .state import BestEpoch, TrainingState
 
@@ -99,13 +101,18 @@ class Run:
         return self.options.keep_checkpoints > 0
 
     @property
+    def epoch_rows(self) -> int:
+        """Rows of the training data in an epoch, all processes together."""
+        return len(self.batches.data.ids)
+
+    @property
     def effective_batch(self) -> int:
         return self.hp.batch_size * self.hp.gradient_accumulation_steps * self.world.size
 
     def epoch_pass(self, epoch: int, bar: Callable[..., None] | None = None) -> EpochPass:
         """How epoch ``epoch``'s pass steps: this run's optimizer, schedule and processes; ``bar``
         (a :class:`~textclf.progress.ProgressBar`'s advance) shows the rows consumed and the loss."""
-        rows = len(self.batches.data.ids)
+        rows = self.epoch_rows
         return EpochPass(
             self.optimizer,
             self.hp.gradient_accumulation_steps,
@@ -119,9 +126,12 @@ class Run:
             after_step=self.after_step,
         )
 
-    def after_step(self) -> None:
-        """Count the step; then the hook; a checkpoint every N steps, or one and a stop when a signal asks."""
+    def after_step(self, consumed: float) -> None:
+        """Count the step; a mid-epoch check if one is due; then the hook; a checkpoint every N steps, or one and a
+        stop when a signal asks. ``consumed``: rows of the data all processes consumed in the epoch so far."""
         self.state.step += 1
+        if self.check_due(int(consumed)):
+            self.check(int(consumed))
         if self.hooks.after_step is not None:
             self.hooks.after_step(self)
         stopping = self.stopping()
@@ -130,6 +140,28 @@ class Run:
             path = self.checkpoint()
             if stopping:
                 raise self.stopped(path)
+
+    def check_due(self, consumed: int) -> bool:
+        """Whether a mid-epoch check is due after this step: the epoch's rows ``consumed`` (the same number in every
+        process) passed a mark k/n of the epoch's rows (n: evaluations_per_epoch, k < n) that no check of this
+        epoch passed yet. Rows, not steps: with sifting the steps of an epoch are not known in advance. No check
+        once the data is used up: the epoch's end is evaluated next anyway."""
+        n, rows = self.hp.evaluations_per_epoch, self.epoch_rows
+        if n == 1 or not self.val_ids or consumed >= rows:
+            return False
+        passed = self.state.checks[-1]["rows"] * n // rows if self.state.checks else 0
+        return consumed * n // rows > passed
+
+    def check(self, consumed: int) -> None:
+        """Evaluate mid-epoch: the check's record joins the epoch's ``checks`` and the best point's candidates, and
+        is logged; its time does not count as training time."""
+        started = time.perf_counter()
+        record = check_record(self, consumed)
+        self.state.checks.append(record)
+        self.log(check_line(record, self.hp.epochs, self.epoch_rows))
+        self.state.tracker.consider(record, self.net if self.world.is_main else None)
+        self.model.train()
+        self.state.epoch_started += time.perf_counter() - started
 
     def checkpoint(self) -> str:
         """Write a checkpoint of every process's state (rank 0 writes); its path, in every process."""
@@ -154,12 +186,14 @@ class Run:
                 f.write(json.dumps(record) + "\n")
 
     def finish(self) -> dict:
-        """Rank 0 writes the model folder with the best epoch's weights; the best epoch's record."""
+        """Rank 0 writes the model folder with the best point's weights; the best point's record (an epoch's, or a
+        mid-epoch check's with its ``step``)."""
         best, history = self.state.tracker.best, self.state.history
         if self.world.is_main:
             if best is not history[-1]:
                 self.net.load_state_dict(self.state.tracker.state)
-                self.log(f"keeping epoch {best['epoch']} (best val_accuracy {best['val_accuracy']:.4f})")
+                where = f"epoch {best['epoch']}" + (f" step {best['step']}" if "step" in best else "")
+                self.log(f"keeping {where} (best val_accuracy {best['val_accuracy']:.4f})")
             self._write_folder(best)
             if self.store is not None:
                 self.store.clear()  # before the staging folder becomes the output

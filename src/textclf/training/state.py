@@ -1,10 +1,10 @@
 """The state of a training run that a checkpoint holds, and the pieces of it the loop keeps.
 
-:class:`BestEpoch` is the best epoch so far and its weights, :class:`Tally` one process's
-running sums over an epoch, and :class:`TrainingState` puts them together with the model,
-optimizer, the batches (the data order: an epoch and a position in it; sifting's state) and the
-random number generators: what all processes share (written by rank 0) and what each holds
-for itself.
+:class:`BestEpoch` is the best point so far (an epoch's end or a mid-epoch check) and its
+weights, :class:`Tally` one process's running sums over an epoch, and :class:`TrainingState`
+puts them together with the model, optimizer, the batches (the data order: an epoch and a
+position in it; sifting's state) and the random number generators: what all processes share
+(written by rank 0) and what each holds for itself.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ __all__ = ["BestEpoch", "Tally", "TrainingState"]
 
 
 class BestEpoch:
-    """The best epoch by val_accuracy and its weights, and epochs since a gain above ``min_delta``.
+    """The best point so far by val_accuracy and its weights, and epochs since a gain above ``min_delta``.
 
-    Without validation data the last epoch counts as the best.
+    A point is an epoch's end (its record) or a check inside the epoch (``evaluations_per_epoch``,
+    a record in the epoch's ``checks``); the best of all of them is kept. Early stopping counts
+    epochs: an epoch is a gain when any of its points beats the best of the epochs before it
+    (``bar``) by more than ``min_delta``. Without validation data the last epoch counts as the best.
     """
 
     def __init__(self, min_delta: float):
@@ -37,30 +40,45 @@ class BestEpoch:
         self.best: dict | None = None
         self.state: dict | None = None
         self.stale_epochs = 0
+        self.bar: float | None = None  # the best val_accuracy of the epochs before the one in progress
+        self.gained = False  # a point of the epoch in progress beat ``bar`` by more than min_delta
+
+    def consider(self, point: dict, net: torch.nn.Module | None) -> None:
+        """Take a validated point (a check) into account; ``net``'s weights are kept if it is the best (None: keep
+        no weights)."""
+        score = point["val_accuracy"]
+        self.gained = self.gained or self.bar is None or score > self.bar + self.min_delta
+        if self.best is None or score > self.best["val_accuracy"]:
+            self.best = point
+            self.state = None if net is None else {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def update(self, record: dict, net: torch.nn.Module | None) -> None:
-        """Take ``record`` into account; ``net``'s weights are kept if it is the best (None: keep no weights)."""
-        score = record["val_accuracy"]
-        if score is None:
+        """Take an epoch's ``record`` into account (its end is a point too) and close the epoch."""
+        if record["val_accuracy"] is None:
             self.best = record
             return
-        bar = None if self.best is None else self.best["val_accuracy"]
-        self.stale_epochs = 0 if bar is None or score > bar + self.min_delta else self.stale_epochs + 1
-        if bar is None or score > bar:
-            self.best = record
-            self.state = None if net is None else {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.consider(record, net)
+        self.stale_epochs = 0 if self.gained else self.stale_epochs + 1
+        self.bar, self.gained = self.best["val_accuracy"], False
 
     def state_dict(self) -> dict:
         return {
             "best_epoch": None if self.best is None else self.best["epoch"],
+            "best_step": None if self.best is None else self.best.get("step"),
             "stale_epochs": self.stale_epochs,
             "state": self.state,
+            "bar": self.bar,
+            "gained": self.gained,
         }
 
-    def load_state_dict(self, state: dict, history: list[dict]) -> None:
-        """Restore a :meth:`state_dict`; the best record becomes ``history``'s entry of that epoch."""
-        self.best = next((r for r in history if r["epoch"] == state["best_epoch"]), None)
+    def load_state_dict(self, state: dict, points: list[dict]) -> None:
+        """Restore a :meth:`state_dict`; the best record becomes the entry of that point in ``points`` (the
+        epochs' records and their checks). A checkpoint older than checks holds an epoch's record as the best."""
+        where = (state["best_epoch"], state.get("best_step"))
+        self.best = next((p for p in points if (p["epoch"], p.get("step")) == where), None)
         self.stale_epochs, self.state = state["stale_epochs"], state["state"]
+        self.bar = state.get("bar", None if self.best is None else self.best["val_accuracy"])
+        self.gained = state.get("gained", False)
 
 
 @dataclass
@@ -77,8 +95,9 @@ class TrainingState:
     """Everything the loop's outcome depends on, saved to and restored from checkpoints.
 
     Shared by all processes: the model, optimizer, step count, the epoch to run next or go on
-    with, the history and the best epoch. Each process's own: its random number generators, its
-    position in the data order, its epoch tally, its sifting state.
+    with, the history, the mid-epoch checks of the epoch in progress and the best point. Each
+    process's own: its random number generators, its position in the data order, its epoch
+    tally, its sifting state.
     """
 
     def __init__(self, world: World, job: dict, net, optimizer, batches: TrainingBatches, tracker: BestEpoch):
@@ -87,6 +106,7 @@ class TrainingState:
         self.step, self.epoch, self.position = 0, 1, 0
         self.history: list[dict] = []
         self.tally: Tally | None = None  # the epoch in progress
+        self.checks: list[dict] = []  # its mid-epoch checks so far
         self.started = time.perf_counter()  # less the time of earlier sessions, when resumed
         self.epoch_started = self.started  # when this session began the epoch in progress
         self._rng: dict | None = None
@@ -121,6 +141,7 @@ class TrainingState:
                     "model": self.net.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
                     "history": self.history,
+                    "checks": self.checks,
                     "tracker": self.tracker.state_dict(),
                     "processes": everyone,
                 },
@@ -132,10 +153,11 @@ class TrainingState:
         """Take the state of a checkpoint (random number generators only in :meth:`resume_rng`)."""
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.history = state["history"]
-        if not self.world.is_main:  # only rank 0 keeps the best epoch's weights
+        self.history, self.checks = state["history"], state.get("checks", [])
+        if not self.world.is_main:  # only rank 0 keeps the best point's weights
             state["tracker"] = {**state["tracker"], "state": None}
-        self.tracker.load_state_dict(state["tracker"], self.history)
+        points = [*self.history, *(c for r in self.history for c in r.get("checks", ())), *self.checks]
+        self.tracker.load_state_dict(state["tracker"], points)
         self.step, self.epoch = state["step"], state["epoch"]
         self.started -= state["elapsed_seconds"]
         mine = state["processes"][self.world.rank]
