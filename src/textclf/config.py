@@ -6,7 +6,7 @@ builds one flag per field from it (``--learning-rate``), SageMaker-style
 Python API takes it directly. Precedence: CLI flags > file > defaults. Names follow
 SageMaker JumpStart's text-classification hyperparameters.
 
-:class:`RunOptions` says how a run executes (checkpoints, resume, device): flags and
+:class:`RunOptions` says how a run executes (checkpoints, resume, device, precision): flags and
 keyword arguments like the hyperparameters, but not part of the recorded hyperparameters,
 since none of them changes what is learned beyond rounding.
 
@@ -109,7 +109,7 @@ class Hyperparameters:
     sifting_scoring_dtype: str = setting(
         "auto",
         "Precision of sifting's scoring pass (it only ranks losses): 'auto' is bfloat16 autocast where the "
-        "hardware has it natively (~2x faster), else float32. Training itself stays float32.",
+        "hardware has it natively (~2x faster), else float32. Training's own is --precision.",
         choices=("auto", "float32", "bfloat16"),
     )
 
@@ -194,9 +194,16 @@ class RunOptions:
     )
     device: str = setting(
         "auto",
-        "cpu, cuda, or auto (cuda when PyTorch sees a GPU). GPUs that support "
-        "bfloat16 compute under bfloat16 autocast; the CPU in float32.",
+        "cpu, cuda, or auto (cuda when PyTorch sees a GPU). It computes in the precision --precision chooses.",
         choices=("auto", "cpu", "cuda"),
+    )
+    precision: str = setting(
+        "auto",
+        "Compute precision of training: 'bfloat16' runs the forward and backward passes under bfloat16 autocast "
+        "(weights, optimizer state, loss and the saved model stay float32); 'auto' chooses it where the hardware "
+        "multiplies bfloat16 natively (a GPU that supports it, a CPU with AMX or AVX512-BF16), else 'float32'. "
+        "Forced on a CPU without it, bfloat16 is emulated and slower than float32.",
+        choices=("auto", "float32", "bfloat16"),
     )
     gradient_checkpointing: bool = setting(
         False, "Recompute activations in the backward pass: less memory for long sequences, slower steps."
