@@ -23,12 +23,11 @@ README_DEFAULTS = {  # None: auto, chosen from the model and data (docs/defaults
     "train_only_top_layer": False,
     "reinitialize_top_layer": "auto",
     "validation_split_ratio": 0.2,
-    "evaluations_per_epoch": 1,
+    "evaluations_per_epoch": None,
     "early_stopping": False,
     "early_stopping_patience": 5,
     "early_stopping_min_delta": 0.0,
     "warmup_ratio": None,
-    "evaluations_per_epoch": None,
     "weight_decay": 0.01,
     "seed": 0,
     "gradient_accumulation_steps": 1,
@@ -306,6 +305,7 @@ def test_run_options_defaults_and_cli_flags(tmp_path, captured_training):
         keep_checkpoints=2,
         resume=None,
         device="auto",
+        precision="auto",
         gradient_checkpointing=False,
     )
     result = CliRunner().invoke(
@@ -323,13 +323,20 @@ def test_run_options_defaults_and_cli_flags(tmp_path, captured_training):
             "50",
             "--device",
             "cpu",
+            "--precision",
+            "bfloat16",
             "--gradient-checkpointing",
         ],
     )
     assert result.exit_code == 0, result.output
     (call,) = captured_training
     assert call["options"] == RunOptions(
-        checkpoint_dir="ck", checkpoint_every_steps=50, resume=False, device="cpu", gradient_checkpointing=True
+        checkpoint_dir="ck",
+        checkpoint_every_steps=50,
+        resume=False,
+        device="cpu",
+        precision="bfloat16",
+        gradient_checkpointing=True,
     )
     assert "checkpoint_dir" not in call["hyperparameters"].to_dict()  # not recorded as what was learned
 
@@ -343,6 +350,10 @@ def test_run_options_defaults_and_cli_flags(tmp_path, captured_training):
         ),
         ({"keep_checkpoints": -2}, "keep_checkpoints must be at least 0, but got keep_checkpoints=-2."),
         ({"device": "tpu"}, "device must be one of 'auto', 'cpu', 'cuda', but got device='tpu'."),
+        (
+            {"precision": "float16"},
+            "precision must be one of 'auto', 'float32', 'bfloat16', but got precision='float16'.",
+        ),
         ({"resume": True, "keep_checkpoints": 0}, "resume needs checkpoints, but keep_checkpoints=0;"),
     ],
 )

@@ -6,7 +6,7 @@ builds one flag per field from it (``--learning-rate``), SageMaker-style
 Python API takes it directly. Precedence: CLI flags > file > defaults. Names follow
 SageMaker JumpStart's text-classification hyperparameters.
 
-:class:`RunOptions` says how a run executes (checkpoints, resume, device): flags and
+:class:`RunOptions` says how a run executes (checkpoints, resume, device, precision): flags and
 keyword arguments like the hyperparameters, but not part of the recorded hyperparameters,
 since none of them changes what is learned beyond rounding.
 
@@ -71,10 +71,11 @@ class Hyperparameters:
     validation_split_ratio: float = setting(
         0.2, "Share of the training data held out (stratified, seeded) when no validation file is given; 0 for none."
     )
-    evaluations_per_epoch: int = setting(
-        1,
+    evaluations_per_epoch: int | None = setting(
+        None,
         "Evaluations on the validation data per epoch, the last at its end, the others after the first optimizer "
-        "step at which the epoch's rows consumed reach k/n of them; the best of all is kept, mid-epoch or not.",
+        "step at which the epoch's rows consumed reach k/n of them; the best of all is kept, mid-epoch or not "
+        "[default: auto: one per 500 optimizer steps, 1 to 4].",
         low=1,
     )
     early_stopping: bool = setting(False, "Stop when val_accuracy has not improved for early_stopping_patience epochs.")
@@ -85,12 +86,6 @@ class Hyperparameters:
         "Share of optimizer steps spent warming the learning rate up from 0 [default: auto: 0.1].",
         low=0,
         high=1,
-    )
-    evaluations_per_epoch: int | None = setting(
-        None,
-        "Checks on the validation data per epoch (the best one's weights are kept) [default: auto: one "
-        "per 500 optimizer steps, 1 to 4].",
-        low=1,
     )
     weight_decay: float = setting(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights).", low=0)
     seed: int = setting(0, "Seed for the split, the head's initialisation, shuffling and dropout.")
@@ -132,7 +127,7 @@ class Hyperparameters:
     sifting_scoring_dtype: str = setting(
         "auto",
         "Precision of sifting's scoring pass (it only ranks losses): 'auto' is bfloat16 autocast where the "
-        "hardware has it natively (~2x faster), else float32. Training itself stays float32.",
+        "hardware has it natively (~2x faster), else float32. Training's own is --precision.",
         choices=("auto", "float32", "bfloat16"),
     )
 
@@ -218,9 +213,16 @@ class RunOptions:
     )
     device: str = setting(
         "auto",
-        "cpu, cuda, or auto (cuda when PyTorch sees a GPU). GPUs that support "
-        "bfloat16 compute under bfloat16 autocast; the CPU in float32.",
+        "cpu, cuda, or auto (cuda when PyTorch sees a GPU). It computes in the precision --precision chooses.",
         choices=("auto", "cpu", "cuda"),
+    )
+    precision: str = setting(
+        "auto",
+        "Compute precision of training: 'bfloat16' runs the forward and backward passes under bfloat16 autocast "
+        "(weights, optimizer state, loss and the saved model stay float32); 'auto' chooses it where the hardware "
+        "multiplies bfloat16 natively (a GPU that supports it, a CPU with AMX or AVX512-BF16), else 'float32'. "
+        "Forced on a CPU without it, bfloat16 is emulated and slower than float32.",
+        choices=("auto", "float32", "bfloat16"),
     )
     gradient_checkpointing: bool = setting(
         False, "Recompute activations in the backward pass: less memory for long sequences, slower steps."

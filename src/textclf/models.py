@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ __all__ = [
     "JUMPSTART_MODELS",
     "ModelSource",
     "check_max_length",
+    "cpu_flags",
     "forward_logits",
     "head_parameter_names",
     "inference_dtype",
@@ -44,6 +45,7 @@ __all__ = [
     "local_folder",
     "max_length",
     "native_bf16",
+    "native_bf16_flag",
     "pads_left",
     "quiet_transformers",
     "resolve_model",
@@ -122,14 +124,38 @@ def local_folder(source: ModelSource) -> str:
         raise _hub_error(source, exc) from exc
 
 
+_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+"""The CPU flags of native bfloat16 matrix products, fastest first: AMX tiles, AVX-512 BF16 dot products."""
+
+
 @functools.lru_cache(maxsize=1)
-def native_bf16() -> bool:
-    """True when this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), where it is ~2x fp32."""
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags, as Linux lists them in ``/proc/cpuinfo`` (empty where it cannot be read).
+
+    >>> "avx2" in cpu_flags()  # doctest: +SKIP
+    True
+    """
     try:
-        flags = Path("/proc/cpuinfo").read_text().split()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):  # x86; ARM says Features
+            return frozenset(value.split())
+    return frozenset()
+
+
+def native_bf16_flag(flags: Collection[str] | None = None) -> str | None:
+    """The flag by which a CPU with ``flags`` (this one's by default) multiplies bfloat16 in hardware; None."""
+    present = cpu_flags() if flags is None else flags
+    return next((flag for flag in _BF16_FLAGS if flag in present), None)
+
+
+def native_bf16(flags: Collection[str] | None = None) -> bool:
+    """True when a CPU with ``flags`` (this one's by default) multiplies bfloat16 in hardware (AVX512-BF16
+    or AMX), where it is ~2x fp32."""
+    return native_bf16_flag(flags) is not None
 
 
 def inference_dtype(name: str) -> torch.dtype:

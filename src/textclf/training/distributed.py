@@ -15,23 +15,27 @@ through :class:`World`:
 * :meth:`World.gather`, :meth:`World.gather_to_main` and :meth:`World.broadcast` move Python
   objects (validation logits, checkpoint state, a checkpoint's path).
 
-With one process every call is local.
+With one process every call is local. :func:`resolve_precision` chooses the run's compute
+precision for its device (:class:`Precision`: the name, why, and the kernels the matrix products
+take); :meth:`World.autocast` applies it to the forward passes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..backends import threads_per_worker
 from ..errors import ConfigError, TextclfError
+from ..models import cpu_flags, native_bf16_flag
 
-__all__ = ["World", "launch", "launched", "resolve_device"]
+__all__ = ["Precision", "World", "launch", "launched", "resolve_device", "resolve_precision"]
 
 SHUTDOWN_SECONDS = 300
 """How long ``textclf train --nproc`` waits for workers to checkpoint and stop after a signal."""
@@ -61,35 +65,117 @@ def resolve_device(option: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", index)
 
 
+@dataclass(frozen=True)
+class Precision:
+    """A run's compute precision (``float32`` or ``bfloat16``), why it was chosen, and the kernels its
+    matrix products take (the CPU's ``AVX2``, ``AVX512``, ``AMX`` ... or ``CUDA``).
+
+        >>> print(Precision("bfloat16", "auto: CPU has amx_bf16", "AMX"))
+        precision bfloat16 (auto: CPU has amx_bf16; kernels: AMX)
+    """
+
+    name: str
+    reason: str
+    kernels: str
+    emulated: bool = False  # bfloat16 on a CPU without it in hardware: correct, but slower than float32
+
+    def __str__(self) -> str:
+        return f"precision {self.name} ({self.reason}; kernels: {self.kernels})"
+
+    @property
+    def warning(self) -> str | None:
+        """One line for the log when the choice is a slow one, else None."""
+        if not self.emulated:
+            return None
+        return (
+            "warning: this CPU has no native bfloat16 (AMX or AVX512-BF16), so bfloat16 is emulated and slower "
+            "than float32; pass --precision auto or float32."
+        )
+
+
+def resolve_precision(option: str, device: torch.device, flags: Collection[str] | None = None) -> Precision:
+    """``float32``, ``bfloat16`` or ``auto`` (bfloat16 where ``device`` multiplies it natively) on ``device``.
+
+    On the CPU, native means the ``amx_bf16`` or ``avx512_bf16`` flag among ``flags`` (this CPU's,
+    :func:`~textclf.models.cpu_flags`, by default); bfloat16 forced without one still runs, emulated.
+    On a GPU, native means ``torch.cuda.is_bf16_supported()``; bfloat16 forced without it is a
+    :class:`~textclf.errors.ConfigError`.
+
+        >>> resolve_precision("auto", torch.device("cpu"), flags={"avx2", "avx512_bf16"}).name
+        'bfloat16'
+        >>> resolve_precision("auto", torch.device("cpu"), flags={"avx2"}).reason
+        'auto: this CPU has no native bfloat16'
+    """
+    if device.type == "cuda":
+        return _gpu_precision(option, device)
+    native = native_bf16_flag(cpu_flags() if flags is None else flags)
+    name = option if option != "auto" else ("bfloat16" if native else "float32")
+    if option == "auto":
+        reason = f"auto: CPU has {native}" if native else "auto: this CPU has no native bfloat16"
+    else:
+        reason = "set by --precision"
+    vector = torch.backends.cpu.get_cpu_capability()  # the ATen kernels' instruction set: AVX2, AVX512, ...
+    if name == "float32":
+        return Precision(name, reason, vector)
+    if native is None:
+        return Precision(name, reason, f"{vector}, bfloat16 emulated", emulated=True)
+    return Precision(name, reason, {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16"}[native])
+
+
+def _gpu_precision(option: str, device: torch.device) -> Precision:
+    """:func:`resolve_precision` on a CUDA GPU."""
+    gpu = torch.cuda.get_device_name(device)
+    supported = torch.cuda.is_bf16_supported()
+    if option == "bfloat16" and not supported:
+        raise ConfigError(
+            f"precision is 'bfloat16', but this GPU ({gpu}) does not support it; pass --precision float32 (or auto)."
+        )
+    if option == "auto":
+        verdict = "supports" if supported else "does not support"
+        return Precision("bfloat16" if supported else "float32", f"auto: {gpu} {verdict} bfloat16", "CUDA")
+    return Precision(option, "set by --precision", "CUDA")
+
+
 class World:
-    """This process's place among the training processes: rank, size, device and precision."""
+    """This process's place among the training processes: rank, size, device and precision.
+
+    ``precision`` is a :func:`resolve_precision` result; float32 when not given.
+    """
 
     def __init__(
-        self, rank: int = 0, size: int = 1, device: torch.device = torch.device("cpu"), owns_group: bool = False
+        self,
+        rank: int = 0,
+        size: int = 1,
+        device: torch.device = torch.device("cpu"),
+        owns_group: bool = False,
+        precision: Precision | None = None,
     ):
         self.rank, self.size, self.device, self._owns_group = rank, size, device, owns_group
-        self.bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.precision = precision or resolve_precision("float32", device)
+        self.bf16 = self.precision.name == "bfloat16"
 
     @classmethod
-    def start(cls, device: str = "auto") -> World:
+    def start(cls, device: str = "auto", precision: str = "auto") -> World:
         """One process, or this one's place in the group torchrun started (joined here if not yet)."""
         if not launched() or int(os.environ["WORLD_SIZE"]) == 1:
-            return cls(device=resolve_device(device))
+            where = resolve_device(device)
+            return cls(device=where, precision=resolve_precision(precision, where))
         import torch.distributed as dist
 
         where = resolve_device(device, int(os.environ["LOCAL_RANK"]))
+        chosen = resolve_precision(precision, where)  # before joining: a ConfigError stops each process alike
         owns = not dist.is_initialized()
         if owns:
             dist.init_process_group(
                 "nccl" if where.type == "cuda" else "gloo", device_id=where if where.type == "cuda" else None
             )
-        return cls(dist.get_rank(), dist.get_world_size(), where, owns)
+        return cls(dist.get_rank(), dist.get_world_size(), where, owns, chosen)
 
     @classmethod
     @contextmanager
-    def session(cls, device: str = "auto") -> Iterator[World]:
+    def session(cls, device: str = "auto", precision: str = "auto") -> Iterator[World]:
         """:meth:`start`, and :meth:`close` at the end: ``finished`` unless an exception ends it."""
-        world = cls.start(device)
+        world = cls.start(device, precision)
         try:
             yield world
         except BaseException:
@@ -102,13 +188,9 @@ class World:
         """Rank 0: the process that logs and writes."""
         return self.rank == 0
 
-    @property
-    def precision(self) -> str:
-        return "bfloat16" if self.bf16 else "float32"
-
     def autocast(self) -> AbstractContextManager:
-        """bfloat16 autocast on GPUs that support it; nothing (not even a disabled autocast, which
-        would switch off an enclosing one) on the CPU."""
+        """bfloat16 autocast on this process's device (CPU or GPU) when the run computes in bfloat16;
+        nothing otherwise (not even a disabled autocast, which would switch off an enclosing one)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:

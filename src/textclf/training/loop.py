@@ -88,7 +88,7 @@ def train(
     options = (options or RunOptions()).updated({k: overrides.pop(k) for k in list(overrides) if k in run_names})
     hp = (hyperparameters or Hyperparameters()).updated(overrides, source="train()")
     output = Path(output)
-    with World.session(options.device) as world:
+    with World.session(options.device, options.precision) as world:
         log, progress = (log, progress) if world.is_main else (_quiet, False)
         with ExitStack() as cleanup:
             run = setup(

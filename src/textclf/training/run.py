@@ -223,7 +223,9 @@ class Run:
                     "processes": world.size,
                     "effective_batch_size": self.effective_batch,
                     "device": world.device.type,
-                    "precision": world.precision,
+                    "precision": world.precision.name,
+                    "precision_reason": world.precision.reason,
+                    "cpu_kernels": world.precision.kernels if world.device.type == "cpu" else None,
                     "gradient_checkpointing": self.options.gradient_checkpointing,
                 },
             },
@@ -291,6 +293,9 @@ def setup(
         store=store,
     )
     log(_first_line(run, head_reused))
+    log(str(world.precision))
+    if world.precision.warning:
+        log(world.precision.warning)
     for line in auto.describe(chosen, hp):
         log(line)
     _stage(run, overwrite, cleanup)
@@ -333,7 +338,7 @@ def _first_line(run: Run, head_reused: bool) -> str:
         f"{td.summary['validation_rows']}; {len(td.labels)} classes; {trainable:,} trainable parameters"
         + ("; continuing from the model's head" if head_reused else "")
         + (f"; {world.size} processes, {run.effective_batch} samples per step" if world.size > 1 else "")
-        + (f"; {world.device} {world.precision}" if world.device.type != "cpu" else "")
+        + (f"; on {world.device}" if world.device.type != "cpu" else "")
     )
 
 
