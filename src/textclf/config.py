@@ -22,14 +22,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .options import setting
+from .options import setting, value_types
 from .validation import between, check_fields
 
 __all__ = ["AUTO_FIELDS", "Hyperparameters", "RunOptions"]
@@ -163,7 +162,7 @@ class Hyperparameters:
 
     def updated(self, values: Mapping[str, Any], source: str = "hyperparameters") -> Hyperparameters:
         """Return a copy with ``values`` (possibly strings) applied over this one."""
-        fields = typing.get_type_hints(type(self))
+        fields = value_types(type(self))
         changes: dict[str, Any] = {}
         for name, raw in values.items():
             if name.startswith("sagemaker_"):
@@ -184,9 +183,8 @@ class Hyperparameters:
     @classmethod
     def describe(cls) -> list[tuple[str, str, Any, str]]:
         """(name, type name, default, help) for every hyperparameter, for docs and ``textclf hyperparameters``."""
-        kinds = typing.get_type_hints(cls)
-        name = lambda kind: next(k for k in typing.get_args(kind) or (kind,) if k is not type(None)).__name__  # noqa: E731
-        return [(f.name, name(kinds[f.name]), f.default, f.metadata["help"]) for f in dataclasses.fields(cls)]
+        kinds = value_types(cls)
+        return [(f.name, kinds[f.name].__name__, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)]
 
 
 @dataclass(frozen=True)
@@ -238,16 +236,14 @@ class RunOptions:
         return dataclasses.replace(self, **values)
 
 
-def _coerce(name: str, raw: Any, kind: Any, source: str) -> Any:
+def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
     """Convert ``raw`` (a JSON value or a string) to the field's type ``kind``, or say why not.
 
     An auto field (``X | None``) takes ``auto`` (or JSON null, or ``None`` as Python's str() writes it)
     for None: chosen at training."""
     text = str(raw).strip()
-    if name in AUTO_FIELDS:
-        if text.lower() in ("auto", "none", "null"):
-            return None
-        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if name in AUTO_FIELDS and text.lower() in ("auto", "none", "null"):
+        return None
     try:
         if kind is bool:
             if isinstance(raw, bool):

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STYLES", "click_options", "flag_name", "setting", "settings_fields", "values_of"]
+__all__ = ["STYLES", "click_options", "flag_name", "setting", "settings_fields", "value_types", "values_of"]
 
 STYLES = ("typed", "layered", "text")
 _METAVARS = {int: "INTEGER", float: "FLOAT"}
@@ -198,6 +198,11 @@ def _value_type(kind: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     if kind in (int, float, str):
         return {"type": kind}
     raise TypeError(f"no flag for a field of type {kind!r}; give the field a 'parse' that reads its text")
+
+
+def value_types(cls: type) -> dict[str, Any]:
+    """Each field's type with ``| None`` taken off: ``{"epochs": int, ...}`` for ``epochs: int | None``."""
+    return {name: _unwrap(kind)[0] for name, kind in typing.get_type_hints(cls).items()}
 
 
 def _unwrap(kind: Any) -> tuple[Any, bool]:

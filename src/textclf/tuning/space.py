@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from ..config import Hyperparameters
 from ..errors import ConfigError
+from ..options import value_types
 
 __all__ = ["DEFAULT_SPACE", "Param", "SearchSpace"]
 
@@ -151,7 +151,7 @@ class SearchSpace:
 def _param(name: str, spec: Any, source: str) -> Param:
     """One spec, checked: field names and types, ranges, and the values against Hyperparameters."""
     where = f"{source}: {name}"
-    types = typing.get_type_hints(Hyperparameters)
+    types = value_types(Hyperparameters)
     if name not in types:
         Hyperparameters().updated({name: None}, source)  # raises: unknown hyperparameter, with a suggestion
     if not isinstance(spec, Mapping):
