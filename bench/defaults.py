@@ -40,7 +40,8 @@ are then left out. --smoke trains one epoch in a, b, c and the studies' trials.
 
 Duration (an estimate, 2 CPU cores, float32): 1.5-2.5 hours for the default sets, most of it in
 (c) and the two studies; sst_all adds several hours, hence not a default. The smoke run below
-takes about 4 minutes.
+takes about 4 minutes. (The file is longer than 400 lines: five methods and their report, kept in one
+process so that they alternate on the same machine state.)
 
     .venv/bin/python bench/defaults.py                                  # all sets but sst_all
     .venv/bin/python bench/defaults.py --sets sst_all --methods a,c,d
