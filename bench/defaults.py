@@ -4,9 +4,9 @@ For each data set of --sets, the methods of --methods run one after another in o
 the order d a c b e (a next to c, whose wall times are compared: the machine's speed drifts):
 
   a  `textclf.train(train, out)` with no hyperparameters: the values textclf chooses itself,
-     read back from the folder's textclf.json (its `auto` map, name -> reason, where it has one);
+     read back from the folder's textclf.json (its `auto_hyperparameters` map, name -> reason);
   b  the old defaults, passed explicitly: learning_rate 2e-5, batch_size 32, epochs 3,
-     warmup_ratio 0.1, and precision float32 where RunOptions has that field;
+     warmup_ratio 0.1, one evaluation per epoch, precision float32;
   c  Hugging Face Trainer at its own defaults: lr 5e-5, batch 8, 3 epochs, no warmup, no weight
      decay, dynamic padding (DataCollatorWithPadding), max length 128, no evaluation in training;
   d  TF-IDF (word 1-2-grams + char 2-5-grams, sublinear tf) + LinearSVC, from scikit-learn;
@@ -57,7 +57,6 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import argparse
 import csv
-import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -82,7 +81,9 @@ OUT = Path(__file__).resolve().parent / "out" / "defaults.json"
 SETS = ("trec50", "trec6", "bbc", "sst1500", "sst4000", "sst_all")
 ORDER = ("d", "a", "c", "b", "e")
 TUNED_SETS = ("sst4000", "trec50")
-OLD_DEFAULTS = dict(learning_rate=2e-5, batch_size=32, epochs=3, warmup_ratio=0.1)
+OLD_DEFAULTS = dict(
+    learning_rate=2e-5, batch_size=32, epochs=3, warmup_ratio=0.1, evaluations_per_epoch=1, precision="float32"
+)
 HF_DEFAULTS = dict(learning_rate=5e-5, batch_size=8, epochs=3)  # TrainingArguments' own; max length 128 (DictDataset)
 FULL_SST_TARGET = (0.905, 577.0)  # dev accuracy, seconds: today's one float32 epoch on the issue's machine
 Rows = list[tuple[str, str]]  # (label, text)
@@ -199,9 +200,11 @@ def run_textclf(ds: DataSet, out: Path, tag: str, **settings) -> dict:
         "best_epoch": result.best_epoch,
         "val_accuracy": result.best["val_accuracy"],
         "train_rows": meta["data"]["train_rows"],
-        "hyperparameters": {k: hp[k] for k in ("learning_rate", "batch_size", "epochs", "warmup_ratio")},
+        "hyperparameters": {
+            k: hp[k] for k in ("learning_rate", "batch_size", "epochs", "warmup_ratio", "evaluations_per_epoch")
+        },
         "precision": meta["run"].get("precision"),
-        "auto": meta.get("auto") or meta["hyperparameters"].get("auto") or "none",
+        "auto": meta.get("auto_hyperparameters") or "none",
         "settings": settings,
     }
 
@@ -212,8 +215,6 @@ def method_a(ds: DataSet, work: Path, args: argparse.Namespace) -> dict:
 
 def method_b(ds: DataSet, work: Path, args: argparse.Namespace) -> dict:
     old = dict(OLD_DEFAULTS, epochs=1) if args.smoke else dict(OLD_DEFAULTS)
-    if "precision" in {f.name for f in dataclasses.fields(textclf.RunOptions)}:
-        old["precision"] = "float32"
     return run_textclf(ds, work / "b", "b", **old)
 
 
