@@ -22,8 +22,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/textclf train --data examples/reviews/train.csv \
-	    --validation examples/reviews/validation.csv --output $(DEMO) --overwrite \
-	    --epochs 5 --learning-rate 1e-4 --batch-size 16
+	    --validation examples/reviews/validation.csv --output $(DEMO) --overwrite
 	$(BIN)/textclf evaluate --model-dir $(DEMO) --data examples/reviews/validation.csv
 	$(BIN)/textclf export --model-dir $(DEMO) --format onnx-int8 --validation examples/reviews/validation.csv
 	$(BIN)/textclf predict --model-dir $(DEMO) \
@@ -51,7 +50,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
-	$(BIN)/python bench/train_vs_hf_trainer.py --repeats 2
+	$(BIN)/python bench/train_vs_hf_trainer.py --seeds 0 1
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -59,7 +59,15 @@ import torch
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
 SEED = 0
-SETTINGS = dict(epochs=1, batch_size=32, learning_rate=5e-5, max_seq_length=128, warmup_ratio=0.1, weight_decay=0.01)
+SETTINGS = dict(
+    epochs=1,
+    batch_size=32,
+    learning_rate=5e-5,
+    max_seq_length=128,
+    warmup_ratio=0.1,
+    weight_decay=0.01,
+    evaluations_per_epoch=1,
+)
 TARGET_SPEEDUP = {"float32": 2.0, "bfloat16": 3.5}  # Trainer's time / textclf's, at equal dev accuracy
 MATMUL_REPEATS = 10  # timed products per shape, after as many untimed
 

@@ -177,7 +177,6 @@ PUBLIC = {
         "MAX_EPOCHS",
         "ModelShape",
         "SAMPLE_BUDGET",
-        "SMALL_DATA_ROWS",
         "STEPS_PER_CHECK",
         "TOKEN_BUDGET",
         "choose",

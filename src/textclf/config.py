@@ -45,7 +45,7 @@ class Hyperparameters:
     """Everything that changes what a training run learns."""
 
     epochs: int | None = setting(
-        None, "Passes over the training data [default: auto, from the rows and text lengths: 1 to 10].", low=1
+        None, "Passes over the training data [default: auto, from the rows and text lengths: 1 to 6].", low=1
     )
     learning_rate: float | None = setting(
         None,
@@ -56,7 +56,7 @@ class Hyperparameters:
     batch_size: int | None = setting(
         None,
         "Samples per micro-batch in each process; an optimizer step takes batch_size x "
-        "gradient_accumulation_steps x processes [default: auto: 32, 16 under 2,000 rows].",
+        "gradient_accumulation_steps x processes [default: auto: 32].",
         low=1,
     )
     max_seq_length: int = setting(128, "Tokens kept per text; longer texts are truncated.", low=2)

@@ -13,7 +13,8 @@ table; bench/defaults.py reruns them):
   diverge at higher rates); 1e-3 when only the head trains. On the embedded 384-wide MiniLM,
   2e-5 (the old default, JumpStart's for BERT-base on GPUs) left TREC-50 at 0.48 where 1e-4
   reached 0.7+; 1e-4 was at or near the best of {5e-5, 1e-4, 2e-4, 4e-4} on every set measured.
-* ``batch_size`` 32, or 16 under 2,000 training rows: twice the optimizer steps on small data.
+* ``batch_size`` 32, on every data set measured: on SST-2's 1,200 training rows, batch 16 (twice
+  the steps) scored 4 points lower and took 25% longer; larger batches leave small sets too few steps.
 * ``epochs`` from a budget of training examples: enough passes to see about
   ``SAMPLE_BUDGET`` examples, fewer when the texts are long (a budget of ``TOKEN_BUDGET``
   tokens), between 1 and ``MAX_EPOCHS``. Small and many-class data sets need many more passes
@@ -44,7 +45,6 @@ __all__ = [
     "MAX_EPOCHS",
     "ModelShape",
     "SAMPLE_BUDGET",
-    "SMALL_DATA_ROWS",
     "STEPS_PER_CHECK",
     "TOKEN_BUDGET",
     "choose",
@@ -52,14 +52,12 @@ __all__ = [
     "plan",
 ]
 
-SAMPLE_BUDGET = 32_000
+SAMPLE_BUDGET = 24_000
 """Training examples a run sees when the epochs are chosen for it (before the token cap)."""
 TOKEN_BUDGET = 600_000
 """Tokens a run trains on at most when the epochs are chosen for it (long texts need fewer passes)."""
-MAX_EPOCHS = 10
+MAX_EPOCHS = 6
 """The most epochs chosen automatically."""
-SMALL_DATA_ROWS = 2_000
-"""Below this many training rows the batch size is halved to 16."""
 STEPS_PER_CHECK = 500
 """Optimizer steps between validation checks within an epoch, when they are chosen automatically."""
 MAX_CHECKS = 4
@@ -140,9 +138,7 @@ def _learning_rate(hp: Hyperparameters, model: ModelShape) -> tuple[float, str]:
 
 
 def _batch_size(data: DataShape) -> tuple[int, str]:
-    if data.rows < SMALL_DATA_ROWS:
-        return 16, f"under {SMALL_DATA_ROWS:,} training rows ({data.rows:,}): more, smaller steps"
-    return 32, f"{data.rows:,} training rows"
+    return 32, f"{data.rows:,} training rows: 32 measured best from 1,200 to 54,000 rows"
 
 
 def _epochs(data: DataShape) -> tuple[int, str]:
