@@ -466,11 +466,15 @@ def main() -> None:
         log(f"{name}: {len(ds.train):,} training rows, {len(ds.test):,} test rows")
         with tempfile.TemporaryDirectory(prefix=f"textclf-defaults-{name}-") as tmp:
             results[name] = run_set(ds, args, Path(tmp))
+        save(results, hw, args)  # after each set: a long run that stops keeps what it measured
     report(results, hw, args)
+    print(f"\nwrote {args.json}")
+
+
+def save(results: dict, hw: dict, args: argparse.Namespace) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: v for k, v in vars(args).items() if k not in ("json", "data_dir")}
     args.json.write_text(json.dumps({"meta": meta, "hardware": hw, "sets": results}, indent=2, default=str) + "\n")
-    print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":
