@@ -19,7 +19,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from .config import Hyperparameters, RunOptions
+from .config import AUTO_FIELDS, Hyperparameters, RunOptions
 from .options import click_options, flag_name, settings_fields
 
 __all__ = ["REGENERATE", "hyperparameters_markdown"]
@@ -43,7 +43,8 @@ flags of `textclf train` and `textclf tune` (`--learning-rate 5e-5 --sifting tru
 `hyperparameters.json` passed with `--hyperparameters` (values may be strings, as SageMaker writes
 them; flags win over the file), or as keyword arguments of `textclf.train` and `textclf.tune`.
 They are recorded in the model folder's `textclf.json`; `textclf hyperparameters --model DIR`
-prints a folder's values.
+prints a folder's values. Those whose default is `auto` are chosen by `train` from the model and
+the data when not set ([the rule](defaults.md)); `"auto"` in a file leaves them to it.
 """
 
 _RUN_OPTIONS = """\
@@ -77,7 +78,7 @@ def _table(settings: type, *, style: str) -> str:
             f"`{f.name}`",
             f"`{flags[flag_name(f)]}`",
             f"`{_type_name(kind)}`",
-            _default(f.default),
+            "`auto`" if f.name in AUTO_FIELDS else _default(f.default),
             _allowed(f.metadata),
             f.metadata.get("help", ""),
         ]
@@ -87,6 +88,8 @@ def _table(settings: type, *, style: str) -> str:
 
 def _type_name(kind: Any) -> str:
     """``int``, ``bool | None``: the field's real type, written as in its annotation."""
+    if kind is type(None):
+        return "None"
     return " | ".join(_type_name(a) for a in typing.get_args(kind)) if typing.get_args(kind) else kind.__name__
 
 

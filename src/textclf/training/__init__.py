@@ -2,6 +2,7 @@
 
 loop.py         train(): set up a run, then the epoch loop; TrainResult
 run.py          Run (everything the loop works with), setup(), TrainingHooks
+auto.py         the hyperparameters left unset, chosen from the model and the data
 batches.py      make_batches(): length-grouped batches per process, sifted or not
 sifting.py      loss-based sifting (SiftingConfig, SiftingDataLoader), usable in any PyTorch loop
 epoch.py        train_epoch(): one pass, gradient accumulation, optimizer_step()

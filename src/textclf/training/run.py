@@ -2,9 +2,10 @@
 
 :func:`setup` builds it in the order a run needs: the output folder checked, the data read,
 the checkpoint to resume from found (:mod:`.checkpoint`), the model loaded (seeded alike in
-every process), the texts tokenised, the batches made (:mod:`.batches`: sifted or not), the
-optimizer and schedule, the state restored from the checkpoint (:mod:`.state`), the staging
-folder the output is written in, and the SIGINT/SIGTERM handlers. :class:`TrainingHooks` is
+every process), the texts tokenised, the hyperparameters left unset chosen (:mod:`.auto`), the
+batches made (:mod:`.batches`: sifted or not), the optimizer and schedule, the state restored
+from the checkpoint (:mod:`.state`), the staging folder the output is written in, and the
+SIGINT/SIGTERM handlers. :class:`TrainingHooks` is
 where a caller cuts in (a test stopping a run at step N, say): each hook gets the :class:`Run`.
 """
 
