@@ -170,9 +170,9 @@ def test_boundary_values_are_accepted():
 
 def test_unknown_name_suggests_the_closest():
     with pytest.raises(
-        ConfigError, match=r"^hp\.json: unknown hyperparameter 'learning-rate'\. Did you mean 'learning_rate'\?$"
+        ConfigError, match=r"^hp\.json: unknown hyperparameter 'learnig_rate'\. Did you mean 'learning_rate'\?$"
     ):
-        Hyperparameters.from_mapping({"learning-rate": "1e-4"}, source="hp.json")
+        Hyperparameters.from_mapping({"learnig_rate": "1e-4"}, source="hp.json")
     with pytest.raises(ConfigError, match=r"unknown hyperparameter 'zzz'\. Known names: epochs, learning_rate, "):
         Hyperparameters.from_mapping({"zzz": "1"})
 
@@ -373,3 +373,12 @@ def test_train_takes_run_options_as_keywords_and_refuses_cuda_without_a_gpu(tmp_
     with pytest.raises(ConfigError, match="keep_checkpoints must be at least 0"):
         textclf.train(tmp_path / "d.csv", tmp_path / "out", keep_checkpoints=-1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_jumpstart_spellings_name_the_same_hyperparameters():
+    hp = Hyperparameters.from_mapping({"adam-learning-rate": "1e-4", "batch-size": "8", "train-only-top-layer": "True"})
+    assert (hp.learning_rate, hp.batch_size, hp.train_only_top_layer) == (1e-4, 8, True)
+    with pytest.raises(ConfigError, match="learning_rate is given twice"):
+        Hyperparameters.from_mapping({"learning_rate": "1e-4", "adam-learning-rate": "2e-5"})
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'adam-epochs'"):
+        Hyperparameters.from_mapping({"adam-epochs": "3"})

@@ -63,7 +63,7 @@ PUBLIC = {
         "run_batch",
     ],
     "textclf.choices": ["AUTO_ORDER", "BACKENDS", "BACKEND_CHOICES", "DTYPES", "EXPORT_FILES", "EXPORT_FORMATS"],
-    "textclf.config": ["AUTO_FIELDS", "Hyperparameters", "RunOptions"],
+    "textclf.config": ["AUTO_FIELDS", "Hyperparameters", "JUMPSTART_NAMES", "RunOptions"],
     "textclf.data": [
         "Examples",
         "LabelSet",

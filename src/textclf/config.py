@@ -31,7 +31,10 @@ from .errors import ConfigError
 from .options import setting, value_types
 from .validation import between, check_fields
 
-__all__ = ["AUTO_FIELDS", "Hyperparameters", "RunOptions"]
+__all__ = ["AUTO_FIELDS", "JUMPSTART_NAMES", "Hyperparameters", "RunOptions"]
+
+JUMPSTART_NAMES = {"adam-learning-rate": "learning_rate", "adam_learning_rate": "learning_rate"}
+"""JumpStart's other spellings (its sentence-pair specs); any hyphenated name is read as the underscored one."""
 
 AUTO_FIELDS = ("learning_rate", "batch_size", "epochs", "warmup_ratio", "evaluations_per_epoch")
 """Hyperparameters that default to None, "auto": chosen from the model and the data (textclf.training.auto)."""
@@ -140,7 +143,8 @@ class Hyperparameters:
     def from_mapping(cls, values: Mapping[str, Any], source: str = "hyperparameters") -> Hyperparameters:
         """Build from a mapping whose values may be strings (SageMaker style).
 
-        Unknown names are an error (with a suggestion); ``sagemaker_*`` keys are ignored.
+        Unknown names are an error (with a suggestion); ``sagemaker_*`` keys are ignored. JumpStart's
+        hyphenated spellings (``batch-size``, ``adam-learning-rate``) name the same hyperparameters.
         """
         return cls().updated(values, source)
 
@@ -164,13 +168,16 @@ class Hyperparameters:
         """Return a copy with ``values`` (possibly strings) applied over this one."""
         fields = value_types(type(self))
         changes: dict[str, Any] = {}
-        for name, raw in values.items():
-            if name.startswith("sagemaker_"):
+        for given, raw in values.items():
+            if given.startswith("sagemaker_"):
                 continue
+            name = JUMPSTART_NAMES.get(given, given.replace("-", "_"))
             if name not in fields:
                 hint = difflib.get_close_matches(name, fields, n=1)
                 fix = f" Did you mean {hint[0]!r}?" if hint else f" Known names: {', '.join(fields)}."
-                raise ConfigError(f"{source}: unknown hyperparameter {name!r}.{fix}")
+                raise ConfigError(f"{source}: unknown hyperparameter {given!r}.{fix}")
+            if name in changes:
+                raise ConfigError(f"{source}: {name} is given twice (as {given!r} and under another name).")
             changes[name] = _coerce(name, raw, fields[name], source)
         try:
             return dataclasses.replace(self, **changes)
