@@ -173,6 +173,7 @@ PUBLIC = {
     ],
     "textclf.training.auto": [
         "DataShape",
+        "HEAD_SCALE",
         "MAX_CHECKS",
         "MAX_EPOCHS",
         "ModelShape",

@@ -36,7 +36,14 @@ __all__ = ["AUTO_FIELDS", "JUMPSTART_NAMES", "Hyperparameters", "RunOptions"]
 JUMPSTART_NAMES = {"adam-learning-rate": "learning_rate", "adam_learning_rate": "learning_rate"}
 """JumpStart's other spellings (its sentence-pair specs); any hyphenated name is read as the underscored one."""
 
-AUTO_FIELDS = ("learning_rate", "batch_size", "epochs", "warmup_ratio", "evaluations_per_epoch")
+AUTO_FIELDS = (
+    "learning_rate",
+    "head_learning_rate_scale",
+    "batch_size",
+    "epochs",
+    "warmup_ratio",
+    "evaluations_per_epoch",
+)
 """Hyperparameters that default to None, "auto": chosen from the model and the data (textclf.training.auto)."""
 
 _TRUE = {"true", "1", "yes", "y", "on"}
@@ -61,6 +68,13 @@ class Hyperparameters:
         "Samples per micro-batch in each process; an optimizer step takes batch_size x "
         "gradient_accumulation_steps x processes [default: auto: 32].",
         low=1,
+    )
+    head_learning_rate_scale: float | None = setting(
+        None,
+        "The classification head's learning rate as a multiple of learning_rate: a fresh head starts at random "
+        "and has further to go than the pretrained network [default: auto: 10 when the network is fine-tuned, "
+        "1 with train_only_top_layer].",
+        positive=True,
     )
     max_seq_length: int = setting(128, "Tokens kept per text; longer texts are truncated.", low=2)
     train_only_top_layer: bool = setting(False, "Freeze the pretrained network and train only the classification head.")

@@ -11,7 +11,9 @@ import textclf
 from conftest import make_sentences, write_csv
 from textclf.cli import main
 from textclf.config import AUTO_FIELDS, Hyperparameters
+from textclf.training import TrainingHooks
 from textclf.training.auto import (
+    HEAD_SCALE,
     MAX_CHECKS,
     MAX_EPOCHS,
     SAMPLE_BUDGET,
@@ -66,13 +68,26 @@ def test_batches_of_32_and_long_epochs_get_checks():
     assert accumulated.evaluations_per_epoch == 1  # 211 optimizer steps
 
 
+def test_the_head_steps_ten_times_further_unless_it_is_all_that_trains():
+    assert choose(Hyperparameters(), MINILM, TREC)[0].head_learning_rate_scale == HEAD_SCALE
+    hp, reasons = choose(Hyperparameters(train_only_top_layer=True), MINILM, TREC)
+    assert hp.head_learning_rate_scale == 1.0 and "only the head" in reasons["head_learning_rate_scale"]
+
+
 def test_every_value_set_wins_and_only_the_others_are_chosen():
     given = Hyperparameters(learning_rate=3e-5, epochs=2)
     hp, reasons = choose(given, MINILM, SMALL)
     assert (hp.learning_rate, hp.epochs) == (3e-5, 2)
     assert set(reasons) == set(AUTO_FIELDS) - {"learning_rate", "epochs"}
     assert all(getattr(hp, name) is not None for name in AUTO_FIELDS)
-    everything = dict(learning_rate=1e-5, batch_size=8, epochs=1, warmup_ratio=0.0, evaluations_per_epoch=2)
+    everything = dict(
+        learning_rate=1e-5,
+        head_learning_rate_scale=2.0,
+        batch_size=8,
+        epochs=1,
+        warmup_ratio=0.0,
+        evaluations_per_epoch=2,
+    )
     assert choose(Hyperparameters(**everything), MINILM, SMALL) == (Hyperparameters(**everything), {})
 
 
@@ -125,9 +140,24 @@ def test_hyperparameters_command_shows_what_train_would_choose(tiny_bert, tmp_pa
 def test_a_run_without_flags_logs_and_records_the_chosen_values(tiny_bert, sentiment_files, tmp_path):
     train, val = sentiment_files
     lines: list[str] = []
+    rates: list[tuple[str, float]] = []
+
+    def record_rates(run):  # the head's groups step at head_learning_rate_scale times the network's rate
+        head = {id(p) for n, p in run.net.named_parameters() if n.startswith("classifier.")}
+        rates.extend((id(g["params"][0]) in head, g["lr"]) for g in run.optimizer.param_groups)
+
     result = textclf.train(
-        train, tmp_path / "out", model=tiny_bert, validation=val, epochs=2, progress=False, log=lines.append
+        train,
+        tmp_path / "out",
+        model=tiny_bert,
+        validation=val,
+        epochs=2,
+        progress=False,
+        log=lines.append,
+        hooks=TrainingHooks(after_step=lambda run: rates or record_rates(run)),
     )
+    network = {lr for in_head, lr in rates if not in_head}
+    assert len(network) == 1 and {lr for in_head, lr in rates if in_head} == {network.pop() * HEAD_SCALE}
     meta = json.loads((tmp_path / "out" / "textclf.json").read_text())
     assert set(meta["auto_hyperparameters"]) == set(AUTO_FIELDS) - {"epochs"}
     assert meta["hyperparameters"]["epochs"] == 2 and meta["hyperparameters"]["learning_rate"] == 1e-4

@@ -40,6 +40,7 @@ from ..config import AUTO_FIELDS, Hyperparameters
 from ..data import ReadOptions
 
 __all__ = [
+    "HEAD_SCALE",
     "DataShape",
     "MAX_CHECKS",
     "MAX_EPOCHS",
@@ -56,6 +57,8 @@ SAMPLE_BUDGET = 24_000
 """Training examples a run sees when the epochs are chosen for it (before the token cap)."""
 TOKEN_BUDGET = 600_000
 """Tokens a run trains on at most when the epochs are chosen for it (long texts need fewer passes)."""
+HEAD_SCALE = 10.0
+"""The head's learning rate as a multiple of the network's, when the whole network trains."""
 MAX_EPOCHS = 6
 """The most epochs chosen automatically."""
 STEPS_PER_CHECK = 500
@@ -119,6 +122,7 @@ def choose(hp: Hyperparameters, model: ModelShape, data: DataShape) -> tuple[Hyp
         return value
 
     pick("learning_rate", *_learning_rate(hp, model))
+    pick("head_learning_rate_scale", *_head_scale(hp))
     batch = pick("batch_size", *_batch_size(data))
     epochs = pick("epochs", *_epochs(data))
     pick("warmup_ratio", 0.1, "10% of the optimizer steps, as BERT and AutoTrain warm up")
@@ -135,6 +139,12 @@ def _learning_rate(hp: Hyperparameters, model: ModelShape) -> tuple[float, str]:
     if model.width <= 768:
         return 5e-5, f"{model.describe()}: base-size models, the top of BERT's 2e-5..5e-5 grid"
     return 2e-5, f"{model.describe()}: large models diverge at higher rates"
+
+
+def _head_scale(hp: Hyperparameters) -> tuple[float, str]:
+    if hp.train_only_top_layer:
+        return 1.0, "only the head trains: learning_rate is its rate"
+    return HEAD_SCALE, "a fresh head starts at random: it needs larger steps than the pretrained network"
 
 
 def _batch_size(data: DataShape) -> tuple[int, str]:

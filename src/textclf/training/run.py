@@ -262,7 +262,7 @@ def setup(
     )
     left = pads_left(net.config, tokenizer)
     batches = make_batches(hp, train_ids, td.train_labels, (tokenizer.pad_token_id, left), world, net)
-    optimizer = torch.optim.AdamW(_param_groups(net, hp.weight_decay), lr=hp.learning_rate, fused=True)
+    optimizer = torch.optim.AdamW(_param_groups(net, hp), lr=hp.learning_rate, fused=True)
     state = TrainingState(world, job, net, optimizer, batches, BestEpoch(hp.early_stopping_min_delta))
     if resume_from is not None:
         state.load(resume_from)
@@ -388,10 +388,20 @@ def _idle_batch(pad_id: int, device: torch.device) -> dict:
     }
 
 
-def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW's groups: weight decay on matrices, none on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for param in net.parameters():
+def _param_groups(net: torch.nn.Module, hp: Hyperparameters) -> list[dict]:
+    """AdamW's groups: weight decay on matrices, none on biases and LayerNorm weights; the head's at
+    ``head_learning_rate_scale`` times the rate (``lr_scale``, which :class:`LinearSchedule` applies)."""
+    head = set(head_parameter_names(net))
+    groups = {(decay, in_head): [] for decay in (True, False) for in_head in (False, True)}
+    for name, param in net.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups[param.ndim >= 2, name in head].append(param)
+    return [
+        {
+            "params": params,
+            "weight_decay": hp.weight_decay if decay else 0.0,
+            "lr_scale": hp.head_learning_rate_scale if in_head else 1.0,
+        }
+        for (decay, in_head), params in groups.items()
+        if params
+    ]

@@ -33,7 +33,8 @@ class LinearSchedule:
         return max(0.0, (1.0 - progress) / max(1e-12, 1.0 - self.warmup))
 
     def set(self, progress: float, scale: float = 1.0) -> None:
-        """Give every parameter group the rate at ``progress``, times ``scale`` (sifted steps: their factor)."""
+        """Give every parameter group the rate at ``progress``, times ``scale`` (sifted steps: their factor) and
+        the group's own ``lr_scale`` (the head's: ``head_learning_rate_scale``)."""
         self.progress = progress
         for group in self.optimizer.param_groups:
-            group["lr"] = self.peak * scale * self.factor(progress)
+            group["lr"] = self.peak * scale * self.factor(progress) * group.get("lr_scale", 1.0)
