@@ -255,7 +255,7 @@ def run_textclf(*args: str) -> subprocess.CompletedProcess:
         ),
         (
             ["train", "--data", "gap.csv", "--output", "out", "--epochs", "abc"],
-            "error: command line: epochs has value 'abc'; expected an integer.\n",
+            "error: command line: epochs has value 'abc'; expected an integer or auto.\n",
         ),
         (
             ["evaluate", "--model-dir", "no-model", "--data", "gap.csv"],

@@ -19,6 +19,7 @@ README_DEFAULTS = {  # None: auto, chosen from the model and data (docs/defaults
     "epochs": None,
     "learning_rate": None,
     "batch_size": None,
+    "head_learning_rate_scale": None,
     "max_seq_length": 128,
     "train_only_top_layer": False,
     "reinitialize_top_layer": "auto",
