@@ -82,7 +82,13 @@ SETS = ("trec50", "trec6", "bbc", "sst1500", "sst4000", "sst_all")
 ORDER = ("d", "a", "c", "b", "e")
 TUNED_SETS = ("sst4000", "trec50")
 OLD_DEFAULTS = dict(
-    learning_rate=2e-5, batch_size=32, epochs=3, warmup_ratio=0.1, evaluations_per_epoch=1, precision="float32"
+    learning_rate=2e-5,
+    head_learning_rate_scale=1.0,
+    batch_size=32,
+    epochs=3,
+    warmup_ratio=0.1,
+    evaluations_per_epoch=1,
+    precision="float32",
 )
 HF_DEFAULTS = dict(learning_rate=5e-5, batch_size=8, epochs=3)  # TrainingArguments' own; max length 128 (DictDataset)
 FULL_SST_TARGET = (0.905, 577.0)  # dev accuracy, seconds: today's one float32 epoch on the issue's machine

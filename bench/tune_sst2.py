@@ -101,7 +101,9 @@ def main() -> None:
             "wall_seconds": time.perf_counter() - start,
             "val_accuracy": base.best["val_accuracy"],
             "dev_accuracy": dev_accuracy(base.output, dev),
-            "hyperparameters": {"epochs": 3, "learning_rate": 2e-5, "batch_size": 32},
+            "hyperparameters": {  # the values textclf chose (auto), as its textclf.json records them
+                name: getattr(base.hyperparameters, name) for name in ("epochs", "learning_rate", "batch_size")
+            },
         }
         pruned = study(train, dev, work / "tuned-median", args.trials, args.max_epochs, "median")
         unpruned = study(train, dev, work / "tuned-off", args.trials, args.max_epochs, "off")

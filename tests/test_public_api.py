@@ -121,6 +121,7 @@ PUBLIC = {
         "forward_logits",
         "head_parameter_names",
         "inference_dtype",
+        "keeps_head",
         "load_config_and_tokenizer",
         "load_for_training",
         "local_folder",

@@ -336,10 +336,17 @@ def export_command(model_dir, **kw) -> None:
     default=None,
     help="hyperparameters.json of fixed values; flags override it.",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Training processes, as for train (with --data): each step takes batch_size x N samples.",
+)
 @_hyperparameter_options
 @_read_options
 @click.option("--explain", is_flag=True, help="A table with each hyperparameter's meaning instead of JSON.")
-def hyperparameters(model, data, validation, hp_file, explain, **kw) -> None:
+def hyperparameters(model, data, validation, hp_file, nproc, explain, **kw) -> None:
     """Print the training hyperparameters as JSON: the defaults, or what a run would use.
 
     Unset values are "auto": with --data (and --model), the values `train` would choose for
@@ -348,17 +355,34 @@ def hyperparameters(model, data, validation, hp_file, explain, **kw) -> None:
     """
     from . import artifact
     from .models import resolve_model
+    from .training.checkpoint import ADDED_HYPERPARAMETERS
 
     hp, reasons = _make_hyperparameters(hp_file, kw), {}
     read_options = _make_read_options(kw)
     source = resolve_model(model)
+    if data is None:  # what only a run on some data uses would be ignored: refuse it
+        ignored = [
+            what
+            for what, given in (
+                ("--validation", validation is not None),
+                ("--nproc", nproc != 1),
+                ("a read option", read_options != ReadOptions()),
+                ("a hyperparameter flag or --hyperparameters", source.kind == "artifact" and hp != Hyperparameters()),
+            )
+            if given
+        ]
+        if ignored:
+            raise click.UsageError(f"{ignored[0]} applies to the values a run on some data chooses: pass --data too.")
     if data is not None:
         from .training.auto import plan
 
-        hp, reasons = plan(data, model=model, validation=validation, hyperparameters=hp, read_options=read_options)
+        hp, reasons = plan(
+            data, model=model, validation=validation, hyperparameters=hp, read_options=read_options, processes=nproc
+        )
     elif source.kind == "artifact":
         meta = artifact.read_metadata(source.location) or {}
-        hp = Hyperparameters.from_mapping(meta.get("hyperparameters", {}), source=f"{source.location}/textclf.json")
+        recorded = {**ADDED_HYPERPARAMETERS, **meta.get("hyperparameters", {})}  # older folders lack the newer names
+        hp = Hyperparameters.from_mapping(recorded, source=f"{source.location}/textclf.json")
         reasons = meta.get("auto_hyperparameters", {})
     values = {k: "auto" if v is None else v for k, v in hp.to_dict().items()}
     for name, reason in reasons.items():

@@ -178,6 +178,18 @@ class Hyperparameters:
             raise ConfigError(f"{path}: expected a JSON object of hyperparameter names to values.")
         return cls.from_mapping(values, source=str(path))
 
+    @classmethod
+    def field_name(cls, given: str, source: str = "hyperparameters") -> str:
+        """The field ``given`` names (``batch-size`` and JumpStart's ``adam-learning-rate`` too), or a
+        ConfigError naming the closest field."""
+        fields = value_types(cls)
+        name = JUMPSTART_NAMES.get(given, given.replace("-", "_"))
+        if name not in fields:
+            hint = difflib.get_close_matches(name, fields, n=1)
+            fix = f" Did you mean {hint[0]!r}?" if hint else f" Known names: {', '.join(fields)}."
+            raise ConfigError(f"{source}: unknown hyperparameter {given!r}.{fix}")
+        return name
+
     def updated(self, values: Mapping[str, Any], source: str = "hyperparameters") -> Hyperparameters:
         """Return a copy with ``values`` (possibly strings) applied over this one."""
         fields = value_types(type(self))
@@ -185,11 +197,7 @@ class Hyperparameters:
         for given, raw in values.items():
             if given.startswith("sagemaker_"):
                 continue
-            name = JUMPSTART_NAMES.get(given, given.replace("-", "_"))
-            if name not in fields:
-                hint = difflib.get_close_matches(name, fields, n=1)
-                fix = f" Did you mean {hint[0]!r}?" if hint else f" Known names: {', '.join(fields)}."
-                raise ConfigError(f"{source}: unknown hyperparameter {given!r}.{fix}")
+            name = self.field_name(given, source)
             if name in changes:
                 raise ConfigError(f"{source}: {name} is given twice (as {given!r} and under another name).")
             changes[name] = _coerce(name, raw, fields[name], source)

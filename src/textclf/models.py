@@ -40,6 +40,7 @@ __all__ = [
     "forward_logits",
     "head_parameter_names",
     "inference_dtype",
+    "keeps_head",
     "load_config_and_tokenizer",
     "load_for_training",
     "local_folder",
@@ -208,7 +209,7 @@ def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str =
     from transformers import AutoModelForSequenceClassification
 
     config, tokenizer = load_config_and_tokenizer(source)
-    keep_head = _keep_head(source, config, labels, reinitialize)
+    keep_head = keeps_head(source, config, labels, reinitialize)
     config.num_labels = len(labels)
     config.id2label = labels.id2label
     config.label2id = labels.label2id
@@ -229,7 +230,7 @@ def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str =
     return model, tokenizer, keep_head
 
 
-def _keep_head(source: ModelSource, config, labels: LabelSet, reinitialize: str) -> bool:
+def keeps_head(source: ModelSource, config, labels: LabelSet, reinitialize: str) -> bool:
     """Whether to keep the checkpoint's classification head (see ``reinitialize_top_layer``)."""
     if reinitialize == "true":
         return False

@@ -80,8 +80,8 @@ def test_both_precisions_train_under_their_autocast_and_save_float32(
     assert all(h["train_loss"] == h["train_loss"] for h in result.history)  # finite: the loss is float32
     run = json.loads((tmp_path / "out" / "textclf.json").read_text())["run"]
     assert run["precision"] == precision and run["precision_reason"] == "set by --precision"
-    assert run["cpu_kernels"] == resolve_precision(precision, CPU).kernels  # this CPU's path, as printed:
-    assert f"precision {precision} (set by --precision; kernels: {run['cpu_kernels']})" in lines
+    assert run["kernels"] == resolve_precision(precision, CPU).kernels  # this CPU's path, as printed:
+    assert f"precision {precision} (set by --precision; kernels: {run['kernels']})" in lines
     warned = any(line.startswith("warning: this CPU has no native bfloat16") for line in lines)
     assert warned == (precision == "bfloat16" and not native_bf16())
     weights = load_file(tmp_path / "out" / "model.safetensors")

@@ -1,7 +1,7 @@
 """Automatic hyperparameters: what a run uses for the values the user left unset.
 
-``learning_rate``, ``batch_size``, ``epochs``, ``warmup_ratio`` and ``evaluations_per_epoch``
-default to None, "auto": :func:`choose` fills each one the user did not set (a flag, a
+``learning_rate``, ``head_learning_rate_scale``, ``batch_size``, ``epochs``, ``warmup_ratio`` and
+``evaluations_per_epoch`` default to None, "auto": :func:`choose` fills each one the user did not set (a flag, a
 ``hyperparameters.json`` value, a keyword argument) from the model's shape (:class:`ModelShape`:
 width, depth, encoder or decoder, a sentence-embedding checkpoint or not) and the data's
 (:class:`DataShape`: rows, classes, tokens per text), and says why. A value the user set is
@@ -13,6 +13,8 @@ table; bench/defaults.py reruns them):
   diverge at higher rates); 1e-3 when only the head trains. On the embedded 384-wide MiniLM,
   2e-5 (the old default, JumpStart's for BERT-base on GPUs) left TREC-50 at 0.48 where 1e-4
   reached 0.7+; 1e-4 was at or near the best of {5e-5, 1e-4, 2e-4, 4e-4} on every set measured.
+* ``head_learning_rate_scale`` 10: the fresh classification head steps at ten times the network's
+  rate (1 when only the head trains, or when a textclf folder's trained head goes on training).
 * ``batch_size`` 32, on every data set measured: on SST-2's 1,200 training rows, batch 16 (twice
   the steps) scored 4 points lower and took 25% longer; larger batches leave small sets too few steps.
 * ``epochs`` from a budget of training examples: enough passes to see about
@@ -22,8 +24,8 @@ table; bench/defaults.py reruns them):
   so an epoch too many costs time, not accuracy.
 * ``warmup_ratio`` 0.1 (BERT's and AutoTrain's).
 * ``evaluations_per_epoch``: one check on the validation data every ``STEPS_PER_CHECK``
-  optimizer steps, at most ``MAX_CHECKS`` per epoch, so a one-epoch run on a large set keeps
-  its best point instead of only its last.
+  optimizer steps (counted across all processes), at most ``MAX_CHECKS`` per epoch, so a
+  one-epoch run on a large set keeps its best point instead of only its last.
 
 :func:`plan` runs the rule without training, for ``textclf hyperparameters --model M --data D``.
 """
@@ -35,9 +37,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import AUTO_FIELDS, Hyperparameters
 from ..data import ReadOptions
+
+if TYPE_CHECKING:
+    from ..models import ModelSource
 
 __all__ = [
     "HEAD_SCALE",
@@ -78,13 +84,14 @@ class ModelShape:
     sentence_embedding: bool = False
 
     @classmethod
-    def of(cls, config, folder: str | Path | None = None) -> ModelShape:
-        """From a transformers config (BERT, RoBERTa, DistilBERT, GPT-2 names alike) and, if given, its folder."""
+    def of(cls, config, source: ModelSource | str | Path | None = None) -> ModelShape:
+        """From a transformers config (BERT, RoBERTa, DistilBERT, GPT-2 names alike) and, if given, where
+        the model comes from (a folder, or a :class:`ModelSource`: a Hub model's files are in the local cache)."""
         from ..models import is_decoder
 
         width = _first(config, ("hidden_size", "n_embd", "d_model", "dim"), 768)
         layers = _first(config, ("num_hidden_layers", "n_layer", "num_layers", "n_layers"), 12)
-        embedding = folder is not None and any((Path(folder) / name).is_file() for name in SENTENCE_EMBEDDING_FILES)
+        embedding = source is not None and any(_has_file(source, name) for name in SENTENCE_EMBEDDING_FILES)
         return cls(width, layers, is_decoder(config), embedding)
 
     def describe(self) -> str:
@@ -109,8 +116,20 @@ class DataShape:
         return f"{self.rows:,} training rows, {self.classes} classes, {self.mean_tokens:.0f} tokens per text"
 
 
-def choose(hp: Hyperparameters, model: ModelShape, data: DataShape) -> tuple[Hyperparameters, dict[str, str]]:
-    """``hp`` with every auto (None) field chosen, and the reason for each one chosen, by name."""
+def choose(
+    hp: Hyperparameters,
+    model: ModelShape,
+    data: DataShape,
+    *,
+    head_reused: bool = False,
+    processes: int = 1,
+    validation: bool = True,
+) -> tuple[Hyperparameters, dict[str, str]]:
+    """``hp`` with every auto (None) field chosen, and the reason for each one chosen, by name.
+
+    ``head_reused``: the model's own trained head goes on training (a textclf folder with the same
+    labels); ``processes``: data-parallel processes, each taking ``batch_size`` rows a step;
+    ``validation``: whether the run has validation data to check against."""
     reasons: dict[str, str] = {}
     values: dict[str, object] = {}
 
@@ -122,12 +141,12 @@ def choose(hp: Hyperparameters, model: ModelShape, data: DataShape) -> tuple[Hyp
         return value
 
     pick("learning_rate", *_learning_rate(hp, model))
-    pick("head_learning_rate_scale", *_head_scale(hp))
+    pick("head_learning_rate_scale", *_head_scale(hp, head_reused))
     batch = pick("batch_size", *_batch_size(data))
-    epochs = pick("epochs", *_epochs(data))
+    pick("epochs", *_epochs(data))
     pick("warmup_ratio", 0.1, "10% of the optimizer steps, as BERT and AutoTrain warm up")
-    steps = math.ceil(data.rows / (batch * hp.gradient_accumulation_steps))
-    pick("evaluations_per_epoch", *_checks(steps, epochs))
+    steps = math.ceil(data.rows / (batch * hp.gradient_accumulation_steps * processes))
+    pick("evaluations_per_epoch", *_checks(steps, validation))
     return dataclasses.replace(hp, **values), reasons
 
 
@@ -141,9 +160,11 @@ def _learning_rate(hp: Hyperparameters, model: ModelShape) -> tuple[float, str]:
     return 2e-5, f"{model.describe()}: large models diverge at higher rates"
 
 
-def _head_scale(hp: Hyperparameters) -> tuple[float, str]:
+def _head_scale(hp: Hyperparameters, head_reused: bool) -> tuple[float, str]:
     if hp.train_only_top_layer:
         return 1.0, "only the head trains: learning_rate is its rate"
+    if head_reused:
+        return 1.0, "the model's own trained head goes on training, as the network does"
     return HEAD_SCALE, "a fresh head starts at random: it needs larger steps than the pretrained network"
 
 
@@ -163,11 +184,24 @@ def _epochs(data: DataShape) -> tuple[int, str]:
     return epochs, f"{data.rows:,} training rows, {budget} in all, 1..{MAX_EPOCHS} epochs"
 
 
-def _checks(steps_per_epoch: int, epochs: int) -> tuple[int, str]:
+def _checks(steps_per_epoch: int, validation: bool) -> tuple[int, str]:
+    if not validation:
+        return 1, "no validation data: nothing to check against"
     checks = max(1, min(MAX_CHECKS, steps_per_epoch // STEPS_PER_CHECK))
     if checks == 1:
         return 1, f"{steps_per_epoch} optimizer steps per epoch"
     return checks, f"{steps_per_epoch} optimizer steps per epoch: a check every ~{steps_per_epoch // checks}"
+
+
+def _has_file(source: ModelSource | str | Path, name: str) -> bool:
+    """Whether the model has file ``name``: in its folder, or for a Hub model in the local cache (no download)."""
+    from ..models import ModelSource
+
+    if isinstance(source, ModelSource) and source.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(source.location, name), str)
+    return (Path(source.location if isinstance(source, ModelSource) else source) / name).is_file()
 
 
 def _first(config, names: Sequence[str], default: int) -> int:
@@ -190,17 +224,27 @@ def plan(
     validation: str | Path | None = None,
     hyperparameters: Hyperparameters | None = None,
     read_options: ReadOptions | None = None,
+    processes: int = 1,
 ) -> tuple[Hyperparameters, dict[str, str]]:
-    """The hyperparameters ``train`` would use on this model and data, and why for each auto one.
+    """The hyperparameters ``train`` would use on this model and data (with ``processes``
+    data-parallel processes), and why for each auto one.
 
     Reads the data (split as training splits it) and the model's config and tokenizer, not its weights."""
     from ..batching import encode
-    from ..models import load_config_and_tokenizer, resolve_model
+    from ..models import check_max_length, keeps_head, load_config_and_tokenizer, resolve_model
     from .run import read_data
 
     hp = hyperparameters or Hyperparameters()
     source = resolve_model(model)
     td = read_data(source, data, validation, read_options or ReadOptions(), hp, lambda message: None)
     config, tokenizer = load_config_and_tokenizer(source)
+    check_max_length(config, tokenizer, hp.max_seq_length)
     shape = DataShape.of(encode(tokenizer, td.train_texts, hp.max_seq_length), len(td.labels))
-    return choose(hp, ModelShape.of(config, source.location), shape)
+    return choose(
+        hp,
+        ModelShape.of(config, source),
+        shape,
+        head_reused=keeps_head(source, config, td.labels, hp.reinitialize_top_layer),
+        processes=processes,
+        validation=bool(td.val_texts),
+    )

@@ -259,7 +259,11 @@ def job_identity(data, validation, read_options, source, hyperparameters, proces
     }
 
 
-ADDED_HYPERPARAMETERS = {"sifting_min_keep_probability": 0.0, "evaluations_per_epoch": 1}
+ADDED_HYPERPARAMETERS = {
+    "sifting_min_keep_probability": 0.0,
+    "evaluations_per_epoch": 1,
+    "head_learning_rate_scale": 1.0,
+}
 """Hyperparameters newer than some checkpoints, with the value that reproduces those checkpoints' runs."""
 
 
@@ -274,9 +278,9 @@ def difference(old: dict, new: dict) -> str | None:
         )
     for name in ("hyperparameters", "read_options"):
         for key, value in new[name].items():
-            was = old[name].get(key, ADDED_HYPERPARAMETERS.get(key) if name == "hyperparameters" else None)
+            was = old[name].get(key, ADDED_HYPERPARAMETERS.get(key, _UNSET) if name == "hyperparameters" else None)
             if was != value:
-                return f"it was run with {key}={was!r}, not {value!r}"
+                return f"it was run with {key}={_shown(was)}, not {_shown(value)}"
     for name, what in (("data", "training data"), ("validation", "validation data"), ("model", "model")):
         if old[name] != new[name]:
             return f"its {what} is {old[name]}, not {new[name]}"
@@ -285,6 +289,15 @@ def difference(old: dict, new: dict) -> str | None:
     if old["textclf"] != new["textclf"]:
         return f"it was written by textclf {old['textclf']}, this is {new['textclf']}"
     return None
+
+
+_UNSET = object()
+"""A hyperparameter a checkpoint does not record (and is not in ADDED_HYPERPARAMETERS)."""
+
+
+def _shown(value) -> str:
+    """A hyperparameter's value as the user writes it: None is auto."""
+    return "no value" if value is _UNSET else "auto" if value is None else repr(value)
 
 
 def _stamps(path: Path) -> list:

@@ -20,7 +20,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ class TrainResult:
     best: dict  # the best point's record: an epoch's, or a mid-epoch check's (with its ``step``)
     training_seconds: float  # the epochs' training passes (with sifting, scoring included); no validation
     total_seconds: float  # everything from loading the model to writing the folder (over resumed sessions)
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)  # those used, auto ones chosen
+    auto: dict[str, str] = field(default_factory=dict)  # the names textclf chose, each with its reason
 
 
 def train(
@@ -129,7 +131,7 @@ def train(
             best = run.finish()
         log(f"saved model folder to {output}")
         seconds = sum(h["train_seconds"] for h in state.history), time.perf_counter() - state.started
-        return TrainResult(output, state.history, best["epoch"], best, *seconds)
+        return TrainResult(output, state.history, best["epoch"], best, *seconds, run.hp, run.auto)
 
 
 def _progress_bar(run: Run, epoch: int, enabled: bool | None) -> ProgressBar:

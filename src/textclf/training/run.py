@@ -226,7 +226,7 @@ class Run:
                     "device": world.device.type,
                     "precision": world.precision.name,
                     "precision_reason": world.precision.reason,
-                    "cpu_kernels": world.precision.kernels if world.device.type == "cpu" else None,
+                    "kernels": world.precision.kernels,
                     "gradient_checkpointing": self.options.gradient_checkpointing,
                 },
             },
@@ -258,8 +258,14 @@ def setup(
     net, tokenizer, head_reused = load_model(source, td.labels, hp, options, world)
     train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
     hp, chosen = auto.choose(
-        hp, auto.ModelShape.of(net.config, source.location), auto.DataShape.of(train_ids, len(td.labels))
+        hp,
+        auto.ModelShape.of(net.config, source),
+        auto.DataShape.of(train_ids, len(td.labels)),
+        head_reused=head_reused,
+        processes=world.size,
+        validation=bool(td.val_texts),
     )
+    job = {**job, "auto": {name: getattr(hp, name) for name in chosen}}  # checked on resume (TrainingState.load)
     left = pads_left(net.config, tokenizer)
     batches = make_batches(hp, train_ids, td.train_labels, (tokenizer.pad_token_id, left), world, net)
     optimizer = torch.optim.AdamW(_param_groups(net, hp), lr=hp.learning_rate, fused=True)
@@ -391,7 +397,7 @@ def _idle_batch(pad_id: int, device: torch.device) -> dict:
 def _param_groups(net: torch.nn.Module, hp: Hyperparameters) -> list[dict]:
     """AdamW's groups: weight decay on matrices, none on biases and LayerNorm weights; the head's at
     ``head_learning_rate_scale`` times the rate (``lr_scale``, which :class:`LinearSchedule` applies)."""
-    head = set(head_parameter_names(net))
+    head = set(head_parameter_names(net)) if hp.head_learning_rate_scale != 1 else set()  # 1: the two groups of old
     groups = {(decay, in_head): [] for decay in (True, False) for in_head in (False, True)}
     for name, param in net.named_parameters():
         if param.requires_grad:

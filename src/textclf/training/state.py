@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import ConfigError
 from . import checkpoint
 from .checkpoint import Checkpoints
 from .distributed import World
@@ -151,8 +152,23 @@ class TrainingState:
 
     def load(self, state: dict) -> None:
         """Take the state of a checkpoint (random number generators only in :meth:`resume_rng`)."""
+        # the auto values (set alike, the job's hyperparameters were compared in checkpoint.open_for)
+        chosen, before = self.job.get("auto", {}), state["job"].get("auto", {})
+        for name, value in before.items():
+            if chosen.get(name, value) != value:
+                raise ConfigError(
+                    f"the checkpoint to resume from chose {name} {value:g} and this run chooses "
+                    f"{chosen[name]:g} (textclf's rule changed since); pass --{name.replace('_', '-')} {value:g} "
+                    "to resume it, or --no-resume to start afresh."
+                )
         self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # another layout of parameter groups: a checkpoint of an older textclf
+            raise ConfigError(
+                f"the checkpoint to resume from holds optimizer state of another shape ({exc}); "
+                "pass --no-resume to start afresh."
+            ) from exc
         self.history, self.checks = state["history"], state.get("checks", [])
         if not self.world.is_main:  # only rank 0 keeps the best point's weights
             state["tracker"] = {**state["tracker"], "state": None}

@@ -122,7 +122,14 @@ class SearchSpace:
                 f"{source}: expected a non-empty object of hyperparameter name -> "
                 '{"type": "float"|"int"|"categorical", ...}.'
             )
-        return cls(tuple(_param(str(name), spec, source) for name, spec in values.items()), source)
+        params = tuple(
+            _param(Hyperparameters.field_name(str(name), source), spec, source) for name, spec in values.items()
+        )
+        names = [p.name for p in params]
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice:
+            raise ConfigError(f"{source}: {twice} is given twice (under two spellings).")
+        return cls(params, source)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -152,8 +159,6 @@ def _param(name: str, spec: Any, source: str) -> Param:
     """One spec, checked: field names and types, ranges, and the values against Hyperparameters."""
     where = f"{source}: {name}"
     types = value_types(Hyperparameters)
-    if name not in types:
-        Hyperparameters().updated({name: None}, source)  # raises: unknown hyperparameter, with a suggestion
     if not isinstance(spec, Mapping):
         raise ConfigError(
             f'{where}: expected an object such as {{"type": "float", "low": 1e-5, "high": 1e-4}}, got {spec!r}.'
