@@ -74,6 +74,19 @@ def test_the_head_steps_ten_times_further_unless_it_is_all_that_trains():
     assert hp.head_learning_rate_scale == 1.0 and "only the head" in reasons["head_learning_rate_scale"]
 
 
+def test_a_trained_head_that_goes_on_training_keeps_the_network_rate():
+    hp, reasons = choose(Hyperparameters(), MINILM, TREC, head_reused=True)
+    assert hp.head_learning_rate_scale == 1.0 and "own trained head" in reasons["head_learning_rate_scale"]
+
+
+def test_checks_count_the_steps_of_all_processes_and_need_validation_data():
+    one = choose(Hyperparameters(), MINILM, LARGE_DATA)[0].evaluations_per_epoch
+    four, reasons = choose(Hyperparameters(), MINILM, LARGE_DATA, processes=4)  # 421 steps an epoch, not 1,684
+    assert one > 1 and four.evaluations_per_epoch == 1 and "421 optimizer steps" in reasons["evaluations_per_epoch"]
+    blind, reasons = choose(Hyperparameters(), MINILM, LARGE_DATA, validation=False)
+    assert blind.evaluations_per_epoch == 1 and "no validation data" in reasons["evaluations_per_epoch"]
+
+
 def test_every_value_set_wins_and_only_the_others_are_chosen():
     given = Hyperparameters(learning_rate=3e-5, epochs=2)
     hp, reasons = choose(given, MINILM, SMALL)
@@ -110,8 +123,27 @@ def test_model_shape_is_read_from_bert_and_gpt2_configs(tiny_bert, tiny_gpt2, tm
     assert bert == ModelShape(width=32, layers=2) and bert.describe() == "2-layer, 32-wide encoder"
     gpt2 = ModelShape.of(AutoConfig.from_pretrained(tiny_gpt2), tiny_gpt2)
     assert gpt2.decoder and gpt2.describe().endswith("decoder")
-    default = textclf.models.resolve_model("default").location
-    assert ModelShape.of(AutoConfig.from_pretrained(default), default) == MINILM
+    default = textclf.models.resolve_model("default")
+    assert ModelShape.of(AutoConfig.from_pretrained(default.location), default) == MINILM
+    assert ModelShape.of(AutoConfig.from_pretrained(default.location), default.location) == MINILM
+    hub = textclf.models.ModelSource("someone/not-cached", "someone/not-cached", "hub")
+    assert not ModelShape.of(AutoConfig.from_pretrained(tiny_bert), hub).sentence_embedding  # nothing downloaded
+
+
+def test_hyperparameters_refuses_options_it_would_ignore_without_data(tiny_bert, tmp_path):
+    for args in (["--validation", "v.csv"], ["--nproc", "2"], ["--encoding", "latin-1"]):
+        result = CliRunner().invoke(main, ["hyperparameters", *args])
+        assert result.exit_code == 2 and "pass --data too" in result.output, args
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny_bert / "config.json").read_text())
+    recorded = {"epochs": 3, "learning_rate": 2e-5, "batch_size": 32, "warmup_ratio": 0.1}  # before auto values
+    (folder / "textclf.json").write_text(json.dumps({"hyperparameters": recorded}))
+    refused = CliRunner().invoke(main, ["hyperparameters", "--model", str(folder), "--epochs", "2"])
+    assert refused.exit_code == 2 and "a hyperparameter flag" in refused.output
+    shown = json.loads(CliRunner().invoke(main, ["hyperparameters", "--model", str(folder)]).stdout)
+    assert (shown["head_learning_rate_scale"], shown["evaluations_per_epoch"]) == (1.0, 1)  # as that run had them
+    assert Hyperparameters.from_mapping(shown).learning_rate == 2e-5
 
 
 def test_plan_reads_the_data_as_training_splits_it(tiny_bert, tmp_path):
@@ -165,3 +197,5 @@ def test_a_run_without_flags_logs_and_records_the_chosen_values(tiny_bert, senti
     assert f"learning_rate 0.0001 (auto: {meta['auto_hyperparameters']['learning_rate']})" in lines
     shown = CliRunner().invoke(main, ["hyperparameters", "--model", str(tmp_path / "out")])
     assert json.loads(shown.stdout)["batch_size"] == 32 and "batch_size 32 (auto:" in shown.stderr
+    assert result.hyperparameters == Hyperparameters.from_mapping(meta["hyperparameters"])
+    assert result.auto == meta["auto_hyperparameters"]

@@ -228,6 +228,27 @@ def test_a_run_stopped_after_a_mid_epoch_check_resumes_with_it_and_its_weights(t
 
 
 @pytest.mark.slow
+def test_a_checkpoint_whose_auto_values_this_run_would_choose_otherwise_is_refused(
+    tiny_bert, sentiment_files, tmp_path, monkeypatch
+):
+    train, val = sentiment_files
+    settings = {name: value for name, value in FAST.items() if name != "epochs"} | {"checkpoint_every_steps": 3}
+    with pytest.raises(KeyboardInterrupt):
+        textclf.train(
+            train, tmp_path / "out", model=tiny_bert, validation=val, hooks=interrupted_after(4), **QUIET, **settings
+        )
+    (stage,) = staged(tmp_path / "out")
+    assert checkpoint.load(stage / "checkpoints" / "step-00000003.pt")["job"]["auto"]["epochs"] == 6
+    monkeypatch.setattr("textclf.training.auto.MAX_EPOCHS", 5)  # textclf's rule changed since
+    with pytest.raises(ConfigError) as refused:
+        textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **settings)
+    assert str(refused.value) == (
+        "the checkpoint to resume from chose epochs 6 and this run chooses 5 (textclf's rule changed since); "
+        "pass --epochs 6 to resume it, or --no-resume to start afresh."
+    )
+
+
+@pytest.mark.slow
 def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sentiment_files, tmp_path):
     train, val = tmp_path / "train.csv", sentiment_files[1]
     train.write_bytes(sentiment_files[0].read_bytes())

@@ -22,7 +22,7 @@ from conftest import REPO
 from test_cli_errors import assert_one_line_error
 from textclf.cli import main
 from textclf.errors import ConfigError
-from textclf.tuning import TuneSettings
+from textclf.tuning import SearchSpace, TuneSettings
 from textclf.tuning.study import EPOCHS_ATTR, PeerMedianPruner, recover_lost_trials
 
 QUIET = {"log": lambda _: None}
@@ -318,6 +318,12 @@ def test_median_pruning_compares_only_trials_planned_for_as_many_epochs():
             '{"weight_decay": {"type": "float", "low": 0, "high": 0.1, "log": true}}',
             ["weight_decay", "log range needs low > 0"],
         ),
+        (
+            "space.json",
+            '{"batch-size": {"type": "categorical", "choices": [8]}, '
+            '"batch_size": {"type": "int", "low": 8, "high": 9}}',
+            ["batch_size is given twice"],
+        ),
         ("space.json", '{"epochs": {"type": "float", "low": 1, "high": 3}}', ["epochs", "integer hyperparameter"]),
         ("space.json", '{"epochs": {"type": "int", "low": "one", "high": 3}}', ["epochs", "'low' must be a number"]),
         (
@@ -445,3 +451,13 @@ def test_tuning_reaches_optuna_only_through_its_public_api():
     for path in (REPO / "src" / "textclf" / "tuning").glob("*.py"):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             assert not private.search(line), f"{path.name}:{number}: {line.strip()}"
+
+
+def test_a_space_takes_jumpstart_spellings_as_the_fields_they_name():
+    space = SearchSpace.from_mapping(
+        {
+            "adam-learning-rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},
+            "batch-size": {"type": "categorical", "choices": [16, 32]},
+        }
+    )
+    assert space.names == ("learning_rate", "batch_size")
