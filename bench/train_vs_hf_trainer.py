@@ -63,6 +63,7 @@ SETTINGS = dict(
     epochs=1,
     batch_size=32,
     learning_rate=5e-5,
+    head_learning_rate_scale=1.0,  # one rate for the whole network, as Trainer has
     max_seq_length=128,
     warmup_ratio=0.1,
     weight_decay=0.01,
