@@ -63,7 +63,7 @@ PUBLIC = {
         "run_batch",
     ],
     "textclf.choices": ["AUTO_ORDER", "BACKENDS", "BACKEND_CHOICES", "DTYPES", "EXPORT_FILES", "EXPORT_FORMATS"],
-    "textclf.config": ["AUTO_FIELDS", "Hyperparameters", "JUMPSTART_NAMES", "RunOptions"],
+    "textclf.config": ["ADDED_HYPERPARAMETERS", "AUTO_FIELDS", "Hyperparameters", "JUMPSTART_NAMES", "RunOptions"],
     "textclf.data": [
         "Examples",
         "LabelSet",
@@ -184,6 +184,7 @@ PUBLIC = {
         "choose",
         "describe",
         "plan",
+        "recorded",
     ],
     "textclf.training.run": ["Run", "TrainingHooks", "enable_gradient_checkpointing", "read_data", "setup"],
     "textclf.training.schedule": ["LinearSchedule"],

@@ -353,14 +353,17 @@ def hyperparameters(model, data, validation, hp_file, nproc, explain, **kw) -> N
     that model and data, each with its reason on stderr. A textclf model folder without --data
     shows the values it was trained with. Flags and --hyperparameters fix values, as for train.
     """
-    from . import artifact
     from .models import resolve_model
-    from .training.checkpoint import ADDED_HYPERPARAMETERS
+    from .training import auto
 
     hp, reasons = _make_hyperparameters(hp_file, kw), {}
     read_options = _make_read_options(kw)
     source = resolve_model(model)
-    if data is None:  # what only a run on some data uses would be ignored: refuse it
+    if data is not None:
+        hp, reasons = auto.plan(
+            data, model=model, validation=validation, hyperparameters=hp, read_options=read_options, processes=nproc
+        )
+    else:  # what only a run on some data uses would be ignored: refuse it
         ignored = [
             what
             for what, given in (
@@ -373,17 +376,8 @@ def hyperparameters(model, data, validation, hp_file, nproc, explain, **kw) -> N
         ]
         if ignored:
             raise click.UsageError(f"{ignored[0]} applies to the values a run on some data chooses: pass --data too.")
-    if data is not None:
-        from .training.auto import plan
-
-        hp, reasons = plan(
-            data, model=model, validation=validation, hyperparameters=hp, read_options=read_options, processes=nproc
-        )
-    elif source.kind == "artifact":
-        meta = artifact.read_metadata(source.location) or {}
-        recorded = {**ADDED_HYPERPARAMETERS, **meta.get("hyperparameters", {})}  # older folders lack the newer names
-        hp = Hyperparameters.from_mapping(recorded, source=f"{source.location}/textclf.json")
-        reasons = meta.get("auto_hyperparameters", {})
+        if source.kind == "artifact":
+            hp, reasons = auto.recorded(source.location)
     values = {k: "auto" if v is None else v for k, v in hp.to_dict().items()}
     for name, reason in reasons.items():
         click.echo(f"{name} {values[name]:g} (auto: {reason})", err=True)

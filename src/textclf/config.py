@@ -31,10 +31,18 @@ from .errors import ConfigError
 from .options import setting, value_types
 from .validation import between, check_fields
 
-__all__ = ["AUTO_FIELDS", "JUMPSTART_NAMES", "Hyperparameters", "RunOptions"]
+__all__ = ["ADDED_HYPERPARAMETERS", "AUTO_FIELDS", "JUMPSTART_NAMES", "Hyperparameters", "RunOptions"]
 
 JUMPSTART_NAMES = {"adam-learning-rate": "learning_rate", "adam_learning_rate": "learning_rate"}
 """JumpStart's other spellings (its sentence-pair specs); any hyphenated name is read as the underscored one."""
+
+ADDED_HYPERPARAMETERS = {
+    "sifting_min_keep_probability": 0.0,
+    "evaluations_per_epoch": 1,
+    "head_learning_rate_scale": 1.0,
+}
+"""Hyperparameters newer than some checkpoints and model folders, with the value that reproduces
+those earlier runs (a missing name counts as this value)."""
 
 AUTO_FIELDS = (
     "learning_rate",

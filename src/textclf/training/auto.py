@@ -1,8 +1,8 @@
 """Automatic hyperparameters: what a run uses for the values the user left unset.
 
 ``learning_rate``, ``head_learning_rate_scale``, ``batch_size``, ``epochs``, ``warmup_ratio`` and
-``evaluations_per_epoch`` default to None, "auto": :func:`choose` fills each one the user did not set (a flag, a
-``hyperparameters.json`` value, a keyword argument) from the model's shape (:class:`ModelShape`:
+``evaluations_per_epoch`` default to None, "auto": :func:`choose` fills each one the user did not
+set (a flag, a ``hyperparameters.json`` value, a keyword argument) from the model's shape (:class:`ModelShape`:
 width, depth, encoder or decoder, a sentence-embedding checkpoint or not) and the data's
 (:class:`DataShape`: rows, classes, tokens per text), and says why. A value the user set is
 never changed. The rule, and the measurements it was derived from (docs/defaults.md has the
@@ -27,7 +27,8 @@ table; bench/defaults.py reruns them):
   optimizer steps (counted across all processes), at most ``MAX_CHECKS`` per epoch, so a
   one-epoch run on a large set keeps its best point instead of only its last.
 
-:func:`plan` runs the rule without training, for ``textclf hyperparameters --model M --data D``.
+:func:`plan` runs the rule without training, for ``textclf hyperparameters --model M --data D``;
+:func:`recorded` reads back what a textclf folder was trained with.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import AUTO_FIELDS, Hyperparameters
+from ..config import ADDED_HYPERPARAMETERS, AUTO_FIELDS, Hyperparameters
 from ..data import ReadOptions
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = [
     "choose",
     "describe",
     "plan",
+    "recorded",
 ]
 
 SAMPLE_BUDGET = 24_000
@@ -248,3 +250,14 @@ def plan(
         processes=processes,
         validation=bool(td.val_texts),
     )
+
+
+def recorded(folder: str | Path) -> tuple[Hyperparameters, dict[str, str]]:
+    """The hyperparameters a textclf folder was trained with, and the reasons for those chosen.
+
+    A folder older than a hyperparameter counts as run with its old value (ADDED_HYPERPARAMETERS)."""
+    from ..artifact import read_metadata
+
+    meta = read_metadata(folder) or {}
+    values = {**ADDED_HYPERPARAMETERS, **meta.get("hyperparameters", {})}
+    return Hyperparameters.from_mapping(values, source=f"{folder}/textclf.json"), meta.get("auto_hyperparameters", {})

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import __version__, artifact
+from ..config import ADDED_HYPERPARAMETERS
 from ..errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
@@ -257,14 +258,6 @@ def job_identity(data, validation, read_options, source, hyperparameters, proces
         "read_options": dataclasses.asdict(read_options),
         "hyperparameters": hyperparameters.to_dict(),
     }
-
-
-ADDED_HYPERPARAMETERS = {
-    "sifting_min_keep_probability": 0.0,
-    "evaluations_per_epoch": 1,
-    "head_learning_rate_scale": 1.0,
-}
-"""Hyperparameters newer than some checkpoints, with the value that reproduces those checkpoints' runs."""
 
 
 def difference(old: dict, new: dict) -> str | None:

@@ -152,7 +152,7 @@ class TrainingState:
 
     def load(self, state: dict) -> None:
         """Take the state of a checkpoint (random number generators only in :meth:`resume_rng`)."""
-        # the auto values (set alike, the job's hyperparameters were compared in checkpoint.open_for)
+        # the values set were compared in checkpoint.open_for; those chosen are known only now
         chosen, before = self.job.get("auto", {}), state["job"].get("auto", {})
         for name, value in before.items():
             if chosen.get(name, value) != value:
