@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from .artifact import ModelFolder
-from .choices import AUTO_ORDER, BACKEND_CHOICES
+from .choices import AUTO_ORDER, BACKEND_CHOICES, DTYPES
 from .errors import ModelError
 from .validation import one_of
 
 __all__ = [
+    "BF16_MIN_TOKENS",
     "Backend",
+    "Choice",
+    "InferencePrecision",
     "OnnxBackend",
     "TorchBackend",
     "TorchScriptBackend",
@@ -38,6 +43,7 @@ __all__ = [
     "cores",
     "file_sha256",
     "fingerprint",
+    "int8_weight_bits",
     "open_backend",
     "open_export",
     "threads_per_worker",
@@ -53,14 +59,64 @@ class Backend(Protocol):
 SOURCE_FILES = ("config.json", "tokenizer.json", "model.safetensors", "pytorch_model.bin")
 
 
-def choose(backend: str, folder: ModelFolder) -> str:
-    """The backend to run: ``backend`` itself, or for ``auto`` the fastest export ``folder`` holds
-    (not one kept with ``--force`` despite failing its accuracy check), else torch."""
+@dataclass(frozen=True)
+class Choice:
+    """The backend a model runs on, and why (logged at load, answered by ``serve``'s ``/info``)."""
+
+    backend: str
+    reason: str
+
+
+def int8_weight_bits(record: dict) -> int:
+    """The weight bits of a recorded ``onnx-int8`` export (7 where ``reduce_range`` was on; exports
+    from before ``weight_bits`` was recorded say so only through ``reduce_range``)."""
+    settings = record.get("settings") or {}
+    return int(settings.get("weight_bits") or (7 if settings.get("reduce_range") else 8))
+
+
+def _unfit(backend: str, record: dict, flags: Collection[str] | None) -> str | None:
+    """Why this CPU must not run ``backend``'s export recorded as ``record``, or None."""
+    from .models import int8_dot_flag
+
+    if backend == "onnx-int8" and int8_weight_bits(record) == 8 and int8_dot_flag(flags) is None:
+        return (
+            "its weights are 8-bit, which ONNX Runtime's int8 kernels overflow on a CPU without VNNI, AMX or "
+            "dot-product instructions, as this one is; re-export it here (7-bit weights)"
+        )
+    return None
+
+
+def choose(backend: str, folder: ModelFolder, flags: Collection[str] | None = None) -> Choice:
+    """The backend to run, and why: ``backend`` itself, or for ``auto`` the fastest export ``folder``
+    holds that passed its checks (not one kept with ``--force``) and suits this CPU (``flags``,
+    its own by default), else torch. An int8 export whose weights this CPU cannot run is refused
+    even when asked for by name."""
     exports = folder.exports
-    if backend == "auto":
-        return next(b for b in AUTO_ORDER if b == "torch" or (b in exports and not exports[b].get("forced")))
-    one_of("backend", backend, BACKEND_CHOICES)
-    return backend
+    if backend != "auto":
+        one_of("backend", backend, BACKEND_CHOICES)
+        unfit = _unfit(backend, exports.get(backend, {}), flags)
+        if unfit:
+            raise ModelError(
+                f"{folder.path}: cannot run its {backend} export on this CPU: {unfit} "
+                f"(`textclf export --model-dir {folder.path} --format {backend}`), or pass --backend onnx."
+            )
+        return Choice(backend, "asked for")
+    passed: list[str] = []
+    skipped = lambda: f" ({'; '.join(passed)})" if passed else ""  # noqa: E731
+    for name in AUTO_ORDER:
+        if name == "torch":
+            return Choice("torch", f"auto: {'no usable export' if exports else 'no export in the folder'}{skipped()}")
+        if name not in exports:
+            continue
+        if exports[name].get("forced"):
+            passed.append(f"{name} skipped: kept with --force although it failed its accuracy check")
+            continue
+        unfit = _unfit(name, exports[name], flags)
+        if unfit:
+            passed.append(f"{name} skipped: {unfit}")
+            continue
+        return Choice(name, f"auto: the fastest verified export present{skipped()}")
+    raise AssertionError("AUTO_ORDER ends with torch")
 
 
 def file_sha256(path: Path) -> str:
@@ -109,27 +165,73 @@ def open_backend(backend: str, path: Path, threads: int | None = None) -> Backen
     return TorchScriptBackend(path) if backend == "torchscript" else OnnxBackend(path, backend, threads)
 
 
+BF16_MIN_TOKENS = 256
+"""Tokens in a batch (rows x padded length) from which ``--dtype auto`` computes in bfloat16. Autocast
+casts the weights on every call, which costs more than bfloat16 saves on small batches: a lone
+short text runs faster in float32 (bench/RESULTS.md, Serving)."""
+
+
+@dataclass(frozen=True)
+class InferencePrecision:
+    """What the torch backend computes in: bfloat16 autocast for batches of at least ``bf16_from``
+    tokens (0: always; None: never, float32), and why. Weights stay float32 either way."""
+
+    bf16_from: int | None
+    reason: str
+
+    @classmethod
+    def resolve(cls, dtype: str, flags: Collection[str] | None = None, device: str = "cpu") -> InferencePrecision:
+        """``float32``, ``bfloat16``, or ``auto``: bfloat16 for batches of :data:`BF16_MIN_TOKENS` tokens
+        or more where the hardware multiplies bfloat16 natively (a CPU with ``flags``, this one's by
+        default, or a GPU), float32 otherwise."""
+        from .models import native_bf16_flag
+
+        one_of("dtype", dtype, DTYPES)
+        if dtype == "float32":
+            return cls(None, "asked for")
+        if dtype == "bfloat16":
+            return cls(0, "asked for")
+        if device != "cpu":
+            return cls(0, f"auto: {device} computes bfloat16 natively")
+        flag = native_bf16_flag(flags)
+        if flag is None:
+            return cls(None, "auto: this CPU has no native bfloat16 (amx_bf16 or avx512_bf16)")
+        return cls(
+            BF16_MIN_TOKENS,
+            f"auto: CPU has {flag}; float32 for batches under {BF16_MIN_TOKENS} tokens, "
+            "where casting the weights costs more than bfloat16 saves",
+        )
+
+    def bf16(self, tokens: int) -> bool:
+        return self.bf16_from is not None and tokens >= self.bf16_from
+
+    @property
+    def name(self) -> str:
+        return {None: "float32", 0: "bfloat16"}.get(self.bf16_from, f"auto (bfloat16 from {self.bf16_from} tokens)")
+
+
+FLOAT32 = InferencePrecision(None, "asked for")
+
+
 class TorchBackend:
     """The model as saved, run by PyTorch (on the CPU, or where training put it).
 
-    ``dtype=torch.bfloat16`` runs the matrix products under bfloat16 autocast (weights stay
-    fp32): about twice as fast on CPUs with native bfloat16, probabilities within ~1e-2.
+    ``precision`` may run the matrix products under bfloat16 autocast (weights stay fp32): about
+    twice as fast on large batches on CPUs with native bfloat16, probabilities within ~1e-2.
     (Storing the Linear layers in bfloat16 up front gave the same numbers but made single-text
     calls ~25% slower in the serving benchmark, so weights are cast per call.)
     """
 
     name = "torch"
 
-    def __init__(self, model, dtype=None):
-        import torch
-
+    def __init__(self, model, precision: InferencePrecision = FLOAT32):
         self.model = model
         self.config = model.config
-        self.dtype = dtype or torch.float32
+        self.precision = precision
         self.device = next(model.parameters()).device
 
     @classmethod
-    def from_folder(cls, folder: ModelFolder, dtype=None) -> TorchBackend:
+    def from_folder(cls, folder: ModelFolder, dtype: str = "float32") -> TorchBackend:
         """The folder's weights, loaded by transformers (refused unless it is a sequence classifier)."""
         model_dir = folder.path
         if not folder.is_classifier:
@@ -142,12 +244,13 @@ class TorchBackend:
 
         from .models import quiet_transformers
 
+        precision = InferencePrecision.resolve(dtype)
         try:
             with quiet_transformers():
                 model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model_dir}: cannot load the model ({exc}).") from exc
-        return cls(model.eval(), dtype)
+        return cls(model.eval(), precision)
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
@@ -157,7 +260,7 @@ class TorchBackend:
         ids, mask = torch.from_numpy(input_ids).to(self.device), torch.from_numpy(attention_mask).to(self.device)
         with (
             torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision.bf16(input_ids.size)),
         ):
             return forward_logits(self.model, ids, mask).float().cpu().numpy()
 

@@ -25,6 +25,7 @@ from .data import ReadOptions
 from .errors import TextclfError
 from .export_settings import ExportSettings
 from .options import click_options, values_of
+from .progress import log_stderr
 from .serving.config import ServeConfig
 from .tuning import TuneSettings
 
@@ -244,9 +245,9 @@ def evaluate(model_dir, data, as_json, batch_size, backend, dtype, **kw) -> None
     from .evaluation import evaluate as run_evaluation
     from .inference import Classifier
 
-    report = run_evaluation(
-        Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype), data, _make_read_options(kw)
-    )
+    clf = Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype)
+    log_stderr(clf.summary())
+    report = run_evaluation(clf, data, _make_read_options(kw))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
 
 
@@ -277,6 +278,7 @@ def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend
     if not texts:
         raise click.UsageError("nothing to classify: pass texts as arguments or --input FILE.")
     clf = Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype)
+    log_stderr(clf.summary())
     for text, pred in zip(texts, clf.predict(texts)):
         if as_json:
             click.echo(json.dumps(pred.to_dict()))

@@ -11,27 +11,40 @@ from .choices import EXPORT_FORMATS
 from .options import setting
 from .validation import check_fields
 
-__all__ = ["FORMATS", "MAX_ACCURACY_DROP", "MAX_CHANGED", "ExportSettings", "QuantizationSettings"]
+__all__ = ["FORMATS", "MAX_ACCURACY_DROP", "MAX_CHANGED", "WEIGHT_BITS", "ExportSettings", "QuantizationSettings"]
 
 FORMATS = EXPORT_FORMATS
 MAX_CHANGED = 0.02  # default share of validation predictions an export may change ...
 MAX_ACCURACY_DROP = 0.005  # ... and accuracy it may lose (0.5 point)
 
 
+WEIGHT_BITS = ("auto", "8", "7")
+
+
 @dataclass(frozen=True)
 class QuantizationSettings:
-    """How ``onnx-int8`` is quantised (ONNX Runtime ``quantize_dynamic``)."""
+    """How ``onnx-int8`` is quantised (ONNX Runtime ``quantize_dynamic``), and what is done when the
+    result fails its ``--validation`` check."""
 
     per_channel: bool = setting(
         True,
         "onnx-int8: one weight scale per output channel (keeps accuracy) or one per tensor.",
         negative="--per-tensor",
     )
-    reduce_range: bool = setting(
-        True, "7-bit weights, which CPUs without VNNI need (see the module docstring).", cli=False
+    weight_bits: str = setting(
+        "auto",
+        "onnx-int8: 8-bit weights, which only CPUs with VNNI, AMX or dot-product instructions run exactly; "
+        "7-bit, which every CPU runs; or auto: 8 where this CPU can run them, else 7.",
+        choices=WEIGHT_BITS,
     )
     keep_fp32: tuple[str, ...] = setting(
         (), "onnx-int8: leave these layers in fp32 (repeatable; slower).", choices=("ffn_output", "classifier")
+    )
+    fallback: bool = setting(
+        True,
+        "onnx-int8 with --validation: if the export fails the check, keep the layers most sensitive to "
+        "quantisation in fp32, fewest first, until it passes.",
+        negative="--no-fallback",
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import ModelFolder, TokenizerSettings
-from .backends import Backend, TorchBackend, choose, open_backend, open_export
+from .backends import Backend, Choice, TorchBackend, choose, cores, int8_weight_bits, open_backend, open_export
 from .batching import encode, eval_batches, pad
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
@@ -91,11 +91,21 @@ class TextEncoder:
 class Classifier:
     """A loaded text classifier. Build it with :meth:`load`."""
 
-    def __init__(self, backend: Backend, encoder: TextEncoder, labels: LabelSet, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(
+        self,
+        backend: Backend,
+        encoder: TextEncoder,
+        labels: LabelSet,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        choice: Choice | None = None,
+        precision: str | None = None,
+    ):
         self.backend = backend
         self.encoder = encoder
         self.labels = labels
         self.batch_size = batch_size
+        self.choice = choice or Choice(backend.name, "given")
+        self._precision = precision
 
     @classmethod
     def load(
@@ -103,44 +113,56 @@ class Classifier:
         model_dir: str | Path | ModelFolder,
         backend: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
-        dtype: str = "float32",
+        dtype: str = "auto",
         threads: int | None = None,
     ) -> Classifier:
         """Load a textclf model folder (or any Hugging Face classification folder, or a
         :class:`~textclf.artifact.ModelFolder` already read).
 
         ``backend``: ``torch``, an export made by ``textclf export`` (``torchscript``, ``onnx``,
-        ``onnx-int8``), or ``auto``: the fastest export the folder has, else torch.
-        ``dtype`` (torch only): ``float32`` (exact), ``bfloat16`` or ``auto`` (bfloat16 where the
-        CPU has it natively). ``threads``: cores to compute on (default: all this process may use).
+        ``onnx-int8``), or ``auto``: the fastest verified export the folder has that suits this
+        CPU, else torch (:attr:`choice` says which and why).
+        ``dtype`` (torch only): ``float32`` (exact), ``bfloat16``, or ``auto``: bfloat16 for batches
+        of 256 tokens or more where the CPU has it natively, float32 for smaller ones and elsewhere.
+        ``threads``: cores to compute on (default: all this process may use).
         """
         folder = ModelFolder.read(model_dir)
-        backend = choose(backend, folder)
-        if backend != "torch" and dtype == "bfloat16":
+        choice = choose(backend, folder)
+        if choice.backend != "torch" and dtype == "bfloat16":
             raise ConfigError(
-                f"dtype bfloat16 applies to the torch backend only, but the backend is {backend}; "
-                "pass --backend torch, or leave --dtype at float32 for the export."
+                f"dtype bfloat16 applies to the torch backend only, but the backend is {choice.backend}; "
+                "pass --backend torch, or leave --dtype at auto for the export."
             )
-        if backend == "torch":
-            return cls._load_torch(folder, batch_size, dtype, threads)
-        path = open_export(folder, backend)
-        if threads is not None and backend == "torchscript":
+        if choice.backend == "torch":
+            return cls._load_torch(folder, batch_size, dtype, threads, choice)
+        path = open_export(folder, choice.backend)
+        if threads is not None and choice.backend == "torchscript":
             import torch
 
             torch.set_num_threads(threads)
-        runner = open_backend(backend, path, threads)
-        encoder = TextEncoder.from_file(folder.tokenizer_file, folder.export_settings(backend))
-        return cls(runner, encoder, folder.labels, batch_size)
+        runner = open_backend(choice.backend, path, threads)
+        encoder = TextEncoder.from_file(folder.tokenizer_file, folder.export_settings(choice.backend))
+        record = folder.exports[choice.backend]
+        precision = (
+            f"int8 ({int8_weight_bits(record)}-bit weights"
+            f"{', per-channel' if record.get('settings', {}).get('per_channel', True) else ''}"
+            f"{_kept(record)})"
+            if choice.backend == "onnx-int8"
+            else "float32"
+        )
+        return cls(runner, encoder, folder.labels, batch_size, choice, precision)
 
     @classmethod
-    def _load_torch(cls, folder: ModelFolder, batch_size: int, dtype: str, threads: int | None) -> Classifier:
+    def _load_torch(
+        cls, folder: ModelFolder, batch_size: int, dtype: str, threads: int | None, choice: Choice
+    ) -> Classifier:
         import torch
 
-        from .models import inference_dtype, load_tokenizer, max_length, pads_left
+        from .models import load_tokenizer, max_length, pads_left
 
         if threads is not None:
             torch.set_num_threads(threads)
-        runner = TorchBackend.from_folder(folder, inference_dtype(dtype))
+        runner = TorchBackend.from_folder(folder, dtype)
         config = runner.model.config
         try:
             tokenizer = load_tokenizer(str(folder.path))
@@ -148,7 +170,40 @@ class Classifier:
             raise ModelError(f"{folder.path}: cannot load the tokenizer ({exc}).") from exc
         max_len = folder.max_seq_length or max_length(config, tokenizer)
         encoder = TextEncoder.from_tokenizer(tokenizer, int(max_len), pads_left(config, tokenizer))
-        return cls(runner, encoder, folder.labels, batch_size)
+        return cls(runner, encoder, folder.labels, batch_size, choice)
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in: ``float32``, ``bfloat16``, ``auto (bfloat16 from 256 tokens)``,
+        ``int8 (8-bit weights, per-channel)``..."""
+        torch_precision = getattr(self.backend, "precision", None)
+        if torch_precision is not None:
+            return torch_precision.name
+        return self._precision or "float32"
+
+    def describe(self) -> dict:
+        """How this classifier runs, and why: logged at load and answered by ``serve``'s ``/info``."""
+        from .models import cpu_flags, int8_dot_flag, native_bf16_flag
+
+        torch_precision = getattr(self.backend, "precision", None)
+        flags = cpu_flags()
+        return {
+            "backend": self.choice.backend,
+            "backend_reason": self.choice.reason,
+            "precision": self.precision,
+            "precision_reason": torch_precision.reason if torch_precision is not None else "the export's own",
+            "batch_size": self.batch_size,
+            "cpu": {
+                "bf16": native_bf16_flag(flags),
+                "int8_dot": int8_dot_flag(flags),
+                "avx2": "avx2" in flags,
+                "cores": cores(),
+            },
+        }
+
+    def summary(self) -> str:
+        """One line: ``running on onnx-int8, int8 (8-bit weights, per-channel) (auto: ...)``."""
+        return f"running on {self.choice.backend}, {self.precision} ({self.choice.reason})"
 
     # -- the three stages ---------------------------------------------------
 
@@ -188,3 +243,8 @@ class Classifier:
         probs = self.predict_proba(texts)
         names = [self.labels.value(i) for i in range(len(self.labels))]
         return [Prediction(names[int(row.argmax())], [round(float(p), 6) for p in row], names) for row in probs]
+
+
+def _kept(record: dict) -> str:
+    nodes = (record.get("settings") or {}).get("fp32_nodes") or []
+    return f", {len(nodes)} layers fp32" if nodes else ""

@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .artifact import METADATA_FILE
-from .choices import DTYPES
 from .data import LabelSet
 from .errors import ConfigError, ModelError
-from .validation import one_of
 
 if TYPE_CHECKING:  # PyTorch is imported where it is used: serving an export never loads it
     import torch
@@ -39,7 +37,7 @@ __all__ = [
     "cpu_flags",
     "forward_logits",
     "head_parameter_names",
-    "inference_dtype",
+    "int8_dot_flag",
     "keeps_head",
     "load_config_and_tokenizer",
     "load_for_training",
@@ -159,14 +157,16 @@ def native_bf16(flags: Collection[str] | None = None) -> bool:
     return native_bf16_flag(flags) is not None
 
 
-def inference_dtype(name: str) -> torch.dtype:
-    """``float32``, ``bfloat16`` or ``auto`` (bfloat16 where the CPU has it natively, else float32)."""
-    one_of("dtype", name, DTYPES)
-    import torch
+_INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "asimddp")
+"""CPU flags of int8 dot products that accumulate in 32 bits (x86 VNNI or AMX, ARM's SDOT): ONNX Runtime's
+int8 kernels run 8-bit weights exactly there. Without one (AVX2 alone), they add pairs of 8-bit products
+into saturating 16-bit sums, which 8-bit weights overflow and 7-bit ones (``reduce_range``) do not."""
 
-    if name == "auto":
-        return torch.bfloat16 if native_bf16() else torch.float32
-    return getattr(torch, name)
+
+def int8_dot_flag(flags: Collection[str] | None = None) -> str | None:
+    """The flag by which a CPU with ``flags`` (this one's by default) runs 8-bit int8 weights exactly; None."""
+    present = cpu_flags() if flags is None else flags
+    return next((flag for flag in _INT8_DOT_FLAGS if flag in present), None)
 
 
 def is_decoder(config) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import shutil
 import time
 
 import httpx
@@ -15,6 +16,8 @@ from serving_helpers import LiveServer, with_code
 
 import textclf
 from textclf.errors import ConfigError
+from textclf.export import export_model
+from textclf.models import native_bf16_flag
 from textclf.serving import ServeConfig, create_app
 
 TEXTS = ["the food was great", "it was really very bad and the service was poor", "nice", "sad phone, ugly and broken"]
@@ -288,6 +291,26 @@ def test_execution_parameters_and_ping(server):
     }
     ping = httpx.get(server.url + "/ping")
     assert ping.status_code == 200 and ping.content == b""
+
+
+def test_info_says_what_the_model_runs_on_and_why(bert_artifact, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(bert_artifact, folder)
+    with LiveServer(create_app(ServeConfig(model_dir=str(folder), max_batch_size=8))) as live:
+        info = httpx.get(live.url + "/info").json()
+    assert info["backend"] == "torch" and info["backend_reason"] == "auto: no export in the folder"
+    assert info["labels"] == ["negative", "positive"] and info["max_batch_size"] == 8
+    native = native_bf16_flag()
+    if native:  # float32 for a lone short text, bfloat16 for large batches
+        assert info["precision"] == "auto (bfloat16 from 256 tokens)" and native in info["precision_reason"]
+    else:
+        assert info["precision"] == "float32" and "no native bfloat16" in info["precision_reason"]
+    assert info["cpu"]["bf16"] == native and info["cpu"]["cores"] >= 1
+    export_model(folder, "onnx")
+    with LiveServer(create_app(ServeConfig(model_dir=str(folder), dtype="float32"))) as live:
+        info = httpx.get(live.url + "/info").json()
+    assert (info["backend"], info["precision"]) == ("onnx", "float32")
+    assert info["backend_reason"] == "auto: the fastest verified export present"
 
 
 def test_the_page_names_the_model_and_its_labels(server):

@@ -292,6 +292,7 @@ class _Scorer:
             "errors": len(records) - len(good),
             "labels": labels,
             "backend": self.clf.backend.name,
+            "precision": self.clf.precision,
             "evaluation": _evaluation(good, probs, self.clf.labels) if task.layout.label is not None else None,
         }
         if errors:
@@ -382,6 +383,7 @@ def _merge_chunks(parts: list[dict]) -> dict:
         "errors": sum(p["errors"] for p in parts),
         "labels": parts[0]["labels"],
         "backend": parts[0]["backend"],
+        "precision": parts[0].get("precision"),
         "evaluation": _add_evaluations([p["evaluation"] for p in parts]),
     }
 
@@ -394,6 +396,7 @@ def _merge_files(files: list[dict], names: list[str]) -> dict:
         "error_files": [f"{name}.errors" for name, f in zip(names, files) if f["errors"]],
         "labels": files[0]["labels"] if files else None,
         "backend": files[0]["backend"] if files else None,
+        "precision": files[0].get("precision") if files else None,
         "evaluation": _add_evaluations([f["evaluation"] for f in files]),
     }
 

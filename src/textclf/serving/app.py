@@ -6,6 +6,8 @@ POST /invocations                      classify (container contract); model fail
 POST /endpoints/{name}/invocations     the same on the SageMaker runtime path, so boto3's
                                        ``invoke_endpoint`` works; model failure -> 424
 GET  /execution-parameters             batch transform settings
+GET  /info                             the model's name and labels, and what it runs on and why
+                                       (backend, precision, CPU flags), once loaded
 GET  /metrics                          Prometheus text
 GET  /                                 a page to paste a text and see the prediction
 =====================================  =====================================================
@@ -39,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..backends import threads_per_worker
 from ..errors import TextclfError
+from ..inference import Classifier
 from .config import ServeConfig
 from .errors import BodyTooLarge, ModelFailure, NotReady, UnsupportedAccept, UnsupportedContentType
 from .handler import Context, Handler
@@ -88,15 +91,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _runs_on(model) -> str:
-    """``torch (bfloat16)``, ``onnx-int8``, … or ``custom code`` for a model_fn's own object."""
-    backend = getattr(model, "backend", None)
-    if backend is None or not hasattr(backend, "name"):
-        return "custom code"
-    dtype = getattr(backend, "dtype", None)
-    return f"{backend.name} ({str(dtype).replace('torch.', '')})" if dtype is not None else backend.name
 
 
 def make_handler(config: ServeConfig, observe: Callable[[int, int], None] | None = None) -> Handler:
@@ -149,6 +143,7 @@ class Endpoint:
             Route("/invocations", self.invocations, methods=["POST"]),
             Route(RUNTIME_ROUTE, self.runtime_invocations, methods=["POST"]),
             Route("/execution-parameters", self.execution_parameters, methods=["GET"]),
+            Route("/info", self.info, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/", self.page, methods=["GET"]),
         ]
@@ -192,11 +187,11 @@ class Endpoint:
         self.page_html = _page_html(handler)
         self.handler = handler
         log.info(
-            "model %s loaded from %s; labels %s; running on %s",
+            "model %s loaded from %s; labels %s; %s",
             handler.name,
             handler.model_dir,
             handler.labels,
-            _runs_on(handler.model),
+            handler.model.summary() if isinstance(handler.model, Classifier) else "running custom code",
         )
 
     def ready(self) -> Handler:
@@ -238,6 +233,22 @@ class Endpoint:
                 "MaxConcurrentTransforms": self.config.workers,
                 "BatchStrategy": "MULTI_RECORD",
                 "MaxPayloadInMB": int(self.config.max_payload_mb),
+            }
+        )
+
+    async def info(self, request: Request) -> Response:
+        """The model and how it runs: backend, precision and why they were chosen, the CPU's relevant flags."""
+        handler = self.ready()
+        model = handler.model
+        runs = model.describe() if isinstance(model, Classifier) else {"backend": "custom code"}
+        return JSONResponse(
+            {
+                "name": handler.name,
+                "labels": [str(x) for x in handler.labels],
+                **runs,
+                "max_batch_size": self.config.max_batch_size,
+                "max_batch_delay_ms": self.config.max_batch_delay_ms,
+                "workers": self.config.workers,
             }
         )
 

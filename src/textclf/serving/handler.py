@@ -95,7 +95,7 @@ class Handler:
         *,
         name: str,
         backend: str = "auto",
-        dtype: str = "float32",
+        dtype: str = "auto",
         max_batch_size: int = 64,
         max_batch_delay_ms: float = 5.0,
         observe: Callable[[int, int], None] | None = None,

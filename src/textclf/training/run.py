@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import artifact
-from ..backends import TorchBackend
+from ..backends import InferencePrecision, TorchBackend
 from ..batching import encode
 from ..config import Hyperparameters, RunOptions
 from ..data import LabelSet, ReadOptions, TrainingData, load_training_data
@@ -273,7 +273,7 @@ def setup(
     if resume_from is not None:
         state.load(resume_from)
     validator = Classifier(
-        TorchBackend(net, torch.bfloat16 if world.bf16 else None),
+        TorchBackend(net, InferencePrecision(0 if world.bf16 else None, world.precision.reason)),
         TextEncoder.from_tokenizer(tokenizer, hp.max_seq_length, left),
         td.labels,
     )
