@@ -20,7 +20,9 @@ from conftest import FAST, make_sentences
 from textclf import export
 from textclf.cli import main
 from textclf.errors import ConfigError, ModelError
+from textclf.export_settings import QuantizationSettings
 from textclf.inference import Classifier
+from textclf.models import int8_dot_flag
 
 FORMATS = ("torchscript", "onnx", "onnx-int8")
 TEXTS = [text for _, text in make_sentences(40, seed=7)] + ["good", "the movie was " * 30 + "awful"]
@@ -81,7 +83,9 @@ def test_the_checks_are_recorded_in_textclf_json(exported, fmt):
         "truncation_side": "right",
     }
     if fmt == "onnx-int8":
-        assert record["settings"]["per_channel"] is True and record["settings"]["reduce_range"] is True
+        bits = 8 if int8_dot_flag() else 7  # made for this CPU
+        assert record["settings"]["per_channel"] is True and record["settings"]["weight_bits"] == bits
+        assert record["settings"]["reduce_range"] is (bits == 7)
 
 
 @pytest.mark.slow
@@ -174,10 +178,11 @@ def test_an_export_that_changes_predictions_is_refused_unless_forced(tiny_bert, 
     model.save_pretrained(folder)
     data = tmp_path / "val.csv"
     data.write_text("label,text\n" + "".join(f"{['negative', 'positive'][i % 2]},{t}\n" for i, t in enumerate(texts)))
+    plain = QuantizationSettings(fallback=False)  # the fallback would keep layers in fp32 until it passes
     with pytest.raises(ModelError, match="predictions .*not kept. Pass --force"):
-        export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0)
+        export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0, quantization=plain)
     assert not (folder / "model.int8.onnx").exists()
-    report = export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0, force=True)
+    report = export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0, force=True, quantization=plain)
     assert report.validation["changed_predictions"] > 0 and report.forced
     assert (
         json.loads((folder / "textclf.json").read_text())["exports"]["onnx-int8"]["forced"] is True
@@ -200,7 +205,8 @@ def test_export_command_reports_and_predict_evaluate_take_backend(bert_artifact,
             main, ["predict", "--model-dir", str(folder), "--backend", backend, "--json", "good food", "awful"]
         )
         assert out.exit_code == 0, out.output
-        by_backend[backend] = [json.loads(line) for line in out.output.splitlines()]
+        by_backend[backend] = [json.loads(line) for line in out.stdout.splitlines()]  # stderr says what it runs on
+        assert f"running on {backend}" in out.stderr
     assert [p["predicted_label"] for p in by_backend["onnx"]] == [p["predicted_label"] for p in by_backend["torch"]]
     np.testing.assert_allclose(
         [p["probabilities"] for p in by_backend["onnx"]], [p["probabilities"] for p in by_backend["torch"]], atol=1e-5
@@ -208,7 +214,7 @@ def test_export_command_reports_and_predict_evaluate_take_backend(bert_artifact,
     out = runner.invoke(
         main, ["evaluate", "--model-dir", str(folder), "--data", str(val), "--backend", "onnx", "--json"]
     )
-    assert out.exit_code == 0 and json.loads(out.output)["backend"] == "onnx"
+    assert out.exit_code == 0 and json.loads(out.stdout)["backend"] == "onnx"
     missing = runner.invoke(main, ["predict", "--model-dir", str(folder), "--backend", "onnx-int8", "good"])
     assert missing.exit_code == 2 and "has no onnx-int8 export" in missing.output and "textclf export" in missing.output
 

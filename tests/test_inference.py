@@ -17,7 +17,7 @@ def test_classifier_matches_the_model_and_keeps_input_order(bert_artifact):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     texts = ["the food was great", "it was really very bad and the service was poor and ugly", "nice", "sad phone"]
-    clf = textclf.Classifier.load(bert_artifact, batch_size=2)
+    clf = textclf.Classifier.load(bert_artifact, batch_size=2, dtype="float32")
     probs = clf.predict_proba(texts)
     model = AutoModelForSequenceClassification.from_pretrained(bert_artifact).eval()
     tokenizer = AutoTokenizer.from_pretrained(bert_artifact)
@@ -28,7 +28,7 @@ def test_classifier_matches_the_model_and_keeps_input_order(bert_artifact):
 
 
 def test_predictions_have_the_jumpstart_verbose_shape(bert_artifact):
-    clf = textclf.Classifier.load(bert_artifact)
+    clf = textclf.Classifier.load(bert_artifact, dtype="float32")
     pos, neg = clf.predict(["the movie was excellent", "the movie was terrible"])
     assert pos.to_dict().keys() == {"probabilities", "labels", "predicted_label"}
     assert (pos.predicted_label, neg.predicted_label) == ("positive", "negative")
@@ -115,7 +115,7 @@ def test_bfloat16_is_close_to_float32_and_bad_dtypes_are_refused(bert_artifact):
     from textclf.errors import ConfigError
 
     texts = ["the food was great", "it was really very bad and the service was poor and ugly", "nice", "sad phone"]
-    exact = textclf.Classifier.load(bert_artifact).predict_proba(texts)
+    exact = textclf.Classifier.load(bert_artifact, dtype="float32").predict_proba(texts)
     fast = textclf.Classifier.load(bert_artifact, dtype="bfloat16").predict_proba(texts)
     assert fast == pytest.approx(exact, abs=2e-2) and not (fast == exact).all()  # close, and really bf16
     expected = "dtype must be one of 'auto', 'float32', 'bfloat16', but got dtype='float16'"
@@ -146,7 +146,7 @@ def test_a_model_folder_is_read_once_into_one_object(bert_artifact):
     assert folder.labels.names == ("negative", "positive") and not folder.labels.integer
     assert (folder.max_seq_length, folder.is_classifier, folder.exports) == (32, True, {})
     assert folder.model_type == "bert" and folder.tokenizer_file.is_file()
-    clf = textclf.Classifier.load(folder)
+    clf = textclf.Classifier.load(folder, dtype="float32")
     assert clf.labels == folder.labels and clf.encoder.max_length == 32
 
 
@@ -186,15 +186,15 @@ def test_a_bad_model_folder_is_a_one_line_error(tmp_path, files, expected):
 
 def test_auto_picks_the_fastest_verified_export_and_its_recorded_tokenizer_settings(tmp_path):
     from textclf.artifact import ModelFolder, TokenizerSettings
-    from textclf.backends import choose
+    from textclf.backends import Choice, choose
 
     runtime = {"max_seq_length": 16, "pad_token_id": 3, "padding_side": "left", "truncation_side": "left"}
     exports = {"onnx": {"runtime": runtime}, "onnx-int8": {"forced": True, "runtime": runtime}}
     (tmp_path / "config.json").write_text('{"id2label": {"0": "a", "1": "b"}}')
     (tmp_path / "textclf.json").write_text(json.dumps({"exports": exports, "label_type": "str"}))
     folder = ModelFolder.read(tmp_path)
-    assert choose("auto", folder) == "onnx" and choose("onnx-int8", folder) == "onnx-int8"
+    assert choose("auto", folder).backend == "onnx" and choose("onnx-int8", folder).backend == "onnx-int8"
     assert folder.export_settings("onnx") == TokenizerSettings(16, 3, "left", "left")
     assert folder.export_settings("onnx").pad_left and folder.export_settings("onnx").to_dict() == runtime
     (tmp_path / "textclf.json").write_text("{}")
-    assert choose("auto", ModelFolder.read(tmp_path)) == "torch"
+    assert choose("auto", ModelFolder.read(tmp_path)) == Choice("torch", "auto: no export in the folder")

@@ -114,6 +114,7 @@ PUBLIC = {
         "MAX_ACCURACY_DROP",
         "MAX_CHANGED",
         "QuantizationSettings",
+        "WEIGHT_BITS",
     ],
     "textclf.inference": ["Classifier", "Prediction", "TextEncoder"],
     "textclf.metrics": ["classification_metrics", "cross_entropy"],

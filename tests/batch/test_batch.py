@@ -28,7 +28,7 @@ WORKDIR = ".textclf-batch"
 
 @pytest.fixture(scope="module")
 def clf(bert_artifact):
-    return textclf.Classifier.load(bert_artifact)
+    return textclf.Classifier.load(bert_artifact, dtype="float32")
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -324,7 +324,7 @@ def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(bert_artifact
     assert sorted(os.listdir(out / WORKDIR)) == ["lock", "manifest.json"]
     before = torch.get_num_threads()
     try:  # the threads each of 2 workers has
-        like_a_worker = textclf.Classifier.load(bert_artifact, threads=threads_per_worker(2))
+        like_a_worker = textclf.Classifier.load(bert_artifact, threads=threads_per_worker(2), dtype="float32")
         whole = quiet_run(
             like_a_worker, bert_artifact, tmp_path / "in", tmp_path / "whole", chunk_size=5, join_source=True
         )

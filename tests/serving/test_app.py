@@ -26,7 +26,7 @@ EXPLODING = """
 from textclf import Classifier
 
 def model_fn(model_dir):
-    clf = Classifier.load(model_dir)
+    clf = Classifier.load(model_dir, dtype="float32")
     predict_proba = clf.predict_proba
     def guarded(texts):
         if any("EXPLODE" in t for t in texts):
@@ -39,7 +39,7 @@ def model_fn(model_dir):
 
 @pytest.fixture(scope="module")
 def classifier(bert_artifact):
-    return textclf.Classifier.load(bert_artifact)
+    return textclf.Classifier.load(bert_artifact, dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +327,7 @@ from textclf import Classifier
 
 def model_fn(model_dir):
     time.sleep(1.5)
-    return Classifier.load(model_dir)
+    return Classifier.load(model_dir, dtype="float32")
 """
 
 

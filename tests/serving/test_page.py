@@ -33,7 +33,7 @@ pytestmark = [
 def test_type_click_and_read_the_prediction(bert_artifact, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    expected = textclf.Classifier.load(bert_artifact).predict("the food was excellent and lovely")[0]
+    expected = textclf.Classifier.load(bert_artifact, dtype="float32").predict("the food was excellent and lovely")[0]
     with (
         LiveServer(create_app(ServeConfig(model_dir=str(bert_artifact), dtype="float32"))) as live,
         sync_playwright() as p,

@@ -156,7 +156,7 @@ def test_decoder_model_trains_and_serves_through_pipeline(tiny_gpt2, sentiment_f
     config = json.loads((result.output / "config.json").read_text())
     assert config["pad_token_id"] is not None
     texts = ["the movie was superb", "the phone was broken and the service was really very poor"]
-    ours = [p.predicted_label for p in textclf.Classifier.load(result.output).predict(texts)]
+    ours = [p.predicted_label for p in textclf.Classifier.load(result.output, dtype="float32").predict(texts)]
     theirs = [r["label"] for r in pipeline("text-classification", model=str(result.output))(texts)]
     assert ours == theirs == ["positive", "negative"]
 
@@ -204,7 +204,7 @@ def test_integer_labels_and_split_without_validation_file(tiny_bert, tmp_path):
     result = textclf.train(folder, tmp_path / "out", model=tiny_bert, **QUIET, **FAST)
     meta = json.loads((result.output / "textclf.json").read_text())
     assert meta["label_type"] == "int" and meta["data"]["validation_rows"] == 20 and meta["data"]["train_rows"] == 80
-    assert textclf.Classifier.load(result.output).predict("the food was great")[0].labels == [0, 1]
+    assert textclf.Classifier.load(result.output, dtype="float32").predict("the food was great")[0].labels == [0, 1]
 
 
 def test_no_validation_at_all(tiny_bert, sentiment_files, tmp_path):

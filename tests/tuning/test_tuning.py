@@ -69,7 +69,7 @@ def test_three_trial_study_keeps_a_loadable_best_model(tiny_bert, sentiment_file
     assert meta["tuning"]["trial"] == result.best_trial and meta["tuning"]["params"] == result.best_params
     assert meta["hyperparameters"]["learning_rate"] == result.best_params["learning_rate"]
     assert meta["metrics"]["best"]["val_accuracy"] == result.best_value
-    clf = textclf.Classifier.load(result.best_path)
+    clf = textclf.Classifier.load(result.best_path, dtype="float32")
     assert clf.predict(["the food was great and lovely"])[0].predicted_label in ("positive", "negative")
     assert all((result.output / "trials" / f"{n:04d}" / "textclf.json").is_file() for n in range(3))
     for name in ("optimization_history.png", "param_importances.png", "parallel_coordinate.png"):
