@@ -166,9 +166,11 @@ def open_backend(backend: str, path: Path, threads: int | None = None) -> Backen
 
 
 BF16_MIN_TOKENS = 256
-"""Tokens in a batch (rows x padded length) from which ``--dtype auto`` computes in bfloat16. Autocast
-casts the weights on every call, which costs more than bfloat16 saves on small batches: a lone
-short text runs faster in float32 (bench/RESULTS.md, Serving)."""
+"""Tokens in a batch (rows x padded length) from which ``--dtype auto`` computes in bfloat16 on a CPU
+with AMX. There a lone short text ran slower in bfloat16 than in float32 (the serving benchmark's
+p50 at one client, issue 20), as AMX's tile set-up and autocast's weight casts cost more than
+they save on a few tokens. With AVX512-BF16 alone bfloat16 was faster at every size measured,
+from 8 tokens up (bench/RESULTS.md, Serving)."""
 
 
 @dataclass(frozen=True)
@@ -181,9 +183,9 @@ class InferencePrecision:
 
     @classmethod
     def resolve(cls, dtype: str, flags: Collection[str] | None = None, device: str = "cpu") -> InferencePrecision:
-        """``float32``, ``bfloat16``, or ``auto``: bfloat16 for batches of :data:`BF16_MIN_TOKENS` tokens
-        or more where the hardware multiplies bfloat16 natively (a CPU with ``flags``, this one's by
-        default, or a GPU), float32 otherwise."""
+        """``float32``, ``bfloat16``, or ``auto``: bfloat16 where the hardware multiplies it natively (a
+        CPU with ``flags``, this one's by default, or a GPU), with AMX only for batches of
+        :data:`BF16_MIN_TOKENS` tokens or more; float32 otherwise."""
         from .models import native_bf16_flag
 
         one_of("dtype", dtype, DTYPES)
@@ -196,11 +198,13 @@ class InferencePrecision:
         flag = native_bf16_flag(flags)
         if flag is None:
             return cls(None, "auto: this CPU has no native bfloat16 (amx_bf16 or avx512_bf16)")
-        return cls(
-            BF16_MIN_TOKENS,
-            f"auto: CPU has {flag}; float32 for batches under {BF16_MIN_TOKENS} tokens, "
-            "where casting the weights costs more than bfloat16 saves",
-        )
+        if flag == "amx_bf16":
+            return cls(
+                BF16_MIN_TOKENS,
+                f"auto: CPU has {flag}; float32 for batches under {BF16_MIN_TOKENS} tokens, where AMX's set-up "
+                "and the weight casts cost more than bfloat16 saves",
+            )
+        return cls(0, f"auto: CPU has {flag}, faster than float32 at every batch size")
 
     def bf16(self, tokens: int) -> bool:
         return self.bf16_from is not None and tokens >= self.bf16_from

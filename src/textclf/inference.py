@@ -122,8 +122,8 @@ class Classifier:
         ``backend``: ``torch``, an export made by ``textclf export`` (``torchscript``, ``onnx``,
         ``onnx-int8``), or ``auto``: the fastest verified export the folder has that suits this
         CPU, else torch (:attr:`choice` says which and why).
-        ``dtype`` (torch only): ``float32`` (exact), ``bfloat16``, or ``auto``: bfloat16 for batches
-        of 256 tokens or more where the CPU has it natively, float32 for smaller ones and elsewhere.
+        ``dtype`` (torch only): ``float32`` (exact), ``bfloat16``, or ``auto``: bfloat16 where the CPU
+        has it natively (with AMX, for batches of 256 tokens or more), float32 elsewhere.
         ``threads``: cores to compute on (default: all this process may use).
         """
         folder = ModelFolder.read(model_dir)

@@ -301,8 +301,10 @@ def test_info_says_what_the_model_runs_on_and_why(bert_artifact, tmp_path):
     assert info["backend"] == "torch" and info["backend_reason"] == "auto: no export in the folder"
     assert info["labels"] == ["negative", "positive"] and info["max_batch_size"] == 8
     native = native_bf16_flag()
-    if native:  # float32 for a lone short text, bfloat16 for large batches
+    if native == "amx_bf16":  # float32 for a lone short text, bfloat16 for large batches
         assert info["precision"] == "auto (bfloat16 from 256 tokens)" and native in info["precision_reason"]
+    elif native:
+        assert info["precision"] == "bfloat16" and native in info["precision_reason"]
     else:
         assert info["precision"] == "float32" and "no native bfloat16" in info["precision_reason"]
     assert info["cpu"]["bf16"] == native and info["cpu"]["cores"] >= 1

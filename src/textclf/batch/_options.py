@@ -100,8 +100,8 @@ class BatchOptions:
     )
     dtype: str = setting(
         "auto",
-        "torch backend's precision; auto: bfloat16 for batches of 256 tokens or more where the CPU has it "
-        "natively (~2x faster), float32 otherwise.",
+        "torch backend's precision; auto: bfloat16 where the CPU has it natively (~2x faster; with AMX only "
+        "batches of 256 tokens or more), float32 otherwise.",
         choices=DTYPES,
     )
 

@@ -62,8 +62,8 @@ class ServeConfig:
     )
     dtype: str = setting(
         "auto",
-        "torch backend: auto computes batches of 256 tokens or more in bfloat16 where the CPU has it natively "
-        "(~2x faster, probabilities within ~1e-2) and smaller ones in float32 [default: auto].",
+        "torch backend: auto computes in bfloat16 where the CPU has it natively (~2x faster, probabilities "
+        "within ~1e-2; with AMX only batches of 256 tokens or more), else float32 [default: auto].",
         choices=DTYPES,
     )
     max_payload_mb: float = setting(MAX_PAYLOAD_MB, "Larger request bodies get 413 [default: 6].")
