@@ -58,7 +58,7 @@ def exported(request, bert_artifact, gpt2_artifact, sentiment_files, tmp_path_fa
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_export_matches_pytorch_on_texts_of_every_length(exported, model, fmt):
     folder = exported[model]
-    want = Classifier.load(folder, backend="torch", batch_size=8).logits(TEXTS)
+    want = Classifier.load(folder, backend="torch", batch_size=8, dtype="float32").logits(TEXTS)
     got = Classifier.load(folder, backend=fmt, batch_size=8).logits(TEXTS)
     bound = 1e-4 if fmt != "onnx-int8" else 0.5
     assert np.abs(want - got).max() <= bound * max(1.0, np.abs(want).max())
@@ -98,7 +98,7 @@ def test_left_padding_is_recorded_for_the_runtime(exported):
 @pytest.mark.slow
 def test_tokenizer_json_encodes_exactly_like_transformers(exported):
     for folder in exported.values():
-        torch_clf = Classifier.load(folder, backend="torch")
+        torch_clf = Classifier.load(folder, backend="torch", dtype="float32")
         onnx_clf = Classifier.load(folder, backend="onnx")
         assert onnx_clf.preprocess(TEXTS) == torch_clf.preprocess(TEXTS)
         assert max(len(ids) for ids in onnx_clf.preprocess(TEXTS)) == 32  # truncated to max_seq_length
@@ -172,7 +172,7 @@ def test_an_export_that_changes_predictions_is_refused_unless_forced(tiny_bert, 
     rng = random.Random(0)
     texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 20))) for _ in range(600)]
     model.save_pretrained(folder)
-    margins = np.diff(Classifier.load(folder, backend="torch").logits(texts), axis=1)[:, 0]
+    margins = np.diff(Classifier.load(folder, backend="torch", dtype="float32").logits(texts), axis=1)[:, 0]
     with torch.no_grad():
         model.classifier.bias[1] -= float(np.median(margins))
     model.save_pretrained(folder)
@@ -202,7 +202,19 @@ def test_export_command_reports_and_predict_evaluate_take_backend(bert_artifact,
     by_backend = {}
     for backend in ("torch", "onnx"):
         out = runner.invoke(
-            main, ["predict", "--model-dir", str(folder), "--backend", backend, "--json", "good food", "awful"]
+            main,
+            [
+                "predict",
+                "--model-dir",
+                str(folder),
+                "--backend",
+                backend,
+                "--dtype",
+                "float32",
+                "--json",
+                "good",
+                "bad",
+            ],  # noqa: E501
         )
         assert out.exit_code == 0, out.output
         by_backend[backend] = [json.loads(line) for line in out.stdout.splitlines()]  # stderr says what it runs on
@@ -325,7 +337,10 @@ def test_batch_scores_with_an_export(exported, tmp_path):
     labels = {}
     for backend in ("torch", "onnx", "auto"):
         result = run_batch(
-            exported["bert"], str(source), tmp_path / backend, BatchOptions(backend=backend, chunk_size=16)
+            exported["bert"],
+            str(source),
+            tmp_path / backend,
+            BatchOptions(backend=backend, chunk_size=16, dtype="float32"),
         )
         assert result.exit_code == 0
         lines = (tmp_path / backend / "texts.txt.out").read_text().splitlines()

@@ -43,7 +43,9 @@ def write_rows(path: Path, rows) -> Path:
 
 
 def batch(*args: str) -> Result:
-    return CliRunner().invoke(main, ["batch", *map(str, args)])
+    """``textclf batch ARGS``, in float32 unless asked otherwise: these tests compare exact bytes."""
+    exact = () if "--dtype" in args else ("--dtype", "float32")
+    return CliRunner().invoke(main, ["batch", *exact, *map(str, args)])
 
 
 def lines(path: Path) -> list[dict]:
@@ -61,7 +63,13 @@ def outputs(folder: Path) -> dict[str, bytes]:
 
 def quiet_run(clf, model_dir: Path, source: Path | str, output: Path, **options) -> textclf.batch.BatchResult:
     return run_batch(
-        model_dir, source, output, BatchOptions(**options), progress=False, log=lambda _: None, classifier=clf
+        model_dir,
+        source,
+        output,
+        BatchOptions(**{"dtype": "float32", **options}),
+        progress=False,
+        log=lambda _: None,
+        classifier=clf,
     )
 
 
@@ -285,6 +293,8 @@ def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(bert_artifact
     )
     write(tmp_path / "in" / "bad.txt", b"good\n\xff\nbad\n")
     args = [
+        "--dtype",
+        "float32",
         "--model-dir",
         str(bert_artifact),
         "--input",
