@@ -214,7 +214,7 @@ def test_export_command_reports_and_predict_evaluate_take_backend(bert_artifact,
                 "--json",
                 "good",
                 "bad",
-            ],  # noqa: E501
+            ],
         )
         assert out.exit_code == 0, out.output
         by_backend[backend] = [json.loads(line) for line in out.stdout.splitlines()]  # stderr says what it runs on
