@@ -132,7 +132,7 @@ def static_variant(folder: Path, train: Path, test: Path, method: str) -> dict:
     from textclf import Classifier
     from textclf.artifact import ModelFolder
     from textclf.batching import pad
-    from textclf.export import export_model
+    from textclf.export import MAX_ACCURACY_DROP, MAX_CHANGED, export_model
 
     export_model(folder, "onnx")
     clf = Classifier.load(folder, backend="onnx")  # its tokenizer and padding
@@ -198,7 +198,7 @@ def static_variant(folder: Path, train: Path, test: Path, method: str) -> dict:
         "changed_predictions": changed,
         "changed_share": changed / len(y),
     }
-    v["passes"] = v["changed_share"] <= 0.02 and v["accuracy_torch"] - v["accuracy_export"] <= 0.005
+    v["passes"] = v["changed_share"] <= MAX_CHANGED and v["accuracy_torch"] - v["accuracy_export"] <= MAX_ACCURACY_DROP
     v["classifier"] = static
     return v | {"weight_bits": 8, "fp32_layers": 0, "fallback_tries": 0}
 

@@ -117,3 +117,33 @@ def bert_artifact(tiny_bert, sentiment_files, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("artifacts") / "bert"
     textclf.train(train, out, model=tiny_bert, validation=val, progress=False, log=lambda _: None, **FAST)
     return out
+
+
+@pytest.fixture(scope="session")
+def borderline(tiny_bert, tmp_path_factory) -> tuple[Path, Path]:
+    """A plain HF folder (no textclf.json) whose untrained head is biased so that half the texts sit at
+    its decision boundary: int8 rounding flips some of them. The folder and a labelled file of those
+    texts; copy the folder before writing into it."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from textclf.inference import Classifier
+
+    tmp = tmp_path_factory.mktemp("borderline")
+    folder = tmp / "untrained"
+    torch.manual_seed(3)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+    )
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 20))) for _ in range(600)]
+    model.save_pretrained(folder)
+    margins = np.diff(Classifier.load(folder, backend="torch", dtype="float32").logits(texts), axis=1)[:, 0]
+    with torch.no_grad():
+        model.classifier.bias[1] -= float(np.median(margins))
+    model.save_pretrained(folder)
+    data = tmp / "val.csv"
+    data.write_text("label,text\n" + "".join(f"{['negative', 'positive'][i % 2]},{t}\n" for i, t in enumerate(texts)))
+    return folder, data

@@ -153,31 +153,12 @@ def test_an_export_that_does_not_match_is_refused_and_nothing_is_kept(bert_artif
 
 
 @pytest.mark.slow
-def test_an_export_that_changes_predictions_is_refused_unless_forced(tiny_bert, tmp_path):
+def test_an_export_that_changes_predictions_is_refused_unless_forced(borderline, tmp_path):
     """An untrained head, biased so that half the texts sit near its decision boundary: int8
     rounding flips some of them."""
-    import random
-
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from conftest import WORDS
-
+    source, data = borderline
     folder = tmp_path / "untrained"
-    torch.manual_seed(3)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
-    )
-    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    rng = random.Random(0)
-    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 20))) for _ in range(600)]
-    model.save_pretrained(folder)
-    margins = np.diff(Classifier.load(folder, backend="torch", dtype="float32").logits(texts), axis=1)[:, 0]
-    with torch.no_grad():
-        model.classifier.bias[1] -= float(np.median(margins))
-    model.save_pretrained(folder)
-    data = tmp_path / "val.csv"
-    data.write_text("label,text\n" + "".join(f"{['negative', 'positive'][i % 2]},{t}\n" for i, t in enumerate(texts)))
+    shutil.copytree(source, folder)
     plain = QuantizationSettings(fallback=False)  # the fallback would keep layers in fp32 until it passes
     with pytest.raises(ModelError, match="predictions .*not kept. Pass --force"):
         export.export_model(folder, "onnx-int8", validation=data, max_changed=0.0, quantization=plain)

@@ -6,14 +6,12 @@ CPU flags are faked (``textclf.models.cpu_flags``) so that every CPU kind is tes
 from __future__ import annotations
 
 import json
-import random
 import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import WORDS
 from textclf import backends, export, models
 from textclf.artifact import ModelFolder
 from textclf.backends import BF16_MIN_TOKENS, InferencePrecision, TorchBackend, choose
@@ -91,32 +89,6 @@ def test_records_from_before_weight_bits_read_as_what_they_were():
     assert backends.int8_weight_bits({"settings": {"per_channel": True}}) == 8  # before reduce_range existed
     assert backends.int8_weight_bits({"settings": {"reduce_range": True}}) == 7
     assert backends.int8_weight_bits({"settings": {"weight_bits": 8, "reduce_range": False}}) == 8
-
-
-@pytest.fixture(scope="module")
-def borderline(tiny_bert, tmp_path_factory):
-    """An untrained head biased so that half the texts sit at its decision boundary: int8 rounding
-    flips some of them. Returns the folder and a labelled file of those texts."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tmp = tmp_path_factory.mktemp("borderline")
-    folder = tmp / "untrained"
-    torch.manual_seed(3)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
-    )
-    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    rng = random.Random(0)
-    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 20))) for _ in range(600)]
-    model.save_pretrained(folder)
-    margins = np.diff(Classifier.load(folder, backend="torch", dtype="float32").logits(texts), axis=1)[:, 0]
-    with torch.no_grad():
-        model.classifier.bias[1] -= float(np.median(margins))
-    model.save_pretrained(folder)
-    data = tmp / "val.csv"
-    data.write_text("label,text\n" + "".join(f"{['negative', 'positive'][i % 2]},{t}\n" for i, t in enumerate(texts)))
-    return folder, data
 
 
 @pytest.mark.slow

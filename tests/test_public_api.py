@@ -49,6 +49,7 @@ PUBLIC = {
         "TorchScriptBackend",
         "choose",
         "cores",
+        "export_precision",
         "file_sha256",
         "fingerprint",
         "int8_weight_bits",

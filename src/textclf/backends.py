@@ -41,6 +41,7 @@ __all__ = [
     "TorchScriptBackend",
     "choose",
     "cores",
+    "export_precision",
     "file_sha256",
     "fingerprint",
     "int8_weight_bits",
@@ -72,6 +73,19 @@ def int8_weight_bits(record: dict) -> int:
     from before ``weight_bits`` was recorded say so only through ``reduce_range``)."""
     settings = record.get("settings") or {}
     return int(settings.get("weight_bits") or (7 if settings.get("reduce_range") else 8))
+
+
+def export_precision(backend: str, record: dict) -> str:
+    """What an export recorded as ``record`` computes in: ``float32``, or for int8
+    ``int8 (8-bit weights, per-channel, 3 layers fp32)``."""
+    if backend != "onnx-int8":
+        return "float32"
+    settings = record.get("settings") or {}
+    kept = len(settings.get("fp32_nodes") or [])
+    return (
+        f"int8 ({int8_weight_bits(record)}-bit weights{', per-channel' if settings.get('per_channel', True) else ''}"
+        f"{f', {kept} layers fp32' if kept else ''})"
+    )
 
 
 def _unfit(backend: str, record: dict, flags: Collection[str] | None) -> str | None:

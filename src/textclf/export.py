@@ -54,7 +54,7 @@ from .artifact import ModelFolder, TokenizerSettings
 from .backends import file_sha256, fingerprint, open_backend
 from .batching import eval_batches, pad
 from .choices import EXPORT_FILES
-from .data import ReadOptions, read_examples
+from .data import Examples, ReadOptions, read_examples
 from .errors import ArtifactError, ConfigError, ModelError
 from .export_settings import FORMATS, MAX_ACCURACY_DROP, MAX_CHANGED, ExportSettings, QuantizationSettings
 from .inference import Classifier, TextEncoder
@@ -75,6 +75,7 @@ TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-3, "onnx-int8": 0.5}
 PARITY_SHAPES = ((1, 1), (1, 9), (3, 17), (8, 33), (16, 64), (4, None))  # (batch, longest); None: max_seq_length
 OPSET = 17
 RANKING_TEXTS = 128  # validation texts whose activations rank the layers for the fallback
+FP32_FILE = "fp32.onnx"  # the graph onnx-int8 is quantised from, in the export's scratch folder
 
 
 @dataclass
@@ -177,8 +178,9 @@ def export_model(
         check = _Check(reference, folder, runtime, examples, labels, validation, max_changed, max_accuracy_drop)
         _check_tokenizer(reference, check.open(format, staged), examples)
         report, failures = check.run(format, staged, settings)
-        if failures and format == "onnx-int8" and quantization.fallback and (work / "fp32.onnx").is_file():
-            report, failures = _fall_back(check, work / "fp32.onnx", staged, settings, log)
+        fp32 = work / FP32_FILE  # write_export's fp32 graph, which the fallback quantises again
+        if failures and format == "onnx-int8" and quantization.fallback and fp32.is_file():
+            report, failures = _fall_back(check, report, fp32, staged, log)
         report.seconds, report.file = time.perf_counter() - started, target
         if failures and not force:
             raise ModelError(
@@ -205,13 +207,12 @@ class _Check:
     reference: Classifier
     folder: ModelFolder
     runtime: TokenizerSettings
-    examples: object
+    examples: Examples | None
     labels: np.ndarray | None
-    validation: object
+    validation: str | Path | None
     max_changed: float
     max_accuracy_drop: float
     _want: np.ndarray | None = None
-    last: ExportReport | None = None  # the latest report run() made
 
     def open(self, format: str, staged: Path) -> Classifier:
         return Classifier(
@@ -237,48 +238,28 @@ class _Check:
             self._want = self.reference.logits(self.examples.texts).argmax(axis=1)
         got = exported.logits(self.examples.texts).argmax(axis=1)
         report.validation = _compare(self._want, got, self.examples, self.labels, self.max_changed)
-        self.last = report
         return report, _accuracy_failures(report.validation, self.validation, self.max_changed, self.max_accuracy_drop)
 
 
-def _fall_back(check: _Check, fp32: Path, staged: Path, settings: dict, log) -> tuple[ExportReport, list[str]]:
+def _fall_back(check: _Check, all_int8: ExportReport, fp32: Path, staged: Path, log) -> tuple[ExportReport, list[str]]:
     """Keep the int8 layers with the largest quantisation error in fp32, fewest first, until the
-    export passes ``check`` (or every layer is fp32); see the module docstring."""
+    export passes ``check`` (or every layer is fp32); ``all_int8`` is the failed export's report.
+    See the module docstring."""
+    settings = all_int8.settings
     bits, per_channel = settings["weight_bits"], settings["per_channel"]
     texts = check.examples.texts[:RANKING_TEXTS]
     ranked = _rank_layers(fp32, staged, check.reference, texts, bits, per_channel)
-    first = check.last.validation
     log(
-        f"the all-int8 export changes {first['changed_predictions']} predictions "
-        f"({100 * first['changed_share']:.2f}%), accuracy "
-        f"{100 * (first['accuracy_export'] - first['accuracy_torch']):+.2f} points: it fails the check; "
-        f"keeping the layers with the largest quantisation error "
+        f"the all-int8 export fails the check; keeping the layers with the largest quantisation error "
         f"(of {len(ranked)}, measured on {len(texts)} validation texts) in fp32 until it passes"
     )
-    tried = [
-        {
-            "layers": 0,
-            "changed_predictions": first["changed_predictions"],
-            "accuracy_change": first["accuracy_export"] - first["accuracy_torch"],
-        }
-    ]
+    tried = [_tried(0, all_int8.validation, log)]
     for count in _steps(len(ranked)):
         kept = [name for name, _ in ranked[:count]]
-        _quantize(fp32, staged, per_channel, bits, [*settings["fp32_nodes"], *kept])
         trial = {**settings, "fp32_nodes": [*settings["fp32_nodes"], *kept]}
+        _quantize(fp32, staged, per_channel, bits, trial["fp32_nodes"])
         report, failures = check.run("onnx-int8", staged, trial)
-        v = report.validation
-        tried.append(
-            {
-                "layers": count,
-                "changed_predictions": v["changed_predictions"],
-                "accuracy_change": v["accuracy_export"] - v["accuracy_torch"],
-            }
-        )
-        log(
-            f"  {count} layers fp32: {v['changed_predictions']} predictions changed "
-            f"({100 * v['changed_share']:.2f}%), accuracy {100 * tried[-1]['accuracy_change']:+.2f} points"
-        )
+        tried.append(_tried(count, report.validation, log))
         if not failures or count == len(ranked):
             trial["fallback"] = {
                 "layers": count,
@@ -287,10 +268,18 @@ def _fall_back(check: _Check, fp32: Path, staged: Path, settings: dict, log) -> 
                 "tried": tried,
                 "ranked_on": len(texts),
             }
-            report.settings = trial
-            settings.update(trial)
             return report, failures
     raise AssertionError("_steps ends with every layer")
+
+
+def _tried(layers: int, v: dict, log) -> dict:
+    """One fallback try (``layers`` kept in fp32, ``v`` its validation figures), logged and recorded."""
+    change = v["accuracy_export"] - v["accuracy_torch"]
+    log(
+        f"  {layers} layers fp32: {v['changed_predictions']} predictions changed "
+        f"({100 * v['changed_share']:.2f}%), accuracy {100 * change:+.2f} points"
+    )
+    return {"layers": layers, "changed_predictions": v["changed_predictions"], "accuracy_change": change}
 
 
 def _steps(n: int) -> list[int]:
@@ -361,7 +350,7 @@ def write_export(
             traced = torch.jit.trace(module, example, check_trace=False)
         traced.save(str(staged))
         return {"method": "torch.jit.trace"}
-    fp32 = staged if format == "onnx" else work / "fp32.onnx"
+    fp32 = staged if format == "onnx" else work / FP32_FILE
     log("exporting to ONNX with torch.onnx")
     _onnx(module, example, fp32)
     if format == "onnx":

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import ModelFolder, TokenizerSettings
-from .backends import Backend, Choice, TorchBackend, choose, cores, int8_weight_bits, open_backend, open_export
+from .backends import Backend, Choice, TorchBackend, choose, cores, export_precision, open_backend, open_export
 from .batching import encode, eval_batches, pad
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
@@ -142,14 +142,7 @@ class Classifier:
             torch.set_num_threads(threads)
         runner = open_backend(choice.backend, path, threads)
         encoder = TextEncoder.from_file(folder.tokenizer_file, folder.export_settings(choice.backend))
-        record = folder.exports[choice.backend]
-        precision = (
-            f"int8 ({int8_weight_bits(record)}-bit weights"
-            f"{', per-channel' if record.get('settings', {}).get('per_channel', True) else ''}"
-            f"{_kept(record)})"
-            if choice.backend == "onnx-int8"
-            else "float32"
-        )
+        precision = export_precision(choice.backend, folder.exports[choice.backend])
         return cls(runner, encoder, folder.labels, batch_size, choice, precision)
 
     @classmethod
@@ -243,8 +236,3 @@ class Classifier:
         probs = self.predict_proba(texts)
         names = [self.labels.value(i) for i in range(len(self.labels))]
         return [Prediction(names[int(row.argmax())], [round(float(p), 6) for p in row], names) for row in probs]
-
-
-def _kept(record: dict) -> str:
-    nodes = (record.get("settings") or {}).get("fp32_nodes") or []
-    return f", {len(nodes)} layers fp32" if nodes else ""
