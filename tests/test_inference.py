@@ -97,6 +97,7 @@ def test_public_api_is_pinned():
             "EvaluationReport",
             "Hyperparameters",
             "ModelError",
+            "MultiLabelPrediction",
             "Prediction",
             "ReadOptions",
             "RunOptions",

@@ -26,6 +26,7 @@ _LAZY = {
     "evaluate": "evaluation",
     "Classifier": "inference",
     "Prediction": "inference",
+    "MultiLabelPrediction": "inference",
     "TrainResult": "training",
     "train": "training",
     "TuneResult": "tuning",
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from .config import Hyperparameters, RunOptions
     from .data import ReadOptions
     from .evaluation import EvaluationReport, evaluate
-    from .inference import Classifier, Prediction
+    from .inference import Classifier, MultiLabelPrediction, Prediction
     from .training import TrainResult, train
     from .tuning import TuneResult, tune
 
@@ -52,6 +53,7 @@ __all__ = [
     "EvaluationReport",
     "Hyperparameters",
     "ModelError",
+    "MultiLabelPrediction",
     "Prediction",
     "ReadOptions",
     "RunOptions",

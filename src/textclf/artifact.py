@@ -213,6 +213,12 @@ class ModelFolder:
         return TokenizerSettings.from_dict(self.exports[format]["runtime"])
 
     @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label model's decision threshold a label, as training chose them (None: 0.5 each)."""
+        chosen = (self.metadata or {}).get("thresholds")
+        return None if chosen is None else [float(t) for t in chosen["thresholds"]]
+
+    @property
     def max_seq_length(self) -> int | None:
         """The length the model was trained with (None for a folder textclf did not train)."""
         return (self.metadata or {}).get("max_seq_length")
@@ -243,7 +249,11 @@ class ModelFolder:
             if raw is None:  # as transformers' PretrainedConfig does
                 raw = {i: f"LABEL_{i}" for i in range(int(self.config.get("num_labels", 2)))}
             id2label = {int(k): v for k, v in raw.items()}
-            return LabelSet.from_config(id2label, integer=(self.metadata or {}).get("label_type") == "int")
+            return LabelSet.from_config(
+                id2label,
+                integer=(self.metadata or {}).get("label_type") == "int",
+                multi_label=self.config.get("problem_type") == "multi_label_classification",
+            )
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise ModelError(
                 f"{self.path / 'config.json'}: cannot read the labels (id2label) from it ({exc})."

@@ -177,11 +177,12 @@ def train(ctx, data, output, model, validation, hp_file, overwrite, progress, np
     if not _reports():
         return
     best = result.best
-    if best.get("val_accuracy") is not None:
+    first, second = ("val_micro_f1", "val_macro_f1") if "val_micro_f1" in best else ("val_accuracy", "val_f1")
+    if best.get(first) is not None:
         where = f"epoch {result.best_epoch}" + (f" step {best['step']}" if "step" in best else "")  # a mid-epoch check
         click.echo(
-            f"best {where}: val_accuracy {best['val_accuracy']:.4f}  "
-            f"val_f1 {best['val_f1']:.4f}  (training {result.training_seconds:.1f}s)"
+            f"best {where}: {first} {best[first]:.4f}  {second} {best[second]:.4f}  "
+            f"(training {result.training_seconds:.1f}s)"
         )
 
 

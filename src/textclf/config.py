@@ -102,9 +102,14 @@ class Hyperparameters:
         "[default: auto: one per 500 optimizer steps, 1 to 4].",
         low=1,
     )
-    early_stopping: bool = setting(False, "Stop when val_accuracy has not improved for early_stopping_patience epochs.")
+    early_stopping: bool = setting(
+        False,
+        "Stop when val_accuracy (multi-label: val_micro_f1) has not improved for early_stopping_patience epochs.",
+    )
     early_stopping_patience: int = setting(5, "Epochs without improvement before early stopping.", low=1)
-    early_stopping_min_delta: float = setting(0.0, "Smallest val_accuracy gain that counts as an improvement.", low=0)
+    early_stopping_min_delta: float = setting(
+        0.0, "Smallest val_accuracy (val_micro_f1) gain that counts as an improvement.", low=0
+    )
     warmup_ratio: float | None = setting(
         None,
         "Share of optimizer steps spent warming the learning rate up from 0 [default: auto: 0.1].",

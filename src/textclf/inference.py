@@ -2,7 +2,8 @@
 
 A call is ``preprocess`` (tokenise, sort by length, pad per batch) ->
 ``forward`` (the backend, under ``inference_mode``) -> ``postprocess``
-(softmax, labels). ``predict``, ``evaluate`` and the server share it.
+(softmax, or a sigmoid a label for a multi-label model, whose ``decide`` applies each
+label's threshold). ``predict``, ``evaluate`` and the server share it.
 
     >>> from textclf import Classifier
     >>> clf = Classifier.load("out/reviews")  # doctest: +SKIP
@@ -23,8 +24,9 @@ from .backends import Backend, Choice, TorchBackend, choose, cores, export_preci
 from .batching import encode, eval_batches, pad
 from .data import LabelSet
 from .errors import ConfigError, DataError, ModelError
+from .metrics import sigmoid
 
-__all__ = ["Classifier", "Prediction", "TextEncoder"]
+__all__ = ["Classifier", "MultiLabelPrediction", "Prediction", "TextEncoder"]
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -39,6 +41,18 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return {"probabilities": self.probabilities, "labels": self.labels, "predicted_label": self.predicted_label}
+
+
+@dataclass(frozen=True)
+class MultiLabelPrediction:
+    """One text's multi-label result: every label's sigmoid score and the labels at or above their thresholds."""
+
+    predicted_labels: list[int | str]
+    probabilities: list[float]
+    labels: list[int | str]
+
+    def to_dict(self) -> dict:
+        return {"probabilities": self.probabilities, "labels": self.labels, "predicted_labels": self.predicted_labels}
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,8 @@ class Classifier:
         batch_size: int = DEFAULT_BATCH_SIZE,
         choice: Choice | None = None,
         precision: str | None = None,
+        thresholds: Sequence[float] | None = None,
+        at_least_one: bool = False,
     ):
         self.backend = backend
         self.encoder = encoder
@@ -106,6 +122,8 @@ class Classifier:
         self.batch_size = batch_size
         self.choice = choice or Choice(backend.name, "given")
         self._precision = precision
+        self.thresholds = np.asarray(thresholds if thresholds is not None else [0.5] * len(labels), dtype=np.float32)
+        self.at_least_one = at_least_one
 
     @classmethod
     def load(
@@ -115,6 +133,8 @@ class Classifier:
         batch_size: int = DEFAULT_BATCH_SIZE,
         dtype: str = "auto",
         threads: int | None = None,
+        threshold: float | None = None,
+        at_least_one: bool = False,
     ) -> Classifier:
         """Load a textclf model folder (or any Hugging Face classification folder, or a
         :class:`~textclf.artifact.ModelFolder` already read).
@@ -125,8 +145,17 @@ class Classifier:
         ``dtype`` (torch only): ``float32`` (exact), ``bfloat16``, or ``auto``: bfloat16 where the CPU
         has it natively (with AMX, for batches of 256 tokens or more), float32 elsewhere.
         ``threads``: cores to compute on (default: all this process may use).
+        Multi-label models: ``threshold`` (one for every label) replaces the thresholds training chose a
+        label (``textclf.json``; 0.5 where it has none); ``at_least_one`` gives a text whose scores are all
+        under their thresholds its top label instead of none.
         """
         folder = ModelFolder.read(model_dir)
+        clf = cls._load(folder, backend, batch_size, dtype, threads)
+        clf.set_thresholds(folder.thresholds, threshold, at_least_one)
+        return clf
+
+    @classmethod
+    def _load(cls, folder: ModelFolder, backend: str, batch_size: int, dtype: str, threads: int | None) -> Classifier:
         choice = choose(backend, folder)
         if choice.backend != "torch" and dtype == "bfloat16":
             raise ConfigError(
@@ -164,6 +193,24 @@ class Classifier:
         max_len = folder.max_seq_length or max_length(config, tokenizer)
         encoder = TextEncoder.from_tokenizer(tokenizer, int(max_len), pads_left(config, tokenizer))
         return cls(runner, encoder, folder.labels, batch_size, choice)
+
+    def set_thresholds(
+        self, chosen: Sequence[float] | None, threshold: float | None = None, at_least_one: bool = False
+    ) -> None:
+        """A multi-label model's decision rule: ``threshold`` for every label when given, else ``chosen`` (one a
+        label), else 0.5; ``at_least_one``: an empty prediction takes the top label."""
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1 (a sigmoid score), got {threshold:g}.")
+        if (threshold is not None or at_least_one) and not self.labels.multi_label:
+            raise ConfigError(
+                "--threshold and --at-least-one apply to multi-label models; this one is single-label "
+                "(its prediction is the top class)."
+            )
+        if chosen is not None and len(chosen) != len(self.labels):
+            raise ModelError(f"textclf.json has {len(chosen)} thresholds for {len(self.labels)} labels.")
+        per_label = [threshold] * len(self.labels) if threshold is not None else chosen
+        self.thresholds = np.asarray(per_label if per_label is not None else [0.5] * len(self.labels), np.float32)
+        self.at_least_one = at_least_one
 
     @property
     def precision(self) -> str:
@@ -214,11 +261,22 @@ class Classifier:
             out[rows] = self.backend.forward(input_ids, mask)
         return out
 
-    @staticmethod
-    def postprocess(logits: np.ndarray) -> np.ndarray:
+    def postprocess(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities: a softmax over the classes, or for multi-label a sigmoid a label."""
+        if self.labels.multi_label:
+            return sigmoid(logits)
         z = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """A multi-label model's predicted labels (a 0/1 row a text): the scores at or above their thresholds;
+        with ``at_least_one`` a row with none takes its top label."""
+        chosen = probs >= self.thresholds
+        if self.at_least_one:
+            empty = ~chosen.any(axis=1)
+            chosen[empty, probs[empty].argmax(axis=1)] = True
+        return chosen
 
     # -- public calls -------------------------------------------------------
 
@@ -229,10 +287,16 @@ class Classifier:
         """Class probabilities, one row per text, columns in label-id order."""
         return self.postprocess(self.logits(texts))
 
-    def predict(self, texts: str | Sequence[str]) -> list[Prediction]:
-        """Predictions for one text or many (always a list)."""
+    def predict(self, texts: str | Sequence[str]) -> list[Prediction] | list[MultiLabelPrediction]:
+        """Predictions for one text or many (always a list): :class:`MultiLabelPrediction` for a multi-label model."""
         if isinstance(texts, str):
             texts = [texts]
         probs = self.predict_proba(texts)
         names = [self.labels.value(i) for i in range(len(self.labels))]
+        if self.labels.multi_label:
+            rounded = [[round(float(p), 6) for p in row] for row in probs]
+            return [
+                MultiLabelPrediction([names[i] for i in np.flatnonzero(row)], scores, names)
+                for scores, row in zip(rounded, self.decide(probs))
+            ]
         return [Prediction(names[int(row.argmax())], [round(float(p), 6) for p in row], names) for row in probs]

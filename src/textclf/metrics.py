@@ -1,4 +1,5 @@
-"""Classification metrics from labels and predictions (numpy only).
+"""Classification metrics from labels and predictions (numpy only): single-label (a class a text) and
+multi-label (0/1 matrices, with :func:`choose_thresholds` picking each label's decision threshold).
 
 >>> m = classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], num_classes=2)
 >>> round(m["accuracy"], 2), m["confusion_matrix"]
@@ -11,7 +12,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["classification_metrics", "cross_entropy"]
+__all__ = [
+    "MIN_POSITIVES",
+    "binary_cross_entropy",
+    "choose_thresholds",
+    "classification_metrics",
+    "cross_entropy",
+    "multilabel_metrics",
+    "sigmoid",
+]
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> dict:
@@ -61,3 +70,91 @@ def cross_entropy(logits: np.ndarray, labels: Sequence[int]) -> float:
     z = logits - logits.max(axis=1, keepdims=True)
     log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return float(-log_probs[np.arange(len(labels)), np.asarray(labels)].mean())
+
+
+# -- multi-label --------------------------------------------------------------
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)  # the thresholds chosen among
+MIN_POSITIVES = 5  # a label with fewer validation positives takes the global threshold
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Per-label probabilities of multi-label logits (overflow-free in float32)."""
+    return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
+
+
+def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Mean over rows of the summed per-label binary cross-entropy (the training loss), from raw logits."""
+    x = logits.astype(np.float64)
+    per_label = np.maximum(x, 0) - x * targets + np.log1p(np.exp(-np.abs(x)))
+    return float(per_label.sum(axis=1).mean())
+
+
+def multilabel_metrics(targets: np.ndarray, predicted: np.ndarray) -> dict:
+    """Micro and macro F1, micro precision and recall, subset accuracy (exact match), Hamming loss, and per
+    label precision/recall/F1/support, from 0/1 matrices (rows: texts, columns: labels).
+
+    Macro F1 averages every label's F1, a label with no positives and no predictions counting 0, as
+    scikit-learn's ``f1_score(average="macro", zero_division=0)`` does.
+
+    >>> m = multilabel_metrics(np.array([[1, 0], [1, 1]]), np.array([[1, 0], [1, 0]]))
+    >>> round(m["micro_f1"], 4), m["subset_accuracy"], m["hamming_loss"]
+    (0.8, 0.5, 0.25)
+    """
+    true, pred = np.asarray(targets, dtype=bool), np.asarray(predicted, dtype=bool)
+    if true.shape != pred.shape or true.ndim != 2 or true.shape[0] == 0:
+        raise ValueError(f"need equally shaped, non-empty 0/1 matrices, got {true.shape} and {pred.shape}")
+    tp = (true & pred).sum(axis=0).astype(float)
+    fp = (~true & pred).sum(axis=0).astype(float)
+    fn = (true & ~pred).sum(axis=0).astype(float)
+    precision, recall, f1 = _prf(tp, fp, fn)
+    micro_p, micro_r, micro_f1 = (float(v) for v in _prf(tp.sum(), fp.sum(), fn.sum()))
+    return {
+        "micro_f1": micro_f1,
+        "macro_f1": float(f1.mean()),
+        "micro_precision": micro_p,
+        "micro_recall": micro_r,
+        "subset_accuracy": float((true == pred).all(axis=1).mean()),
+        "hamming_loss": float((true != pred).mean()),
+        "per_label": [
+            {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for p, r, f, s in zip(precision, recall, f1, tp + fn)
+        ],
+    }
+
+
+def _prf(tp, fp, fn):
+    """Precision, recall and F1 (0 where undefined) of counts, elementwise."""
+    tp, fp, fn = (np.asarray(v, dtype=float) for v in (tp, fp, fn))
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0)
+    return precision, recall, f1
+
+
+def choose_thresholds(targets: np.ndarray, scores: np.ndarray, min_positives: int = MIN_POSITIVES) -> dict:
+    """A decision threshold a label, chosen on validation scores.
+
+    A label with at least ``min_positives`` positive rows gets the threshold of :data:`THRESHOLD_GRID`
+    (0.05 to 0.95 by 0.01) that maximises its own F1 (ties: the one nearest 0.5); every other label gets
+    the global threshold, the one that maximises micro F1 over all labels at once. Returns
+    ``{"thresholds": [...], "global": g, "per_label": [bool, ...]}`` (``per_label``: whether a label's
+    threshold is its own).
+    """
+    true = np.asarray(targets, dtype=bool)
+    above = np.asarray(scores)[None, :, :] >= THRESHOLD_GRID[:, None, None]  # (grid, rows, labels)
+    tp = (above & true).sum(axis=1).astype(float)
+    fp = (above & ~true).sum(axis=1).astype(float)
+    fn = true.sum(axis=0)[None, :] - tp
+    nearest_half = -np.abs(THRESHOLD_GRID - 0.5)
+    _, _, micro = _prf(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
+    best_global = float(THRESHOLD_GRID[np.lexsort((nearest_half, micro))[-1]])
+    _, _, f1 = _prf(tp, fp, fn)  # (grid, labels)
+    own = true.sum(axis=0) >= min_positives
+    thresholds = []
+    for label in range(true.shape[1]):
+        if own[label]:
+            thresholds.append(float(THRESHOLD_GRID[np.lexsort((nearest_half, f1[:, label]))[-1]]))
+        else:
+            thresholds.append(best_global)
+    return {"thresholds": thresholds, "global": best_global, "per_label": [bool(v) for v in own]}

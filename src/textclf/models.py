@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # PyTorch is imported where it is used: serving an export nev
 
 __all__ = [
     "JUMPSTART_MODELS",
+    "PROBLEM_TYPES",
     "ModelSource",
     "check_max_length",
     "cpu_flags",
@@ -49,6 +50,8 @@ __all__ = [
     "quiet_transformers",
     "resolve_model",
 ]
+
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification")  # config.json's, by multi_label
 
 JUMPSTART_MODELS = {
     "huggingface-tc-bert-base-cased": "bert-base-cased",
@@ -213,7 +216,7 @@ def load_for_training(source: ModelSource, labels: LabelSet, reinitialize: str =
     config.num_labels = len(labels)
     config.id2label = labels.id2label
     config.label2id = labels.label2id
-    config.problem_type = "single_label_classification"
+    config.problem_type = PROBLEM_TYPES[labels.multi_label]  # transformers' pipeline: softmax or sigmoid
     if is_decoder(config):
         config.pad_token_id = tokenizer.pad_token_id
     try:

@@ -133,8 +133,10 @@ def test_public_api_is_pinned():
         "LabelSet",
         "ReadOptions",
         "TrainingData",
+        "iterative_split",
         "load_training_data",
         "read_examples",
+        "read_label_names",
         "read_texts",
     ]
     assert sorted(reader.__all__) == [
@@ -144,6 +146,7 @@ def test_public_api_is_pinned():
         "ReadOptions",
         "Record",
         "SUFFIXES",
+        "TASKS",
         "TEXT_COLUMNS",
         "file_format",
         "read_records",

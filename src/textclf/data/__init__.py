@@ -13,6 +13,11 @@ a validation set. Supported inputs (``--data`` / ``--validation``):
 * a ``.label`` file of ``LABEL text`` lines (TREC; fastText's ``__label__`` prefix is
   dropped). A ``.txt`` file is one text per line for every command: texts, not examples.
 
+A multi-label file (``ReadOptions.task``, or found: a label holding ``label_separator`` or a
+JSON list) gives each row any number of labels (``joy,surprise``; GoEmotions' ids ``8,20``,
+named by ``--label-names FILE``); a row with none means "none of them". Its validation split
+is iterative stratification (:func:`iterative_split`), keeping each label's share.
+
 Every problem is reported as ``FILE:LINE: what was wrong; what was expected``.
 With ``on_bad_rows="skip"`` bad rows are left out and listed instead.
 """
@@ -22,32 +27,62 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import DataError
-from .reader import SUFFIXES, Layout, ReadOptions, Record, records, resolve_layout
+import numpy as np
 
-__all__ = ["Examples", "LabelSet", "ReadOptions", "TrainingData", "load_training_data", "read_examples", "read_texts"]
+from ..errors import DataError
+from .reader import SUFFIXES, TASKS, Layout, ReadOptions, Record, records, resolve_layout
+
+__all__ = [
+    "Examples",
+    "LabelSet",
+    "ReadOptions",
+    "TrainingData",
+    "iterative_split",
+    "load_training_data",
+    "read_examples",
+    "read_label_names",
+    "read_texts",
+]
 
 _MAX_LISTED = 10
+RARE_LABEL_ROWS = 10  # a multi-label label on fewer training rows is reported as too rare to learn
 
 
 @dataclass
 class Examples:
-    """Labelled texts read from one file, with the line each came from."""
+    """Labelled texts read from one file, with the line each came from.
+
+    ``labels`` holds a label a row, or for a multi-label file a tuple of them (empty: none).
+    """
 
     path: Path
     texts: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
+    labels: list = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     jumpstart: bool = False
+    multi_label: bool = False
+    label_names: tuple[str, ...] | None = None  # a --label-names file's: the data's integer ids were mapped to them
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def label_rows(self) -> Iterator[tuple[int, tuple[str, ...]]]:
+        """(line, the row's labels) for every row, whatever the task."""
+        for label, line in zip(self.labels, self.lines):
+            yield line, (label if self.multi_label else (label,))
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keep only ``rows`` (indexes), in order."""
+        if len(rows) != len(self):
+            self.texts = [self.texts[i] for i in rows]
+            self.labels = [self.labels[i] for i in rows]
+            self.lines = [self.lines[i] for i in rows]
 
     def skipped_summary(self) -> str | None:
         """One line naming how many rows were skipped and which, or None."""
@@ -60,14 +95,21 @@ class Examples:
 
 @dataclass(frozen=True)
 class LabelSet:
-    """The classes of a task: id -> name, and whether the names are integer ids."""
+    """The classes of a task: id -> name, whether the names are integer ids, and whether a text may have
+    several (``multi_label``: one sigmoid a label instead of a softmax over them)."""
 
     names: tuple[str, ...]
     integer: bool
+    multi_label: bool = False
 
     @classmethod
-    def from_examples(cls, examples: Examples) -> LabelSet:
-        counts = Counter(examples.labels)
+    def from_examples(cls, examples: Examples, names: Sequence[str] | None = None) -> LabelSet:
+        """The labels of ``examples``: ``names`` (a ``--label-names`` file's, in its order), else the
+        sorted names found, or 0..K-1 when every label is an integer."""
+        multi = examples.multi_label
+        if names is not None:
+            return cls(tuple(names), integer=False, multi_label=multi)
+        counts = Counter(label for _, row in examples.label_rows() for label in row)
         if len(counts) < 2:
             only = next(iter(counts), None)
             raise DataError(f"{examples.path}: every row has label {only!r}; a classifier needs at least two classes.")
@@ -79,19 +121,35 @@ class LabelSet:
                 gap = f" ({', '.join(map(str, missing[:10]))} missing)" if missing else ""
                 line, label = next(
                     (line, label)
-                    for label, line in zip(examples.labels, examples.lines)
+                    for line, row in examples.label_rows()
+                    for label in row
                     if not 0 <= int(label) < len(ids)
                 )
+                names_hint = ", or name them with --label-names FILE" if multi else " or use label names"
                 raise DataError(
                     f"{examples.path}:{line}: label {label} is outside 0..{len(ids) - 1}; integer labels must be "
-                    f"0..K-1 with none missing, but the file has {got}{gap}; renumber the labels or use label names."
+                    f"0..K-1 with none missing, but the file has {got}{gap}; renumber the labels{names_hint}."
                 )
-            return cls(tuple(str(i) for i in range(len(ids))), integer=True)
-        return cls(tuple(sorted(counts)), integer=False)
+            return cls(tuple(str(i) for i in range(len(ids))), integer=True, multi_label=multi)
+        return cls(tuple(sorted(counts)), integer=False, multi_label=multi)
 
     @classmethod
-    def from_config(cls, id2label: dict[int, str], integer: bool) -> LabelSet:
-        return cls(tuple(id2label[i] for i in range(len(id2label))), integer)
+    def from_config(cls, id2label: dict[int, str], integer: bool, multi_label: bool = False) -> LabelSet:
+        return cls(tuple(id2label[i] for i in range(len(id2label))), integer, multi_label)
+
+    @property
+    def task(self) -> str:
+        """``single-label`` or ``multi-label``."""
+        return TASKS[self.multi_label]
+
+    def targets(self, encoded: Sequence) -> np.ndarray:
+        """What the loss compares with: label ids (int64), or for multi-label a 0/1 float32 matrix, a column a label."""
+        if not self.multi_label:
+            return np.asarray(encoded, dtype=np.int64)
+        out = np.zeros((len(encoded), len(self)), dtype=np.float32)
+        for row, ids in enumerate(encoded):
+            out[row, list(ids)] = 1.0
+        return out
 
     def __len__(self) -> int:
         return len(self.names)
@@ -121,19 +179,26 @@ class LabelSet:
             lookup.update({str(int(name)): i for i, name in enumerate(self.names) if _is_int(name)})
         return lookup
 
-    def encode(self, examples: Examples, on_bad_rows: str = "error", hint: str = "") -> list[int]:
-        """Label ids of ``examples``; unknown labels are errors (or skipped, in place).
+    def encode(self, examples: Examples, on_bad_rows: str = "error", hint: str = "") -> list:
+        """Label ids of ``examples`` (multi-label: a sorted tuple of ids a row); unknown labels are errors
+        (or skipped, in place).
 
         ``hint`` is appended to the error, to say how to proceed in the caller's context.
         """
-        ids: list[int] = []
+        if examples.multi_label != self.multi_label:
+            raise DataError(
+                f"{examples.path}: the data is {TASKS[examples.multi_label]} but the model is {self.task}; "
+                f"pass --task {self.task} to read it as the model's task."
+            )
+        ids: list = []
         keep: list[int] = []
-        for row, (label, line) in enumerate(zip(examples.labels, examples.lines)):
-            index = self.id_of(label)
-            if index is not None:
-                ids.append(index)
+        for row, (line, labels) in enumerate(examples.label_rows()):
+            found = [self.id_of(label) for label in labels]
+            if None not in found:
+                ids.append(tuple(sorted(found)) if self.multi_label else found[0])
                 keep.append(row)
                 continue
+            label = labels[found.index(None)]
             why = f"label {label!r} is not one of the model's labels ({_preview(self.names)})"
             if on_bad_rows != "skip":
                 raise DataError(f"{examples.path}:{line}: {why}.{hint}")
@@ -142,22 +207,20 @@ class LabelSet:
             raise DataError(
                 f"{examples.path}: no usable rows; none has one of the labels {_preview(self.names)}.{hint}"
             )
-        if len(keep) != len(examples):
-            examples.texts = [examples.texts[i] for i in keep]
-            examples.labels = [examples.labels[i] for i in keep]
-            examples.lines = [examples.lines[i] for i in keep]
+        examples.keep(keep)
         return ids
 
 
 @dataclass
 class TrainingData:
-    """Encoded train and validation sets and the label set they share."""
+    """Encoded train and validation sets and the label set they share (labels: ids, or tuples of ids for
+    multi-label)."""
 
     labels: LabelSet
     train_texts: list[str]
-    train_labels: list[int]
+    train_labels: list
     val_texts: list[str]
-    val_labels: list[int]
+    val_labels: list
     summary: dict
 
 
@@ -176,33 +239,89 @@ def load_training_data(
     by default it is derived from the training file. ``unknown_label_hint`` ends
     the error for a label outside it.
     """
-    train = read_examples(data, options)
-    label_set = labels or LabelSet.from_examples(train)
+    task = labels.multi_label if labels is not None else None
+    train = read_examples(data, options, task)
+    label_set = labels or LabelSet.from_examples(train, train.label_names)
     train_ids = label_set.encode(train, options.on_bad_rows, unknown_label_hint)
     notes = [s for s in [train.skipped_summary()] if s]
     if validation is not None:
-        val = read_examples(validation, options)
+        val = read_examples(validation, options, train.multi_label)
+        if label_set.multi_label:
+            _check_seen_in_training(val, label_set, train_ids, options.on_bad_rows)
         val_ids = label_set.encode(val, options.on_bad_rows, unknown_label_hint)
         notes += [s for s in [val.skipped_summary()] if s]
         train_texts, train_labels, val_texts, val_labels = train.texts, train_ids, val.texts, val_ids
         val_source = str(val.path)
     else:
-        train_idx, val_idx = stratified_split(train_ids, validation_split_ratio, seed)
+        split = iterative_split if label_set.multi_label else stratified_split
+        train_idx, val_idx = split(train_ids, validation_split_ratio, seed)
         train_texts = [train.texts[i] for i in train_idx]
         train_labels = [train_ids[i] for i in train_idx]
         val_texts = [train.texts[i] for i in val_idx]
         val_labels = [train_ids[i] for i in val_idx]
-        val_source = f"{validation_split_ratio:g} stratified split of {train.path} (seed {seed})"
+        how = "iteratively stratified" if label_set.multi_label else "stratified"
+        val_source = f"{validation_split_ratio:g} {how} split of {train.path} (seed {seed})"
     summary = {
         "train_source": str(train.path),
         "validation_source": val_source if val_texts else None,
         "train_rows": len(train_texts),
         "validation_rows": len(val_texts),
         "skipped_rows": len(train.skipped) + (len(val.skipped) if validation is not None else 0),
-        "class_counts": {label_set.names[k]: v for k, v in sorted(Counter(train_labels).items())},
+        "class_counts": _label_counts(label_set, train_labels),
         "notes": notes,
     }
+    if label_set.multi_label:
+        summary.update(_multi_label_summary(label_set, train_labels, summary["class_counts"]))
     return TrainingData(label_set, train_texts, train_labels, val_texts, val_labels, summary)
+
+
+def _label_counts(labels: LabelSet, encoded: Sequence) -> dict[str, int]:
+    """Training rows a label (multi-label: rows that have it), in label order."""
+    rows = (ids for row in encoded for ids in row) if labels.multi_label else iter(encoded)
+    counts = Counter(rows)
+    if labels.multi_label:  # every label, those with no row too
+        return {name: counts.get(i, 0) for i, name in enumerate(labels.names)}
+    return {labels.names[k]: v for k, v in sorted(counts.items())}
+
+
+def _multi_label_summary(labels: LabelSet, encoded: Sequence, counts: dict[str, int]) -> dict:
+    """A multi-label training set's shape: labels a row, rows with none, labels too rare to learn."""
+    rows = max(len(encoded), 1)
+    empty = sum(1 for row in encoded if not row)
+    rare = [name for name, count in counts.items() if count < RARE_LABEL_ROWS]
+    notes = []
+    if empty:
+        notes.append(f"{empty} training row(s) have no label: they teach the model 'none of these'")
+    if rare:
+        notes.append(
+            f"{len(rare)} label(s) have fewer than {RARE_LABEL_ROWS} training rows, too few to learn well: "
+            + ", ".join(f"{name} ({counts[name]})" for name in rare[:_MAX_LISTED])
+            + (", ..." if len(rare) > _MAX_LISTED else "")
+        )
+    cardinality = sum(len(row) for row in encoded) / rows
+    return {
+        "task": "multi-label",
+        "label_cardinality": round(cardinality, 4),
+        "rows_without_labels": empty,
+        "rare_labels": rare,
+        "label_notes": notes,
+    }
+
+
+def _check_seen_in_training(val: Examples, labels: LabelSet, train_ids: Sequence, on_bad_rows: str) -> None:
+    """A validation label that no training row has cannot be learned: an error at its line (or the row skipped)."""
+    seen = {i for row in train_ids for i in row}
+    keep = []
+    for row, (line, names) in enumerate(val.label_rows()):
+        unseen = [name for name in names if (i := labels.id_of(name)) is not None and i not in seen]
+        if not unseen:
+            keep.append(row)
+            continue
+        why = f"label {unseen[0]!r} appears in the validation data but on no training row; it cannot be learned"
+        if on_bad_rows != "skip":
+            raise DataError(f"{val.path}:{line}: {why}; add training rows with it or drop it from validation.")
+        val.skipped.append((line, why))
+    val.keep(keep)
 
 
 def stratified_split(labels: Sequence[int], ratio: float, seed: int) -> tuple[list[int], list[int]]:
@@ -223,28 +342,109 @@ def stratified_split(labels: Sequence[int], ratio: float, seed: int) -> tuple[li
     return sorted(train), sorted(val)
 
 
+def iterative_split(labels: Sequence[Sequence[int]], ratio: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded multi-label split keeping each label's share: iterative stratification (Sechidis, Tsoumakas and
+    Vlahavas, ECML PKDD 2011).
+
+    The label with the fewest rows left goes first: each of its rows joins the part that still wants most rows of
+    that label (then most rows at all), and every label of the row counts against that part. Rows without a label
+    fill the parts up to their sizes last. A label on one row stays in train.
+    """
+    n = len(labels)
+    if ratio <= 0 or n == 0:
+        return list(range(n)), []
+    rng = random.Random(seed)
+    want = [n - round(n * ratio), round(n * ratio)]  # rows each part (train, validation) still wants
+    rows_of: dict[int, list[int]] = defaultdict(list)
+    for i, row in enumerate(labels):
+        for label in row:
+            rows_of[label].append(i)
+    label_want = {label: [len(rows) * (1 - ratio), len(rows) * ratio] for label, rows in rows_of.items()}
+    left = {label: len(rows) for label, rows in rows_of.items()}
+    part = [-1] * n
+    while left:
+        label = min(left, key=lambda k: (left[k], k))
+        rows = [i for i in rows_of[label] if part[i] < 0]
+        rng.shuffle(rows)
+        for i in rows:
+            wanted = label_want[label]
+            chosen = max((0, 1), key=lambda p: (wanted[p], want[p], rng.random()))
+            part[i], want[chosen] = chosen, want[chosen] - 1
+            for other in labels[i]:
+                label_want[other][chosen] -= 1
+                left[other] -= 1
+        left = {k: v for k, v in left.items() if v > 0}
+    unlabelled = [i for i in range(n) if part[i] < 0]
+    rng.shuffle(unlabelled)
+    for i in unlabelled:
+        chosen = 0 if want[0] >= want[1] else 1
+        part[i], want[chosen] = chosen, want[chosen] - 1
+    return [i for i in range(n) if part[i] == 0], [i for i in range(n) if part[i] == 1]
+
+
+def read_label_names(path: str | Path) -> list[str]:
+    """The names of ``--label-names FILE``: one a line (0-based: line 1 is id 0), no blank or repeated name."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the label names ({exc.strerror}).") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 ({exc.reason}); expected one label name a line.") from exc
+    names: list[str] = []
+    for line, raw in enumerate(lines, 1):
+        name = raw.strip()
+        if not name:
+            raise DataError(f"{path}:{line}: empty label name; expected one name a line (line 1 is label id 0).")
+        if name in names:
+            first = names.index(name) + 1
+            raise DataError(f"{path}:{line}: label name {name!r} repeats line {first}; expected unique names.")
+        names.append(name)
+    if len(names) < 2:
+        raise DataError(f"{path}: {len(names)} label name(s); a classifier needs at least two.")
+    return names
+
+
 # -- the labelled and the texts views of the records ---------------------------
 
 _JUMPSTART = Layout("csv", text=1, label=0, columns=2)
 
 
-def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Examples:
-    """Read labelled texts from any supported file or JumpStart directory."""
+def read_examples(path: str | Path, options: ReadOptions = ReadOptions(), multi_label: bool | None = None) -> Examples:
+    """Read labelled texts from any supported file or JumpStart directory.
+
+    ``multi_label`` fixes the task (a model's); None takes ``options.task``, and when that is None too
+    a file is multi-label if a label holds the separator or is a JSON list. A multi-label row's labels
+    are split, stripped and deduplicated; with ``options.label_names`` an integer label is an id into them.
+    """
     path, jumpstart = _labelled_file(Path(path), options)
     layout = _JUMPSTART if jumpstart else resolve_layout(path, options, labels=True)
-    examples = Examples(path, jumpstart=jumpstart)
+    task = multi_label if multi_label is not None else _TASK_OF[options.task]
+    if task is None and jumpstart:
+        task = False
+    names = tuple(read_label_names(options.label_names)) if options.label_names else None
+    examples = Examples(path, jumpstart=jumpstart, label_names=names)
+    raw: list = []
     for record in records(path, layout, options.encoding):
-        problem = record.problem or _label_problem(record, layout, jumpstart)
-        if problem is not None:
-            if options.on_bad_rows != "skip":
-                raise DataError(f"{path}:{record.line}: {problem}.")
+        problem = record.problem or _label_problem(record, layout, jumpstart, empty_allowed=task is not False)
+        if problem is None:
+            examples.texts.append(record.text)
+            raw.append(record.label if record.label is not None else "")
+            examples.lines.append(record.line)
+        elif options.on_bad_rows != "skip":
+            raise DataError(f"{path}:{record.line}: {problem}.")
+        else:
             examples.skipped.append((record.line, problem))
-            continue
-        examples.texts.append(record.text)
-        examples.labels.append(record.label.strip())
-        examples.lines.append(record.line)
+    separator = options.separator
+    if task is None:
+        task = any(isinstance(label, list) or separator in label for label in raw)
+    examples.multi_label = task
+    examples.labels = [_split(label, separator) if task else _single(label) for label in raw]
+    _drop_bad_labels(examples, raw, options.on_bad_rows)
+    if names is not None:
+        _name_ids(examples, names, options.label_names, options.on_bad_rows)
     if examples.skipped and not examples.texts:
-        line, why = examples.skipped[0]
+        line, why = min(examples.skipped)
         raise DataError(f"{path}: all {len(examples.skipped)} rows are bad; the first, line {line}: {why}.")
     if not examples.texts and layout.header:
         raise DataError(
@@ -253,6 +453,63 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Exa
     if not examples.texts:
         raise DataError(f"{path}: file is empty; expected labelled rows.")
     return examples
+
+
+_TASK_OF = {None: None, "single-label": False, "multi-label": True}
+_LIST_PROBLEM = "a list of labels, but the data is read as single-label; pass --task multi-label"
+_EMPTY_PROBLEM = "empty label; expected a class label (a row without labels needs --task multi-label)"
+
+
+def _split(label: str | list[str], separator: str) -> tuple[str, ...]:
+    """A multi-label row's labels: split at ``separator`` (a JSON list is split already), stripped, each once."""
+    parts = label if isinstance(label, list) else label.split(separator)
+    return tuple(dict.fromkeys(part.strip() for part in parts if part.strip()))
+
+
+def _single(label: str | list[str]) -> str | None:
+    """A single-label row's label, or None when it has a list or no label (a problem, found after reading)."""
+    return None if isinstance(label, list) or not label.strip() else label.strip()
+
+
+def _drop_bad_labels(examples: Examples, raw: list, on_bad_rows: str) -> None:
+    """Single-label rows whose label was a list or empty (a multi-label file could hold both) are bad rows."""
+    if examples.multi_label:
+        return
+    bad = [i for i, label in enumerate(examples.labels) if label is None]
+    if not bad:
+        return
+    problems = [(examples.lines[i], _LIST_PROBLEM if isinstance(raw[i], list) else _EMPTY_PROBLEM) for i in bad]
+    if on_bad_rows != "skip":
+        line, why = problems[0]
+        raise DataError(f"{examples.path}:{line}: {why}.")
+    examples.skipped = sorted(examples.skipped + problems)
+    dropped = set(bad)
+    examples.keep([i for i in range(len(examples)) if i not in dropped])
+
+
+def _name_ids(examples: Examples, names: tuple[str, ...], source: str, on_bad_rows: str) -> None:
+    """Map integer labels to ``names`` (line ``id + 1`` of the ``--label-names`` file); a name stays a name."""
+    keep = []
+    for row, (line, labels) in enumerate(examples.label_rows()):
+        named, why = [], None
+        for label in labels:
+            if label in names:
+                named.append(label)
+            elif _is_int(label) and 0 <= int(label) < len(names):
+                named.append(names[int(label)])
+            else:
+                kind = "id" if _is_int(label) else "name"
+                why = f"label {kind} {label!r} is not in {source} (ids 0..{len(names) - 1}: {_preview(names)})"
+                break
+        if why is None:
+            examples.labels[row] = tuple(named) if examples.multi_label else named[0]
+            keep.append(row)
+        elif on_bad_rows != "skip":
+            raise DataError(f"{examples.path}:{line}: {why}.")
+        else:
+            examples.skipped.append((line, why))
+    examples.skipped.sort()
+    examples.keep(keep)
 
 
 def read_texts(path: str | Path, encoding: str = "utf-8") -> list[str]:
@@ -296,12 +553,16 @@ def _labelled_file(path: Path, options: ReadOptions) -> tuple[Path, bool]:
     return path, False
 
 
-def _label_problem(record: Record, layout: Layout, jumpstart: bool) -> str | None:
+def _label_problem(record: Record, layout: Layout, jumpstart: bool, empty_allowed: bool) -> str | None:
+    """What is wrong with a record's label as it is read; ``empty_allowed``: the task may be multi-label, where
+    an empty label is a row with none (single-label's checks of empty and list labels come after reading)."""
     if record.label is None and layout.format == "jsonl" and layout.label not in record.source:
         return f"missing key {layout.label!r}"
-    if record.label is None or not record.label.strip():
+    if isinstance(record.label, list):
+        return None if empty_allowed else _LIST_PROBLEM
+    if not empty_allowed and (record.label is None or not record.label.strip()):
         return "empty label; expected a class label"
-    if jumpstart and not _is_int(record.label):
+    if jumpstart and not _is_int(record.label or ""):
         return (
             f"label {record.label.strip()!r} is not an integer; "
             "data.csv (JumpStart format) needs labels 0..K-1 in column 1"

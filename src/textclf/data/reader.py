@@ -63,6 +63,7 @@ __all__ = [
     "FORMATS",
     "LABEL_COLUMNS",
     "SUFFIXES",
+    "TASKS",
     "TEXT_COLUMNS",
     "Layout",
     "ReadOptions",
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 FORMATS = ("text", "label-text", "csv", "tsv", "jsonl", "text-csv")
+TASKS = ("single-label", "multi-label")
 SUFFIXES = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -130,6 +132,24 @@ class ReadOptions:
     format: str | None = setting(None, "Format; None: by the file's suffix.", choices=FORMATS, cli=False)
     header: bool | None = setting(None, "Whether a CSV/TSV file starts with a header.", cli=False)
     id_column: str | None = setting(None, "Column or JSON key copied to each output as its id.", cli=False)
+    # multi-label files (None keeps a checkpoint's recorded read options equal to today's)
+    task: str | None = setting(
+        None,
+        "single-label (one label a row) or multi-label (any number, joined by --label-separator or a JSON "
+        "list); None: multi-label when a label holds the separator or is a list.",
+        choices=TASKS,
+    )
+    label_separator: str | None = setting(
+        None, "What joins a multi-label row's labels (`joy,surprise`, `8,20`); None: a comma.", shown=","
+    )
+    label_names: str | None = setting(
+        None, "A file of label names, one a line; integer labels in the data are 0-based ids into it."
+    )
+
+    @property
+    def separator(self) -> str:
+        """The multi-label separator (a comma unless ``label_separator`` says otherwise)."""
+        return self.label_separator if self.label_separator is not None else ","
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -165,11 +185,12 @@ class Layout:
 
 @dataclass
 class Record:
-    """One record: its first line, and its text (stripped), label, id and source fields, or what stops it."""
+    """One record: its first line, and its text (stripped), label (a JSON list: its items), id and source
+    fields, or what stops it."""
 
     line: int
     text: str = ""
-    label: str | None = None
+    label: str | list[str] | None = None
     id: Any = None
     source: Any = None
     problem: str | None = None
@@ -392,8 +413,12 @@ def _jsonl_record(line: int, raw: str, layout: Layout, encoding: str) -> Record:
     if problem:
         return Record(line, problem=problem)
     label = record.get(layout.label) if layout.label is not None else None
+    if isinstance(label, list):  # a multi-label row: its labels, each as text
+        label = [str(item) for item in label]
+    elif label is not None:
+        label = str(label)
     ident = record.get(layout.id) if layout.id is not None else None
-    return Record(line, text.strip(), None if label is None else str(label), ident, record)
+    return Record(line, text.strip(), label, ident, record)
 
 
 # -- CSV and TSV --------------------------------------------------------------

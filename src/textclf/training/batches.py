@@ -40,7 +40,7 @@ SIFTING_SCORING_BATCHES = 4
 def make_batches(
     hp: Hyperparameters,
     ids: list[list[int]],
-    labels: list[int],
+    labels: np.ndarray,  # targets: class ids, or a 0/1 row a text (multi-label)
     padding: tuple[int, bool],
     world: World,
     model: torch.nn.Module,
@@ -133,7 +133,7 @@ class EpochBatches:
     def __init__(
         self,
         ids: list[list[int]],
-        labels: list[int],
+        labels: np.ndarray,  # targets: class ids, or a 0/1 row a text (multi-label)
         batch_size: int,
         padding: tuple[int, bool],
         seed: int,

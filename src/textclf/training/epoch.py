@@ -135,7 +135,11 @@ def logits_of(model: torch.nn.Module, batch: dict, world: World | None = None) -
 
 
 def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each row, in float32."""
+    """Each row's loss, in float32: cross-entropy against a class id, or for multi-label targets (a 0/1 row a
+    text) binary cross-entropy summed over the labels."""
+    if labels.ndim == 2:
+        losses = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
+        return losses.sum(dim=1)
     return torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
 
 

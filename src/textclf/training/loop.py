@@ -110,7 +110,7 @@ def train(
             hp, state, tracker = run.hp, run.state, run.state.tracker  # hp: with the auto values chosen
             for epoch in range(state.epoch, hp.epochs + 1):
                 if hp.early_stopping and run.data.val_texts and tracker.stale_epochs >= hp.early_stopping_patience:
-                    log(f"early stopping: val_accuracy has not improved for {tracker.stale_epochs} epoch(s)")
+                    log(f"early stopping: {tracker.metric} has not improved for {tracker.stale_epochs} epoch(s)")
                     break
                 state.epoch, state.tally = epoch, state.tally or Tally()
                 run.batches.set_epoch(epoch, state.position)

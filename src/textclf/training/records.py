@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..inference import Classifier
-from ..metrics import classification_metrics, cross_entropy
+from ..metrics import (
+    binary_cross_entropy,
+    choose_thresholds,
+    classification_metrics,
+    cross_entropy,
+    multilabel_metrics,
+    sigmoid,
+)
 from .distributed import World
 from .sifting import SiftingStats
 from .state import Tally
@@ -21,7 +28,15 @@ from .state import Tally
 if TYPE_CHECKING:
     from .run import Run
 
-__all__ = ["check_line", "check_record", "epoch_line", "epoch_record", "training_figures", "validation_metrics"]
+__all__ = [
+    "check_line",
+    "check_record",
+    "epoch_line",
+    "epoch_record",
+    "selection_metric",
+    "training_figures",
+    "validation_metrics",
+]
 
 
 def epoch_record(run: Run, epoch: int, tally: Tally) -> dict:
@@ -62,14 +77,39 @@ def training_figures(world: World, tally: Tally, sifting: SiftingStats | None, t
     }
 
 
-def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list[int], world: World) -> dict:
-    """Validation metrics; each process computes the logits of every processes-th text."""
+SINGLE_LABEL_KEYS = ("val_loss", "val_accuracy", "val_f1", "val_mcc")
+MULTI_LABEL_KEYS = (
+    "val_loss",
+    "val_micro_f1",
+    "val_macro_f1",
+    "val_micro_precision",
+    "val_micro_recall",
+    "val_subset_accuracy",
+    "val_hamming_loss",
+)
+
+
+def selection_metric(multi_label: bool) -> str:
+    """What the best point and early stopping go by: val_accuracy, or val_micro_f1 for multi-label."""
+    return "val_micro_f1" if multi_label else "val_accuracy"
+
+
+def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list, world: World) -> dict:
+    """Validation metrics; each process computes the logits of every processes-th text.
+
+    Multi-label: each label's decision threshold is chosen on these scores (``thresholds``, see
+    :func:`~textclf.metrics.choose_thresholds`) and the metrics are those at them, so the point kept is
+    judged as it will be used.
+    """
+    multi = clf.labels.multi_label
     if not ids:
-        return {"val_loss": None, "val_accuracy": None, "val_f1": None, "val_mcc": None}
+        return dict.fromkeys(MULTI_LABEL_KEYS if multi else SINGLE_LABEL_KEYS)
     clf.backend.model.eval()
     logits = np.empty((len(ids), len(clf.labels)), dtype=np.float32)
     for rank, part in enumerate(world.gather(clf.forward(ids[world.rank :: world.size]))):
         logits[rank :: world.size] = part
+    if multi:
+        return _multi_label_metrics(logits, clf.labels.targets(labels))
     m = classification_metrics(labels, logits.argmax(axis=1), len(clf.labels))
     return {
         "val_loss": cross_entropy(logits, labels),
@@ -77,6 +117,13 @@ def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list[int],
         "val_f1": m["f1_macro"],
         "val_mcc": m["mcc"],
     }
+
+
+def _multi_label_metrics(logits: np.ndarray, targets: np.ndarray) -> dict:
+    chosen = choose_thresholds(targets, sigmoid(logits))
+    m = multilabel_metrics(targets, sigmoid(logits) >= np.asarray(chosen["thresholds"]))
+    values = {f"val_{key}": m[key] for key in [k.removeprefix("val_") for k in MULTI_LABEL_KEYS[1:]]}
+    return {"val_loss": binary_cross_entropy(logits, targets), **values, "thresholds": chosen}
 
 
 def epoch_line(r: dict, epochs: int) -> str:
@@ -97,6 +144,11 @@ def check_line(r: dict, epochs: int, rows: int) -> str:
 
 
 def _validation_part(r: dict) -> str:
+    if "val_micro_f1" in r:
+        return (
+            f"  val_loss {r['val_loss']:.4f}  val_micro_f1 {r['val_micro_f1']:.4f}"
+            f"  val_macro_f1 {r['val_macro_f1']:.4f}  val_subset_accuracy {r['val_subset_accuracy']:.4f}"
+        )
     return (
         f"  val_loss {r['val_loss']:.4f}  val_accuracy {r['val_accuracy']:.4f}"
         f"  val_f1 {r['val_f1']:.4f}  val_mcc {r['val_mcc']:.4f}"

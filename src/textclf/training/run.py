@@ -30,7 +30,9 @@ from ..config import Hyperparameters, RunOptions
 from ..data import LabelSet, ReadOptions, TrainingData, load_training_data
 from ..errors import ConfigError, TrainingInterrupted
 from ..inference import Classifier, TextEncoder
+from ..metrics import MIN_POSITIVES
 from ..models import (
+    PROBLEM_TYPES,
     ModelSource,
     check_max_length,
     head_parameter_names,
@@ -46,7 +48,7 @@ from .batches import TrainingBatches, make_batches
 from .checkpoint import Checkpoints, StopSignals
 from .distributed import World
 from .epoch import EpochPass
-from .records import check_line, check_record
+from .records import check_line, check_record, selection_metric
 from .schedule import LinearSchedule
 from .state import BestEpoch, TrainingState
 
@@ -194,7 +196,8 @@ class Run:
             if best is not history[-1]:
                 self.net.load_state_dict(self.state.tracker.state)
                 where = f"epoch {best['epoch']}" + (f" step {best['step']}" if "step" in best else "")
-                self.log(f"keeping {where} (best val_accuracy {best['val_accuracy']:.4f})")
+                metric = self.state.tracker.metric
+                self.log(f"keeping {where} (best {metric} {best[metric]:.4f})")
             self._write_folder(best)
             if self.store is not None:
                 self.store.clear()  # before the staging folder becomes the output
@@ -214,6 +217,8 @@ class Run:
                 "base_model": {"spec": self.source.spec, "kind": self.source.kind},
                 "labels": list(self.data.labels.names),
                 "label_type": "int" if self.data.labels.integer else "str",
+                "problem_type": PROBLEM_TYPES[self.data.labels.multi_label],
+                **_thresholds(self.data.labels, best),
                 "max_seq_length": hp.max_seq_length,
                 "hyperparameters": hp.to_dict(),
                 "auto_hyperparameters": self.auto,
@@ -267,9 +272,11 @@ def setup(
     )
     job = {**job, "auto": {name: getattr(hp, name) for name in chosen}}  # checked on resume (TrainingState.load)
     left = pads_left(net.config, tokenizer)
-    batches = make_batches(hp, train_ids, td.train_labels, (tokenizer.pad_token_id, left), world, net)
+    targets = td.labels.targets(td.train_labels)
+    batches = make_batches(hp, train_ids, targets, (tokenizer.pad_token_id, left), world, net)
     optimizer = torch.optim.AdamW(_param_groups(net, hp), lr=hp.learning_rate, fused=True)
-    state = TrainingState(world, job, net, optimizer, batches, BestEpoch(hp.early_stopping_min_delta))
+    tracker = BestEpoch(hp.early_stopping_min_delta, selection_metric(td.labels.multi_label))
+    state = TrainingState(world, job, net, optimizer, batches, tracker)
     if resume_from is not None:
         state.load(resume_from)
     validator = Classifier(
@@ -378,6 +385,23 @@ def enable_gradient_checkpointing(net: torch.nn.Module) -> None:
             net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     except ValueError as exc:
         raise ConfigError(f"gradient_checkpointing: {exc}") from None
+
+
+def _thresholds(labels: LabelSet, best: dict) -> dict:
+    """A multi-label model's ``thresholds`` for ``textclf.json``: those chosen at the best point on validation,
+    else 0.5 for every label (no validation data)."""
+    if not labels.multi_label:
+        return {}
+    chosen = best.get("thresholds")
+    if chosen is None:
+        return {"thresholds": {"thresholds": [0.5] * len(labels), "global": 0.5, "chosen_on": None}}
+    return {"thresholds": {**chosen, "chosen_on": "validation", "rule": THRESHOLD_RULE}}
+
+
+THRESHOLD_RULE = (
+    "per label: the threshold (0.05..0.95 by 0.01) maximising its F1 on validation, for labels with at least "
+    f"{MIN_POSITIVES} validation positives; the others: the one global threshold maximising micro F1"
+)
 
 
 def _artifact_labels(source: ModelSource) -> LabelSet | None:

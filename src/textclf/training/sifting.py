@@ -371,7 +371,9 @@ def _without_padding_columns(batch: dict) -> dict:
     if mask is None or mask.ndim != 2 or mask.all(dim=0).all():
         return batch
     used = mask.any(dim=0)
-    return {k: v[:, used] if v.ndim == 2 and v.shape[1] == used.shape[0] else v for k, v in batch.items()}
+    return {
+        k: v[:, used] if k != "labels" and v.ndim == 2 and v.shape[1] == used.shape[0] else v for k, v in batch.items()
+    }  # multi-label targets are 2-D too, one column a label
 
 
 def _take(pending: list[tuple[Any, np.ndarray]], n: int) -> tuple[list, list]:

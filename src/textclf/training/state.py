@@ -28,7 +28,8 @@ __all__ = ["BestEpoch", "Tally", "TrainingState"]
 
 
 class BestEpoch:
-    """The best point so far by val_accuracy and its weights, and epochs since a gain above ``min_delta``.
+    """The best point so far by ``metric`` (val_accuracy; val_micro_f1 for multi-label) and its weights, and
+    epochs since a gain above ``min_delta``.
 
     A point is an epoch's end (its record) or a check inside the epoch (``evaluations_per_epoch``,
     a record in the epoch's ``checks``); the best of all of them is kept. Early stopping counts
@@ -36,31 +37,31 @@ class BestEpoch:
     (``bar``) by more than ``min_delta``. Without validation data the last epoch counts as the best.
     """
 
-    def __init__(self, min_delta: float):
-        self.min_delta = min_delta
+    def __init__(self, min_delta: float, metric: str = "val_accuracy"):
+        self.min_delta, self.metric = min_delta, metric
         self.best: dict | None = None
         self.state: dict | None = None
         self.stale_epochs = 0
-        self.bar: float | None = None  # the best val_accuracy of the epochs before the one in progress
+        self.bar: float | None = None  # the best score of the epochs before the one in progress
         self.gained = False  # a point of the epoch in progress beat ``bar`` by more than min_delta
 
     def consider(self, point: dict, net: torch.nn.Module | None) -> None:
         """Take a validated point (a check) into account; ``net``'s weights are kept if it is the best (None: keep
         no weights)."""
-        score = point["val_accuracy"]
+        score = point[self.metric]
         self.gained = self.gained or self.bar is None or score > self.bar + self.min_delta
-        if self.best is None or score > self.best["val_accuracy"]:
+        if self.best is None or score > self.best[self.metric]:
             self.best = point
             self.state = None if net is None else {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def update(self, record: dict, net: torch.nn.Module | None) -> None:
         """Take an epoch's ``record`` into account (its end is a point too) and close the epoch."""
-        if record["val_accuracy"] is None:
+        if record[self.metric] is None:
             self.best = record
             return
         self.consider(record, net)
         self.stale_epochs = 0 if self.gained else self.stale_epochs + 1
-        self.bar, self.gained = self.best["val_accuracy"], False
+        self.bar, self.gained = self.best[self.metric], False
 
     def state_dict(self) -> dict:
         return {
@@ -78,7 +79,7 @@ class BestEpoch:
         where = (state["best_epoch"], state.get("best_step"))
         self.best = next((p for p in points if (p["epoch"], p.get("step")) == where), None)
         self.stale_epochs, self.state = state["stale_epochs"], state["state"]
-        self.bar = state.get("bar", None if self.best is None else self.best["val_accuracy"])
+        self.bar = state.get("bar", None if self.best is None else self.best[self.metric])
         self.gained = state.get("gained", False)
 
 
