@@ -33,6 +33,22 @@ def make_sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
+def make_tagged(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Multi-label (labels, text) pairs: each of ``food``, ``phone`` and ``service`` when that word is planted
+    among the other words; a row may have any of them, all or none (labels joined by commas)."""
+    rng = random.Random(seed)
+    tags = ("food", "phone", "service")
+    filler = [w for w in WORDS if w not in tags]
+    rows = []
+    for i in range(n):
+        labels = [tag for bit, tag in enumerate(tags) if (i * 5 + 3) % 8 & (1 << bit)]
+        words = [rng.choice(filler) for _ in range(rng.randint(2, 10))]
+        for tag in labels:
+            words.insert(rng.randint(0, len(words)), tag)
+        rows.append((",".join(labels), " ".join(words)))
+    return rows
+
+
 def write_csv(path: Path, rows, header=("label", "text")) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -47,6 +63,14 @@ def sentiment_files(tmp_path_factory) -> tuple[Path, Path]:
     """A learnable two-class train file (200 rows) and validation file (60 rows)."""
     root = tmp_path_factory.mktemp("sentiment")
     return write_csv(root / "train.csv", make_sentences(200, 1)), write_csv(root / "val.csv", make_sentences(60, 2))
+
+
+@pytest.fixture(scope="session")
+def tagged_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A learnable multi-label train file (240 rows, labels food/phone/service, one row in 8 none) and
+    validation file (80 rows)."""
+    root = tmp_path_factory.mktemp("tagged")
+    return write_csv(root / "train.csv", make_tagged(240, 1)), write_csv(root / "val.csv", make_tagged(80, 2))
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +140,18 @@ def bert_artifact(tiny_bert, sentiment_files, tmp_path_factory) -> Path:
     train, val = sentiment_files
     out = tmp_path_factory.mktemp("artifacts") / "bert"
     textclf.train(train, out, model=tiny_bert, validation=val, progress=False, log=lambda _: None, **FAST)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tagged_artifact(tiny_bert, tagged_files, tmp_path_factory) -> Path:
+    """A multi-label textclf model folder trained once on the tiny BERT, shared by read-only tests."""
+    import textclf
+
+    train, val = tagged_files
+    out = tmp_path_factory.mktemp("artifacts") / "tagged"
+    hp = {**FAST, "epochs": 15, "warmup_ratio": 0.1}  # three detectors take the tiny model longer than one
+    textclf.train(train, out, model=tiny_bert, validation=val, progress=False, log=lambda _: None, **hp)
     return out
 
 

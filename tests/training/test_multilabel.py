@@ -1,0 +1,143 @@
+"""Multi-label training end to end: data to sigmoid head, thresholds, metrics, the model folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import textclf
+from conftest import FAST, make_tagged, write_csv
+from textclf.data import ReadOptions, iterative_split, load_training_data
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+@pytest.mark.slow
+def test_a_multi_label_folder_has_sigmoid_config_thresholds_and_its_metrics(tagged_artifact):
+    config = json.loads((tagged_artifact / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert config["id2label"] == {"0": "food", "1": "phone", "2": "service"}
+    meta = json.loads((tagged_artifact / "textclf.json").read_text())
+    assert meta["problem_type"] == "multi_label_classification"
+    chosen = meta["thresholds"]
+    assert len(chosen["thresholds"]) == 3 and chosen["chosen_on"] == "validation"
+    assert all(0.05 <= t <= 0.95 for t in chosen["thresholds"]) and chosen["per_label"] == [True] * 3
+    assert meta["data"]["task"] == "multi-label"
+    assert meta["data"]["rows_without_labels"] == 30  # one row in 8 has none
+    assert meta["data"]["label_cardinality"] == pytest.approx(1.5)
+    lines = [json.loads(x) for x in (tagged_artifact / "metrics.jsonl").read_text().splitlines()]
+    for key in ("val_loss", "val_micro_f1", "val_macro_f1", "val_micro_precision", "val_micro_recall"):
+        assert all(isinstance(x[key], float) for x in lines), key
+    best = max(lines, key=lambda x: x["val_micro_f1"])
+    assert meta["metrics"]["best"]["val_micro_f1"] == best["val_micro_f1"] >= 0.85
+    assert chosen["thresholds"] == best["thresholds"]["thresholds"]
+
+
+@pytest.mark.slow
+def test_predictions_are_label_sets_and_pipeline_gives_the_same_sigmoid_scores(tagged_artifact, tagged_files):
+    from transformers import pipeline
+
+    from textclf.data import read_examples
+
+    val = read_examples(tagged_files[1])
+    clf = textclf.Classifier.load(tagged_artifact, dtype="float32")
+    preds = clf.predict(val.texts)
+    assert set(preds[0].to_dict()) == {"probabilities", "labels", "predicted_labels"}
+    exact = np.mean([set(p.predicted_labels) == set(truth) for p, truth in zip(preds, val.labels)])
+    assert exact >= 0.6
+    assert any(p.predicted_labels == [] for p in preds) and any(len(p.predicted_labels) > 1 for p in preds)
+    texts = val.texts[:4]
+    scores = pipeline("text-classification", model=str(tagged_artifact), top_k=None)(texts)
+    for pred, answer in zip(preds, scores):
+        by_label = {row["label"]: row["score"] for row in answer}
+        assert [by_label[name] for name in pred.labels] == pytest.approx(pred.probabilities, abs=1e-5)
+    assert not all(sum(p.probabilities) == pytest.approx(1.0, abs=1e-3) for p in preds)  # sigmoids, not a softmax
+
+    none = textclf.Classifier.load(tagged_artifact, dtype="float32", threshold=1.0)
+    assert all(p.predicted_labels == [] for p in none.predict(texts))
+    top = textclf.Classifier.load(tagged_artifact, dtype="float32", threshold=1.0, at_least_one=True)
+    assert [p.predicted_labels for p in top.predict(texts)] == [
+        [p.labels[int(np.argmax(p.probabilities))]] for p in preds[:4]
+    ]
+    everything = textclf.Classifier.load(tagged_artifact, dtype="float32", threshold=0.0)
+    assert everything.predict(texts[0])[0].predicted_labels == ["food", "phone", "service"]
+    with pytest.raises(textclf.ConfigError, match="threshold must be between 0 and 1"):
+        textclf.Classifier.load(tagged_artifact, threshold=1.5)
+
+
+def test_label_sets_are_read_from_separators_json_lists_and_id_files(tmp_path):
+    csv_file = write_csv(tmp_path / "t.csv", make_tagged(40, 3))
+    td = load_training_data(csv_file, validation_split_ratio=0.25)
+    assert td.labels.multi_label and td.labels.names == ("food", "phone", "service")
+    assert td.summary["rows_without_labels"] == sum(1 for row in td.train_labels if not row)
+    lines = [
+        json.dumps({"text": "good food", "labels": ["positive", "food"]}),
+        json.dumps({"text": "bad", "labels": ["negative"]}),
+        json.dumps({"text": "nothing", "labels": []}),
+        json.dumps({"text": "fine bad", "labels": ["positive", "negative", "positive"]}),
+    ]
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text("\n".join(lines) + "\n")
+    td = load_training_data(jsonl, validation_split_ratio=0)
+    assert td.labels.names == ("food", "negative", "positive")
+    assert td.train_labels == [(0, 2), (1,), (), (1, 2)]
+    names = tmp_path / "labels.txt"
+    names.write_text("anger\njoy\nsurprise")
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("so happy\t1,2\tid1\nwhat\t2\tid2\ngrr\t0\tid3\nmeh\t1\tid4\n")
+    options = ReadOptions(text_column="0", label_column="1", label_names=str(names), task="multi-label")
+    td = load_training_data(tsv, options=options, validation_split_ratio=0)
+    assert td.labels.names == ("anger", "joy", "surprise")
+    assert td.train_labels == [(1, 2), (2,), (0,), (1,)]
+
+
+def test_bad_multi_label_inputs_are_one_line_errors_at_their_line(tmp_path):
+    names = tmp_path / "labels.txt"
+    names.write_text("anger\njoy")
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("so happy\t1\nwhat\t0,7\n")
+    options = ReadOptions(text_column="0", label_column="1", label_names=str(names), task="multi-label")
+    with pytest.raises(textclf.DataError, match=r"t\.tsv:2: label id '7' is not in .*labels\.txt \(ids 0\.\.1"):
+        load_training_data(tsv, options=options)
+    train = write_csv(tmp_path / "train.csv", [("a,b", "x y"), ("a", "y"), ("b", "x")])
+    val = write_csv(tmp_path / "val.csv", [("a", "x"), ("b,c", "z")])
+    with pytest.raises(textclf.DataError, match=r"val\.csv:3: label 'c' is not one of"):
+        load_training_data(train, val)
+    names.write_text("a\nb\nc")
+    with pytest.raises(textclf.DataError, match=r"val\.csv:3: label 'c' appears in the validation data but on no"):
+        load_training_data(train, val, ReadOptions(label_names=str(names)))
+    single = write_csv(tmp_path / "single.csv", [("a", "x"), ("", "y"), ("b", "z")])
+    with pytest.raises(textclf.DataError, match=r"single\.csv:3: empty label.*--task multi-label"):
+        load_training_data(single)
+    with pytest.raises(textclf.DataError, match=r"single\.csv:3: empty label; expected a class label\.$"):
+        load_training_data(single, options=ReadOptions(task="single-label"))
+    as_multi = load_training_data(single, options=ReadOptions(task="multi-label"), validation_split_ratio=0)
+    assert as_multi.train_labels == [(0,), (), (1,)]
+
+
+def test_iterative_split_keeps_every_labels_share():
+    rng = np.random.default_rng(0)
+    shares = [0.5, 0.3, 0.1, 0.05, 0.02, 0.2]
+    rows = [tuple(int(i) for i in np.flatnonzero(rng.random(6) < shares)) for _ in range(2000)]
+    train, val = iterative_split(rows, 0.2, seed=1)
+    assert sorted(train + val) == list(range(2000)) and len(val) == 400
+    for label in range(6):
+        total = sum(label in r for r in rows)
+        in_val = sum(label in rows[i] for i in val)
+        assert abs(in_val - 0.2 * total) <= 1.5, (label, in_val, total)
+    assert iterative_split(rows, 0.2, seed=1) == (train, val)
+
+
+@pytest.mark.slow
+def test_decoder_top_layer_only_and_sifting_train_multi_label(tiny_gpt2, tagged_files, tmp_path):
+    train, val = tagged_files
+    out = tmp_path / "gpt2"
+    result = textclf.train(
+        train, out, model=tiny_gpt2, validation=val, train_only_top_layer=True, sifting=True, **FAST, **QUIET
+    )
+    assert result.best["val_micro_f1"] is not None
+    assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    clf = textclf.Classifier.load(out, dtype="float32")
+    assert len(clf.predict("good food")[0].probabilities) == 3
