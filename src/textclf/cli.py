@@ -87,7 +87,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 _read_options = click_options(ReadOptions)  # train, tune, evaluate, export; batch has BatchOptions' flags
 _run_options = click_options(RunOptions, style="layered")  # not given: RunOptions' default
 _hyperparameter_options = click_options(Hyperparameters, style="text")  # converted as a hyperparameters.json is
-_model_options = click_options(BatchOptions, only=("batch_size", "backend", "dtype"))  # evaluate's and predict's
+_model_options = click_options(  # evaluate's and predict's
+    BatchOptions, only=("batch_size", "backend", "dtype", "threshold", "at_least_one")
+)
 
 
 def _model_and_validation(command):
@@ -241,12 +243,13 @@ def tune(data, output, search_space, hp_file, model, validation, **kw) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @_model_options
 @_read_options
-def evaluate(model_dir, data, as_json, batch_size, backend, dtype, **kw) -> None:
-    """Accuracy, macro F1, MCC, per-class scores and confusion matrix."""
+def evaluate(model_dir, data, as_json, batch_size, backend, dtype, threshold, at_least_one, **kw) -> None:
+    """Accuracy, macro F1, MCC, per-class scores and confusion matrix (multi-label: micro and macro F1, subset
+    accuracy, Hamming loss, per-label scores and thresholds)."""
     from .evaluation import evaluate as run_evaluation
     from .inference import Classifier
 
-    clf = Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype)
+    clf = Classifier.load(model_dir, backend, batch_size, dtype, threshold=threshold, at_least_one=at_least_one)
     log_stderr(clf.summary())
     report = run_evaluation(clf, data, _make_read_options(kw))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
@@ -265,28 +268,35 @@ def evaluate(model_dir, data, as_json, batch_size, backend, dtype, **kw) -> None
 )
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --input.")
 @click.option(
-    "--json", "as_json", is_flag=True, help='One {"probabilities", "labels", "predicted_label"} JSON line per text.'
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One {"probabilities", "labels", "predicted_label"} JSON line per text ("predicted_labels" for multi-label).',
 )
 @_model_options
-def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend, dtype) -> None:
+def predict(model_dir, texts, input_file, encoding, as_json, batch_size, backend, dtype, threshold, at_least_one):
     """Classify TEXTS (or the texts of --input)."""
     from .data import read_texts
-    from .inference import Classifier
+    from .inference import Classifier, MultiLabelPrediction
 
     if input_file is not None and texts:
         raise click.UsageError("give texts as arguments or --input FILE, not both.")
     texts = read_texts(input_file, encoding) if input_file is not None else list(texts)
     if not texts:
         raise click.UsageError("nothing to classify: pass texts as arguments or --input FILE.")
-    clf = Classifier.load(model_dir, backend=backend, batch_size=batch_size, dtype=dtype)
+    clf = Classifier.load(model_dir, backend, batch_size, dtype, threshold=threshold, at_least_one=at_least_one)
     log_stderr(clf.summary())
     for text, pred in zip(texts, clf.predict(texts)):
         if as_json:
             click.echo(json.dumps(pred.to_dict()))
+            continue
+        probs = "  ".join(f"{label}={p:.3f}" for label, p in zip(pred.labels, pred.probabilities))
+        shown = text if len(text) <= 70 else text[:67] + "..."
+        if isinstance(pred, MultiLabelPrediction):
+            predicted = ",".join(str(label) for label in pred.predicted_labels) or "(none)"
         else:
-            probs = "  ".join(f"{label}={p:.3f}" for label, p in zip(pred.labels, pred.probabilities))
-            shown = text if len(text) <= 70 else text[:67] + "..."
-            click.echo(f"{pred.predicted_label}\t{probs}\t{shown}")
+            predicted = pred.predicted_label
+        click.echo(f"{predicted}\t{probs}\t{shown}")
 
 
 @main.command()

@@ -1,4 +1,5 @@
-"""Score a model folder on labelled data: accuracy, macro F1, MCC, per class."""
+"""Score a model folder on labelled data: accuracy, macro F1, MCC, per class; for a multi-label model micro
+and macro F1, micro precision and recall, subset accuracy, Hamming loss, and per label (with its threshold)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from .artifact import ModelFolder
 from .data import ReadOptions, read_examples
 from .inference import Classifier
-from .metrics import classification_metrics, cross_entropy
+from .metrics import binary_cross_entropy, classification_metrics, cross_entropy, multilabel_metrics, sigmoid
 
 __all__ = ["EvaluationReport", "evaluate"]
 
@@ -24,8 +25,11 @@ class EvaluationReport:
     loss: float
     metrics: dict
     backend: str = "torch"
+    thresholds: list[float] | None = None  # multi-label: each label's decision threshold
 
     def to_dict(self) -> dict:
+        if self.thresholds is not None:
+            return self._multi_label_dict()
         return {
             "data": self.source,
             "backend": self.backend,
@@ -40,8 +44,27 @@ class EvaluationReport:
             "confusion_matrix": self.metrics["confusion_matrix"],
         }
 
+    def _multi_label_dict(self) -> dict:
+        m = self.metrics
+        per_label = {
+            str(name): {**row, "threshold": t} for name, row, t in zip(self.labels, m["per_label"], self.thresholds)
+        }
+        return {
+            "data": self.source,
+            "backend": self.backend,
+            "task": "multi-label",
+            "rows": self.rows,
+            "skipped_rows": self.skipped,
+            "loss": self.loss,
+            **{key: m[key] for key in MULTI_LABEL_SCORES},
+            "per_label": per_label,
+            "labels": self.labels,
+        }
+
     def render(self) -> str:
-        """A readable report: summary line, per-class table, confusion matrix."""
+        """A readable report: summary line, per-class table, confusion matrix (multi-label: per-label table)."""
+        if self.thresholds is not None:
+            return self._render_multi_label()
         names = [str(n) for n in self.labels]
         width = max(8, *(len(n) for n in names))
         m = self.metrics
@@ -62,6 +85,28 @@ class EvaluationReport:
             out.append(f"{name:<{width}}  " + "".join(f"{v:>{cell + 1}d}" for v in row))
         return "\n".join(out)
 
+    def _render_multi_label(self) -> str:
+        names = [str(n) for n in self.labels]
+        width = max(8, *(len(n) for n in names))
+        m = self.metrics
+        out = [
+            f"{self.source}: {self.rows} rows"
+            + (f" ({self.skipped} skipped)" if self.skipped else "")
+            + f"; backend {self.backend}; multi-label",
+            f"micro F1 {m['micro_f1']:.4f}   macro F1 {m['macro_f1']:.4f}   micro precision "
+            f"{m['micro_precision']:.4f}   micro recall {m['micro_recall']:.4f}",
+            f"subset accuracy {m['subset_accuracy']:.4f}   Hamming loss {m['hamming_loss']:.4f}   loss {self.loss:.4f}",
+            "",
+            f"{'label':<{width}}  precision  recall      f1  support  threshold",
+        ]
+        for name, c, t in zip(names, m["per_label"], self.thresholds):
+            scores = f"{c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}"
+            out.append(f"{name:<{width}}  {scores}  {c['support']:7d}  {t:9.2f}")
+        return "\n".join(out)
+
+
+MULTI_LABEL_SCORES = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy", "hamming_loss")
+
 
 def evaluate(
     model: str | Path | ModelFolder | Classifier, data: str | Path, read_options: ReadOptions | None = None
@@ -74,11 +119,18 @@ def evaluate(
     """
     read_options = read_options or ReadOptions()
     clf = model if isinstance(model, Classifier) else Classifier.load(model)
-    examples = read_examples(data, read_options)
+    examples = read_examples(data, read_options, multi_label=clf.labels.multi_label)
     y_true = clf.labels.encode(examples, read_options.on_bad_rows)
     logits = clf.logits(examples.texts)
-    metrics = classification_metrics(y_true, logits.argmax(axis=1), len(clf.labels))
     labels = [clf.labels.value(i) for i in range(len(clf.labels))]
+    if clf.labels.multi_label:
+        targets = clf.labels.targets(y_true)
+        metrics = multilabel_metrics(targets, clf.decide(sigmoid(logits)))
+        loss = binary_cross_entropy(logits, targets)
+        thresholds = [round(float(t), 4) for t in clf.thresholds]
+        rows, skipped = len(y_true), len(examples.skipped)
+        return EvaluationReport(str(examples.path), labels, rows, skipped, loss, metrics, clf.backend.name, thresholds)
+    metrics = classification_metrics(y_true, logits.argmax(axis=1), len(clf.labels))
     return EvaluationReport(
         str(examples.path),
         labels,

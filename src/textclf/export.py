@@ -58,6 +58,7 @@ from .data import Examples, ReadOptions, read_examples
 from .errors import ArtifactError, ConfigError, ModelError
 from .export_settings import FORMATS, MAX_ACCURACY_DROP, MAX_CHANGED, ExportSettings, QuantizationSettings
 from .inference import Classifier, TextEncoder
+from .metrics import multilabel_metrics
 from .models import int8_dot_flag
 
 __all__ = [
@@ -115,11 +116,12 @@ class ExportReport:
         if self.forced:
             lines.append("kept because of --force although the check below failed: --backend auto will not pick it")
         if v:
+            metric, torch_score, export_score = _scores(v)
+            changed = "predicted label sets" if metric == "micro_f1" else "predictions"
             lines.append(
-                f"validation {v['data']}: {v['rows']} rows; accuracy {v['accuracy_export']:.4f} vs "
-                f"{v['accuracy_torch']:.4f} in PyTorch "
-                f"({100 * (v['accuracy_export'] - v['accuracy_torch']):+.2f} points); "
-                f"{v['changed_predictions']} predictions changed ({100 * v['changed_share']:.2f}%, allowed "
+                f"validation {v['data']}: {v['rows']} rows; {metric.replace('_', ' ')} {export_score:.4f} vs "
+                f"{torch_score:.4f} in PyTorch ({100 * (export_score - torch_score):+.2f} points); "
+                f"{v['changed_predictions']} {changed} changed ({100 * v['changed_share']:.2f}%, allowed "
                 f"{100 * v['max_changed']:.2f}%)"
             )
         return "\n".join(lines)
@@ -158,8 +160,8 @@ def export_model(
     reference = Classifier.load(folder, backend="torch", dtype="float32")  # the exact model, to compare with
     examples, labels = None, None
     if validation is not None:  # bad data fails before the slow part
-        examples = read_examples(validation, read_options)
-        labels = np.asarray(reference.labels.encode(examples, read_options.on_bad_rows))
+        examples = read_examples(validation, read_options, multi_label=reference.labels.multi_label)
+        labels = reference.labels.targets(reference.labels.encode(examples, read_options.on_bad_rows))
     runtime = _runtime(folder, reference)
     started = time.perf_counter()
     target = model_dir / EXPORT_FILES[format]
@@ -222,6 +224,13 @@ class _Check:
             self.reference.batch_size,
         )
 
+    def predictions(self, clf: Classifier) -> np.ndarray:
+        """``clf``'s predictions on the examples: class ids, or (multi-label) 0/1 rows at the model's thresholds."""
+        logits = clf.logits(self.examples.texts)
+        if self.reference.labels.multi_label:
+            return self.reference.decide(self.reference.postprocess(logits))
+        return logits.argmax(axis=1)
+
     def run(self, format: str, staged: Path, settings: dict) -> tuple[ExportReport, list[str]]:
         """The report of ``staged`` and what it fails of the accuracy check (a parity failure raises)."""
         exported = self.open(format, staged)
@@ -235,8 +244,8 @@ class _Check:
         if self.examples is None:
             return report, []
         if self._want is None:
-            self._want = self.reference.logits(self.examples.texts).argmax(axis=1)
-        got = exported.logits(self.examples.texts).argmax(axis=1)
+            self._want = self.predictions(self.reference)
+        got = self.predictions(exported)
         report.validation = _compare(self._want, got, self.examples, self.labels, self.max_changed)
         return report, _accuracy_failures(report.validation, self.validation, self.max_changed, self.max_accuracy_drop)
 
@@ -274,10 +283,11 @@ def _fall_back(check: _Check, all_int8: ExportReport, fp32: Path, staged: Path, 
 
 def _tried(layers: int, v: dict, log) -> dict:
     """One fallback try (``layers`` kept in fp32, ``v`` its validation figures), logged and recorded."""
-    change = v["accuracy_export"] - v["accuracy_torch"]
+    metric, torch_score, export_score = _scores(v)
+    change = export_score - torch_score
     log(
         f"  {layers} layers fp32: {v['changed_predictions']} predictions changed "
-        f"({100 * v['changed_share']:.2f}%), accuracy {100 * change:+.2f} points"
+        f"({100 * v['changed_share']:.2f}%), {metric.replace('_', ' ')} {100 * change:+.2f} points"
     )
     return {"layers": layers, "changed_predictions": v["changed_predictions"], "accuracy_change": change}
 
@@ -563,17 +573,32 @@ def _parity(reference: Classifier, exported: Classifier, max_len: int, examples)
 
 
 def _compare(want: np.ndarray, got: np.ndarray, examples, y: np.ndarray, max_changed: float) -> dict:
-    """The reference's predictions ``want`` against the export's ``got`` on labelled ``examples``."""
-    changed = int((want != got).sum())
+    """The reference's predictions ``want`` against the export's ``got`` on labelled ``examples``: accuracy, or
+    for multi-label (0/1 rows) micro F1, a text's prediction changed when its label set did."""
+    if want.ndim == 2:
+        changed = int((want != got).any(axis=1).sum())
+        scores = {
+            "metric": "micro_f1",
+            "micro_f1_torch": multilabel_metrics(y, want)["micro_f1"],
+            "micro_f1_export": multilabel_metrics(y, got)["micro_f1"],
+        }
+    else:
+        changed = int((want != got).sum())
+        scores = {"accuracy_torch": float((want == y).mean()), "accuracy_export": float((got == y).mean())}
     return {
         "data": str(examples.path),
         "rows": int(len(y)),
-        "accuracy_torch": float((want == y).mean()),
-        "accuracy_export": float((got == y).mean()),
+        **scores,
         "changed_predictions": changed,
         "changed_share": changed / len(y),
         "max_changed": max_changed,
     }
+
+
+def _scores(v: dict) -> tuple[str, float, float]:
+    """(metric, PyTorch's, the export's) of a comparison: accuracy, or micro F1 for multi-label."""
+    metric = v.get("metric", "accuracy")
+    return metric, v[f"{metric}_torch"], v[f"{metric}_export"]
 
 
 def _accuracy_failures(v: dict, validation, max_changed: float, max_accuracy_drop: float) -> list[str]:
@@ -584,10 +609,12 @@ def _accuracy_failures(v: dict, validation, max_changed: float, max_accuracy_dro
             f"changes {100 * v['changed_share']:.2f}% of the predictions on {validation} "
             f"(allowed {100 * max_changed:.2f}%)"
         )
-    drop = v["accuracy_torch"] - v["accuracy_export"]
+    metric, torch_score, export_score = _scores(v)
+    drop = torch_score - export_score
     if drop > max_accuracy_drop:
+        name = "accuracy" if metric == "accuracy" else "micro F1"
         failures.append(
-            f"loses {100 * drop:.2f} points of accuracy on {validation} (allowed {100 * max_accuracy_drop:.2f})"
+            f"loses {100 * drop:.2f} points of {name} on {validation} (allowed {100 * max_accuracy_drop:.2f})"
         )
     return failures
 

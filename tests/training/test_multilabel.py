@@ -141,3 +141,127 @@ def test_decoder_top_layer_only_and_sifting_train_multi_label(tiny_gpt2, tagged_
     assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"
     clf = textclf.Classifier.load(out, dtype="float32")
     assert len(clf.predict("good food")[0].probabilities) == 3
+
+
+@pytest.mark.slow
+def test_an_interrupted_multi_label_run_with_sifting_resumes_to_the_uninterrupted_result(
+    tiny_bert, tagged_files, tmp_path
+):
+    from test_checkpoint import TIMING, assert_same_run, interrupted_after
+
+    train, val = tagged_files
+    settings = {
+        **FAST,
+        "batch_size": 8,
+        "epochs": 2,
+        "sifting": True,
+        "sifting_delay": 2,
+        "checkpoint_every_steps": 20,
+        "evaluations_per_epoch": 2,
+    }
+    output = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        textclf.train(train, output, model=tiny_bert, validation=val, hooks=interrupted_after(25), **QUIET, **settings)
+    result = textclf.train(train, output, model=tiny_bert, validation=val, **QUIET, **settings)
+    reference = textclf.train(train, tmp_path / "reference", model=tiny_bert, validation=val, **QUIET, **settings)
+    untimed = [{k: v for k, v in r.best.items() if k not in TIMING} for r in (result, reference)]
+    assert untimed[0] == untimed[1] and "thresholds" in result.best
+    assert any(h["samples_kept"] < h["samples_seen"] for h in result.history)  # sifting left rows out
+    assert_same_run(reference.output, result.output)
+
+
+@pytest.mark.slow
+def test_cli_trains_predicts_and_evaluates_a_multi_label_model(tiny_bert, tagged_files, tagged_artifact, tmp_path):
+    from click.testing import CliRunner
+
+    from textclf.cli import main
+
+    train, val = tagged_files
+    runner = CliRunner()
+    flags = ["--epochs", "2", "--learning-rate", "3e-3", "--max-seq-length", "32", "--no-progress"]
+    result = runner.invoke(
+        main, ["train", "--data", str(train), "--model", str(tiny_bert), "--output", str(tmp_path / "m"), *flags]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "val_micro_f1" in result.output
+        and "iteratively stratified"
+        in json.loads((tmp_path / "m" / "textclf.json").read_text())["data"]["validation_source"]
+    )
+
+    result = runner.invoke(main, ["predict", "--model-dir", str(tagged_artifact), "--json", "the food and the phone"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert set(answer) == {"probabilities", "labels", "predicted_labels"} and answer["labels"] == [
+        "food",
+        "phone",
+        "service",
+    ]
+    result = runner.invoke(main, ["predict", "--model-dir", str(tagged_artifact), "--threshold", "1", "a text"])
+    assert result.exit_code == 0 and result.stdout.startswith("(none)\tfood=")
+    result = runner.invoke(
+        main, ["predict", "--model-dir", str(tagged_artifact), "--threshold", "1", "--at-least-one", "a text"]
+    )
+    assert result.stdout.split("\t")[0] in {"food", "phone", "service"}
+
+    result = runner.invoke(main, ["evaluate", "--model-dir", str(tagged_artifact), "--data", str(val), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy", "hamming_loss"):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert report["task"] == "multi-label" and report["rows"] == 80
+    assert set(report["per_label"]["food"]) == {"precision", "recall", "f1", "support", "threshold"}
+    everything = runner.invoke(
+        main, ["evaluate", "--model-dir", str(tagged_artifact), "--data", str(val), "--json", "--threshold", "0"]
+    )
+    assert json.loads(everything.stdout)["micro_recall"] == 1.0
+    table = runner.invoke(main, ["evaluate", "--model-dir", str(tagged_artifact), "--data", str(val)])
+    assert "micro F1" in table.stdout and "threshold" in table.stdout
+
+
+def test_threshold_on_a_single_label_model_is_a_one_line_error(bert_artifact):
+    from click.testing import CliRunner
+
+    from textclf.cli import main
+
+    result = CliRunner().invoke(main, ["predict", "--model-dir", str(bert_artifact), "--threshold", "0.3", "good"])
+    assert result.exit_code == 2
+    assert "error: --threshold and --at-least-one apply to multi-label models" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_int8_export_of_a_multi_label_model_counts_changed_label_sets(tagged_artifact, tagged_files, tmp_path):
+    import shutil
+
+    from textclf.export import export_model
+
+    folder = tmp_path / "tagged"
+    shutil.copytree(tagged_artifact, folder)
+    report = export_model(folder, "onnx-int8", tagged_files[1], log=lambda _: None)
+    v = report.validation
+    assert v["metric"] == "micro_f1" and 0 <= v["changed_predictions"] <= v["rows"] == 80
+    assert "predicted label sets changed" in report.render()
+    torch_clf = textclf.Classifier.load(folder, backend="torch", dtype="float32")
+    onnx_clf = textclf.Classifier.load(folder, backend="onnx-int8")
+    texts = ["the food was fine", "phone and service"]
+    assert onnx_clf.predict_proba(texts) == pytest.approx(torch_clf.predict_proba(texts), abs=0.05)
+    assert onnx_clf.thresholds.tolist() == pytest.approx(torch_clf.thresholds.tolist())
+
+
+@pytest.mark.slow
+def test_tune_chooses_by_micro_f1_for_multi_label_data(tiny_bert, tagged_files, tmp_path):
+    train, val = tagged_files
+    result = textclf.tune(
+        train,
+        tmp_path / "study",
+        model=tiny_bert,
+        validation=val,
+        search_space={"learning_rate": {"type": "float", "low": 1e-3, "high": 5e-3, "log": True}},
+        max_trials=2,
+        log=lambda _: None,
+        **{**{k: v for k, v in FAST.items() if k != "learning_rate"}, "epochs": 2},
+    )
+    assert result.objective == "val_micro_f1" and 0.0 <= result.best_value <= 1.0
+    with pytest.raises(textclf.ConfigError, match="objective val_accuracy does not apply to multi-label data"):
+        textclf.tune(train, tmp_path / "other", model=tiny_bert, validation=val, objective="val_accuracy", max_trials=1)

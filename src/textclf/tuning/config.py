@@ -24,7 +24,9 @@ from .space import SearchSpace
 
 __all__ = ["DIRECTIONS", "EARLY_STOPPING", "OBJECTIVES", "STRATEGIES", "TuneConfig", "TuneSettings"]
 
-OBJECTIVES = ("val_accuracy", "val_loss", "val_f1", "val_mcc")
+SINGLE_LABEL_OBJECTIVES = ("val_accuracy", "val_loss", "val_f1", "val_mcc")
+MULTI_LABEL_OBJECTIVES = ("val_micro_f1", "val_macro_f1", "val_loss")
+OBJECTIVES = (*SINGLE_LABEL_OBJECTIVES, *MULTI_LABEL_OBJECTIVES[:2])
 STRATEGIES = ("bayesian", "random", "grid")
 EARLY_STOPPING = ("off", "median", "hyperband")
 DIRECTIONS = ("max", "min")
@@ -35,8 +37,11 @@ STUDY_FILE = "study.db"
 class TuneSettings:
     """How a study searches: what it optimises, how many trials, which sampler and pruner, where it is stored."""
 
-    objective: str = setting(
-        "val_accuracy", "What the best trial is chosen by (its kept epoch's value).", choices=OBJECTIVES
+    objective: str | None = setting(
+        None,
+        "What the best trial is chosen by (its kept epoch's value) [default: val_accuracy; val_micro_f1 for "
+        "multi-label data].",
+        choices=OBJECTIVES,
     )
     direction: str | None = setting(
         None, "Maximise or minimise the objective [default: min for val_loss, else max]", choices=DIRECTIONS
@@ -74,6 +79,19 @@ class TuneSettings:
     @property
     def maximize(self) -> bool:
         return self.direction == "max"
+
+    def for_task(self, multi_label: bool) -> TuneSettings:
+        """These settings with the objective filled in for the data's task (a one-line error when it does not
+        apply to it: accuracy and MCC are single-label scores, micro F1 a multi-label one)."""
+        allowed = MULTI_LABEL_OBJECTIVES if multi_label else SINGLE_LABEL_OBJECTIVES
+        if self.objective is None:
+            return dataclasses.replace(self, objective=allowed[0])
+        if self.objective not in allowed:
+            task = "multi-label" if multi_label else "single-label"
+            raise ConfigError(
+                f"objective {self.objective} does not apply to {task} data; use one of {', '.join(allowed)}."
+            )
+        return self
 
     @classmethod
     def split(cls, keywords: Mapping[str, Any], base: TuneSettings | None = None) -> tuple[TuneSettings, dict]:

@@ -94,7 +94,7 @@ class _Objective:
         )
         value = result.best[objective]
         trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("metrics", {k: result.best[k] for k in ("val_loss", "val_accuracy", "val_f1", "val_mcc")})
+        trial.set_user_attr("metrics", {k: v for k, v in result.best.items() if k.startswith("val_")})
         self.log(f"trial {trial.number}: {objective} {value:.4f} (epoch {result.best_epoch})")
         return value
 

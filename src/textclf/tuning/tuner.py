@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,8 @@ def tune(
 
     _check_output(config.output)
     resolve_model(config.model)  # a bad --model or data file fails here, before the study exists
-    load_training_data(config.data, config.validation, config.read_options, hp.validation_split_ratio, hp.seed)
+    td = load_training_data(config.data, config.validation, config.read_options, hp.validation_split_ratio, hp.seed)
+    config = dataclasses.replace(config, settings=settings.for_task(td.labels.multi_label))
     return run(config, first_trials, log)
 
 
