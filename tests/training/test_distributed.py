@@ -244,3 +244,48 @@ def test_an_error_of_rank_0_alone_stops_both_processes_with_one_line(tiny_bert, 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--overwrite" in lines[0], done.stderr
     assert (tmp_path / "taken" / "keep.txt").read_text() == "not a model"
+
+
+@pytest.mark.subprocess
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_two_gloo_processes_train_multi_label_as_one_process_does(bert_without_dropout, tagged_files, tmp_path):
+    train, val = tagged_files
+    one = textclf.train(
+        train,
+        tmp_path / "one",
+        model=bert_without_dropout,
+        validation=val,
+        precision="float32",
+        **QUIET,
+        **{**FAST, "epochs": 3, "batch_size": 16},
+    )
+    flags = ["--epochs", "3", "--learning-rate", str(FAST["learning_rate"]), "--batch-size", "8"]
+    flags += ["--max-seq-length", str(FAST["max_seq_length"]), "--warmup-ratio", "0", "--precision", "float32"]
+    two = subprocess.run(
+        textclf_cli(
+            "--nproc",
+            "2",
+            "--data",
+            str(train),
+            "--validation",
+            str(val),
+            "--model",
+            str(bert_without_dropout),
+            "--output",
+            str(tmp_path / "two"),
+            *flags,
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr
+    for a, b in zip(one.history, metrics(tmp_path / "two"), strict=True):
+        assert b["samples_seen"] == a["samples_seen"] == 240
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=LOSS_TOLERANCE)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], abs=LOSS_TOLERANCE)
+        assert b["val_micro_f1"] == pytest.approx(a["val_micro_f1"], abs=0.02)
+    meta = json.loads((tmp_path / "two" / "textclf.json").read_text())
+    assert meta["run"]["processes"] == 2 and len(meta["thresholds"]["thresholds"]) == 3

@@ -272,6 +272,7 @@ def load_training_data(
     }
     if label_set.multi_label:
         summary.update(_multi_label_summary(label_set, train_labels, summary["class_counts"]))
+        notes += summary.pop("label_notes")
     return TrainingData(label_set, train_texts, train_labels, val_texts, val_labels, summary)
 
 
@@ -289,7 +290,8 @@ def _multi_label_summary(labels: LabelSet, encoded: Sequence, counts: dict[str, 
     rows = max(len(encoded), 1)
     empty = sum(1 for row in encoded if not row)
     rare = [name for name, count in counts.items() if count < RARE_LABEL_ROWS]
-    notes = []
+    cardinality = sum(len(row) for row in encoded) / rows
+    notes = [f"multi-label: {len(labels)} labels, {cardinality:.2f} a training row on average"]
     if empty:
         notes.append(f"{empty} training row(s) have no label: they teach the model 'none of these'")
     if rare:
@@ -298,7 +300,6 @@ def _multi_label_summary(labels: LabelSet, encoded: Sequence, counts: dict[str, 
             + ", ".join(f"{name} ({counts[name]})" for name in rare[:_MAX_LISTED])
             + (", ..." if len(rare) > _MAX_LISTED else "")
         )
-    cardinality = sum(len(row) for row in encoded) / rows
     return {
         "task": "multi-label",
         "label_cardinality": round(cardinality, 4),
