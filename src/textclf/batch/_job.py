@@ -1,7 +1,8 @@
 """Run a batch job: plan it (or pick up its manifest), score its chunks, assemble each file.
 
 One chunk is one ``Classifier.predict_proba`` call, which sorts the chunk's texts by length
-into batches and returns rows in input order. The model folder is read once, here (a
+into batches and returns rows in input order (for a multi-label model ``Classifier.decide`` then
+applies each label's threshold). The model folder is read once, here (a
 :class:`~textclf.artifact.ModelFolder`), and chunks are scored in this process or by
 ``workers`` spawned processes (each loads the model from that folder once, with the CPU's
 threads split among them); whoever scores a chunk writes its parts, and this process assembles a file's ``.out``
@@ -11,6 +12,7 @@ makes a kill at any moment safe: see ``_manifest``.
 
 from __future__ import annotations
 
+import copy
 import json
 import multiprocessing
 import os
@@ -30,7 +32,7 @@ from ..data import LabelSet
 from ..data.reader import Layout, read_records, resolve_layout
 from ..errors import ConfigError, DataError
 from ..evaluation import EvaluationReport
-from ..metrics import classification_metrics
+from ..metrics import _prf, binary_cross_entropy, classification_metrics
 from ..progress import ProgressBar, log_stderr
 from ._inputs import find_inputs
 from ._manifest import FORMAT_VERSION, Workdir, check_output, difference, job_identity
@@ -79,6 +81,14 @@ def run_batch(
         (120000, 0, 0)
     """
     folder, output = ModelFolder.read(model_dir), Path(output)  # a missing model folder stops here, before any work
+    if (options.threshold is not None or options.at_least_one) and not folder.labels.multi_label:
+        raise ConfigError(
+            f"{folder.path}: --threshold and --at-least-one apply to multi-label models; this one is single-label "
+            "(its prediction is the top class)."
+        )
+    if classifier is not None and (options.threshold is not None or options.at_least_one):
+        classifier = copy.copy(classifier)  # the caller's keeps its rule; the copy gets new arrays, not changed ones
+        classifier.set_thresholds(classifier.thresholds.tolist(), options.threshold, options.at_least_one)
     inputs = find_inputs(str(input), output)
     check_output(output)
     created = not output.exists()
@@ -275,7 +285,13 @@ class _Scorer:
             from ..inference import Classifier
 
             self.clf = Classifier.load(
-                self.folder, backend=o.backend, batch_size=o.batch_size, dtype=o.dtype, threads=self.threads
+                self.folder,
+                backend=o.backend,
+                batch_size=o.batch_size,
+                dtype=o.dtype,
+                threads=self.threads,
+                threshold=o.threshold,
+                at_least_one=o.at_least_one,
             )
         records = [r for r, _, _ in read_records(Path(task.path), task.layout, o.encoding, c.start, c.end, c.line)]
         if len(records) != c.records:
@@ -284,16 +300,32 @@ class _Scorer:
                 f"{c.records} when the job started); pass a new --output to score it again."
             )
         good = [r for r in records if r.problem is None]
-        labels = [self.clf.labels.value(i) for i in range(len(self.clf.labels))]
-        probs = self.clf.predict_proba([r.text for r in good]) if good else np.zeros((0, len(labels)), dtype=np.float32)
-        out, errors = render(records, probs, labels, task.layout, o.output_format, o.join_source)
+        clf, multi = self.clf, self.clf.labels.multi_label
+        labels = [clf.labels.value(i) for i in range(len(clf.labels))]
+        texts = [r.text for r in good]
+        if not good:
+            logits = probs = np.zeros((0, len(labels)), dtype=np.float32)
+        elif multi and task.layout.label is not None:  # predict_proba in two steps: the loss needs the logits
+            logits = clf.logits(texts)
+            probs = clf.postprocess(logits)
+        else:
+            logits, probs = None, clf.predict_proba(texts)
+        decisions = clf.decide(probs) if multi else None
+        out, errors = render(records, probs, labels, task.layout, o.output_format, o.join_source, decisions)
+        evaluation = None
+        if task.layout.label is not None:
+            if multi:
+                evaluation = _multi_label_evaluation(good, logits, decisions, clf.labels)
+            else:
+                evaluation = _evaluation(good, probs, clf.labels)
         summary = {
             "records": len(records),
             "errors": len(records) - len(good),
             "labels": labels,
-            "backend": self.clf.backend.name,
-            "precision": self.clf.precision,
-            "evaluation": _evaluation(good, probs, self.clf.labels) if task.layout.label is not None else None,
+            "backend": clf.backend.name,
+            "precision": clf.precision,
+            **_decision_rule(clf),
+            "evaluation": evaluation,
         }
         if errors:
             self.work.write(self.work.part(c.file, c.index, "errors"), errors)
@@ -348,9 +380,57 @@ def _score_in_worker(task: _Task) -> None:
 # -- counts and evaluation ------------------------------------------------------
 
 
+def _decision_rule(clf) -> dict:
+    """The task the model does and, for a multi-label one, the thresholds it decides by (in the manifest)."""
+    if not clf.labels.multi_label:
+        return {"task": clf.labels.task}
+    return {
+        "task": clf.labels.task,
+        "thresholds": [round(float(t), 6) for t in clf.thresholds],
+        "at_least_one": bool(clf.at_least_one),
+    }
+
+
+def _single_id(label, labels: LabelSet) -> int | None:
+    """A single-label record's label id; None when it has none, a list (multi-label data) or an unknown one."""
+    if label is None or isinstance(label, list):
+        return None
+    return labels.id_of(label.strip())
+
+
+def _label_ids(label, labels: LabelSet) -> tuple[int, ...] | None:
+    """A multi-label record's label ids (a JSON list, or names joined by commas; empty: no label); None when
+    it has no label field or one of its labels is not the model's."""
+    if label is None:
+        return None
+    parts = label if isinstance(label, list) else label.split(",")
+    names = dict.fromkeys(part.strip() for part in parts if part.strip())
+    ids = [labels.id_of(name) for name in names]
+    return None if None in ids else tuple(ids)
+
+
+def _multi_label_evaluation(good, logits: np.ndarray, decisions: np.ndarray, labels: LabelSet) -> dict:
+    """Sums over one chunk of a multi-label model: per label true/false positives and false negatives, exact
+    matches, wrong cells, and summed binary cross-entropy of the records whose labels are all the model's."""
+    ids = [_label_ids(r.label, labels) for r in good]
+    rows = [i for i, y in enumerate(ids) if y is not None]
+    true = labels.targets([ids[i] for i in rows]).astype(bool)
+    pred = decisions[rows].astype(bool)
+    return {
+        "tp": (true & pred).sum(axis=0).tolist(),
+        "fp": (~true & pred).sum(axis=0).tolist(),
+        "fn": (true & ~pred).sum(axis=0).tolist(),
+        "exact": int((true == pred).all(axis=1).sum()),
+        "wrong_cells": int((true != pred).sum()),
+        "loss_sum": binary_cross_entropy(logits[rows], true.astype(np.float64)) * len(rows) if rows else 0.0,
+        "rows": len(rows),
+        "unlabelled": len(good) - len(rows),
+    }
+
+
 def _evaluation(good, probs: np.ndarray, labels: LabelSet) -> dict:
     """Sums over one chunk: confusion matrix and summed cross-entropy of the records with a known label."""
-    ids = [labels.id_of(r.label.strip()) if r.label is not None else None for r in good]
+    ids = [_single_id(r.label, labels) for r in good]
     rows = [i for i, y in enumerate(ids) if y is not None]
     y_true = np.asarray([ids[i] for i in rows], dtype=np.int64)
     p = probs[rows].astype(np.float64)
@@ -366,15 +446,17 @@ def _evaluation(good, probs: np.ndarray, labels: LabelSet) -> dict:
 
 
 def _add_evaluations(parts: list[dict | None]) -> dict | None:
+    """The sums of the parts' sums, key by key (a list or matrix elementwise)."""
     parts = [p for p in parts if p is not None]
     if not parts:
         return None
     return {
-        "confusion": np.sum([p["confusion"] for p in parts], axis=0).tolist(),
-        "loss_sum": sum(p["loss_sum"] for p in parts),
-        "rows": sum(p["rows"] for p in parts),
-        "unlabelled": sum(p["unlabelled"] for p in parts),
+        key: np.sum([p[key] for p in parts], axis=0).tolist() if isinstance(value, list) else sum(p[key] for p in parts)
+        for key, value in parts[0].items()
     }
+
+
+_RULE = ("task", "thresholds", "at_least_one")
 
 
 def _merge_chunks(parts: list[dict]) -> dict:
@@ -384,6 +466,7 @@ def _merge_chunks(parts: list[dict]) -> dict:
         "labels": parts[0]["labels"],
         "backend": parts[0]["backend"],
         "precision": parts[0].get("precision"),
+        **{key: parts[0][key] for key in _RULE if key in parts[0]},
         "evaluation": _add_evaluations([p["evaluation"] for p in parts]),
     }
 
@@ -397,6 +480,7 @@ def _merge_files(files: list[dict], names: list[str]) -> dict:
         "labels": files[0]["labels"] if files else None,
         "backend": files[0]["backend"] if files else None,
         "precision": files[0].get("precision") if files else None,
+        **({key: files[0][key] for key in _RULE if key in files[0]} if files else {}),
         "evaluation": _add_evaluations([f["evaluation"] for f in files]),
     }
 
@@ -409,11 +493,36 @@ def _report(source: str, result: dict) -> EvaluationReport | None:
             f"{source}: no record to evaluate; none has one of the model's labels "
             f"({', '.join(map(str, result['labels'] or []))})."
         )
+    skipped = result["errors"] + sums["unlabelled"]
+    if "tp" in sums:  # a multi-label model's sums
+        loss, thresholds = sums["loss_sum"] / sums["rows"], [round(t, 4) for t in result["thresholds"]]
+        metrics = _multi_label_metrics(sums, len(result["labels"]))
+        return EvaluationReport(
+            source, result["labels"], sums["rows"], skipped, loss, metrics, result["backend"], thresholds
+        )
     confusion = np.asarray(sums["confusion"])
     true, pred = np.nonzero(confusion)
     counts = confusion[true, pred]
     metrics = classification_metrics(np.repeat(true, counts), np.repeat(pred, counts), len(confusion))
-    skipped = result["errors"] + sums["unlabelled"]
     return EvaluationReport(
         source, result["labels"], sums["rows"], skipped, sums["loss_sum"] / sums["rows"], metrics, result["backend"]
     )
+
+
+def _multi_label_metrics(sums: dict, count: int) -> dict:
+    """:func:`textclf.metrics.multilabel_metrics` from a job's summed counts (the same numbers, the same keys)."""
+    tp, fp, fn = (np.asarray(sums[key], dtype=float) for key in ("tp", "fp", "fn"))
+    precision, recall, f1 = _prf(tp, fp, fn)
+    micro_p, micro_r, micro_f1 = (float(v) for v in _prf(tp.sum(), fp.sum(), fn.sum()))
+    return {
+        "micro_f1": micro_f1,
+        "macro_f1": float(f1.mean()),
+        "micro_precision": micro_p,
+        "micro_recall": micro_r,
+        "subset_accuracy": sums["exact"] / sums["rows"],
+        "hamming_loss": sums["wrong_cells"] / (sums["rows"] * count),
+        "per_label": [
+            {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for p, r, f, s in zip(precision, recall, f1, tp + fn)
+        ],
+    }

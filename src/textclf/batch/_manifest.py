@@ -2,6 +2,7 @@
 
     OUTPUT/.textclf-batch/
         manifest.json      what the job is (model, inputs, options) and its plan; its result once complete
+                           (counts, labels, backend, the task and a multi-label model's thresholds)
         lock               held (flock) while a run works here
         parts/F/C.out      chunk C of input file F, in output format   } written by whoever scores
         parts/F/C.errors   its unreadable records (only if any)        } the chunk; C.json last, so

@@ -70,7 +70,8 @@ class BatchOptions:
     output_format: str = setting(
         "jsonl",
         "jsonl: {line, [id,] predicted_label, probabilities, labels, [source]} per line; "
-        "csv: line,[id,]predicted_label,p_0,...,p_K-1[,input fields].",
+        "csv: line,[id,]predicted_label,p_0,...,p_K-1[,input fields]. A multi-label model writes "
+        "predicted_labels (a list; in csv one field, joined by commas) and a sigmoid score a label.",
         choices=OUTPUT_FORMATS,
     )
     join_source: bool = setting(False, "Add the whole input record to each output line.")
@@ -90,7 +91,19 @@ class BatchOptions:
     batch_size: int = setting(64, "Texts per forward pass.", low=1)
     evaluate: bool = setting(
         False,
-        "Print accuracy, F1, MCC and the confusion matrix against the inputs' labels, as `textclf evaluate` does.",
+        "Print accuracy, F1, MCC and the confusion matrix against the inputs' labels, as `textclf evaluate` does "
+        "(a multi-label model: micro/macro F1, subset accuracy and Hamming loss; labels as a JSON list or "
+        "joined by commas).",
+    )
+    threshold: float | None = setting(
+        None,
+        "Multi-label models: one decision threshold (0..1) for every label's sigmoid score "
+        "[default: each label's, chosen on the validation data in training].",
+        low=0.0,
+        high=1.0,
+    )
+    at_least_one: bool = setting(
+        False, "Multi-label models: a text with no label at or above its threshold gets its top label."
     )
     backend: str = setting(
         "auto",

@@ -6,6 +6,8 @@ prediction, and with ``--join-source`` the input record (the line of a text file
 of a JSONL file, the row of a CSV file as an object by header name, or as a list without a
 header). A CSV line is ``line,[id,]predicted_label,p_0,...,p_K-1[,input fields...]``, the
 shape ``serve`` answers ``text/csv`` with. An error line is ``{"line", "error"}``.
+A multi-label model's JSON line has ``"predicted_labels"`` (a list, maybe empty) in place of
+``"predicted_label"``, and its CSV line those labels joined by ``,`` in one (quoted) field.
 Probabilities are rounded to 6 digits, as :class:`textclf.Prediction` does, so the same
 record always gives the same bytes.
 """
@@ -30,27 +32,39 @@ def render(
     layout: Layout,
     output_format: str,
     join_source: bool,
+    decisions: np.ndarray | None = None,
 ) -> tuple[str, str]:
-    """(``.out`` text, ``.errors`` text) of consecutive records; ``probabilities`` has a row per good record."""
+    """(``.out`` text, ``.errors`` text) of consecutive records; ``probabilities`` has a row per good record.
+
+    ``decisions``: a multi-label model's (a bool row per good record, from ``Classifier.decide``); None for
+    a single-label model, whose prediction is the top label."""
     out: list[Any] = []
     errors: list[str] = []
     rows = iter(probabilities)
+    chosen_rows = iter(decisions) if decisions is not None else None
     for record in records:
         if record.problem is not None:
             errors.append(_json({"line": record.line, "error": record.problem}) + "\n")
             continue
         row = next(rows)
-        predicted = labels[int(row.argmax())]
+        if chosen_rows is None:
+            predicted: Any = labels[int(row.argmax())]
+        else:
+            predicted = [labels[int(i)] for i in np.flatnonzero(next(chosen_rows))]
         rounded = [round(float(p), 6) for p in row]
         if output_format == "csv":
             ident = [] if layout.id is None else ["" if record.id is None else _cell(record.id)]
             source = _source_cells(record, layout) if join_source else []
-            out.append([record.line, *ident, predicted, *rounded, *map(_encodable, source)])
+            cell = predicted if chosen_rows is None else ",".join(str(label) for label in predicted)
+            out.append([record.line, *ident, cell, *rounded, *map(_encodable, source)])
             continue
         line: dict[str, Any] = {"line": record.line}
         if layout.id is not None:
             line["id"] = record.id
-        line.update(predicted_label=predicted, probabilities=rounded, labels=labels)
+        if chosen_rows is None:
+            line.update(predicted_label=predicted, probabilities=rounded, labels=labels)
+        else:
+            line.update(predicted_labels=predicted, probabilities=rounded, labels=labels)
         if join_source:
             line["source"] = _source_value(record, layout)
         out.append(_json(line) + "\n")

@@ -6,7 +6,8 @@ POST /invocations                      classify (container contract); model fail
 POST /endpoints/{name}/invocations     the same on the SageMaker runtime path, so boto3's
                                        ``invoke_endpoint`` works; model failure -> 424
 GET  /execution-parameters             batch transform settings
-GET  /info                             the model's name and labels, and what it runs on and why
+GET  /info                             the model's name, labels and task (for a multi-label model
+                                       its threshold a label), and what it runs on and why
                                        (backend, precision, CPU flags), once loaded
 GET  /metrics                          Prometheus text
 GET  /                                 a page to paste a text and see the prediction
@@ -111,6 +112,8 @@ def make_handler(config: ServeConfig, observe: Callable[[int, int], None] | None
         max_batch_size=config.max_batch_size,
         max_batch_delay_ms=config.max_batch_delay_ms,
         observe=observe,
+        threshold=config.threshold,
+        at_least_one=config.at_least_one,
     )
 
 
@@ -245,6 +248,7 @@ class Endpoint:
             {
                 "name": handler.name,
                 "labels": [str(x) for x in handler.labels],
+                **handler.task(),
                 **runs,
                 "max_batch_size": self.config.max_batch_size,
                 "max_batch_delay_ms": self.config.max_batch_delay_ms,
@@ -309,8 +313,9 @@ class _Metered:
 
 
 def _page_html(handler: Handler) -> str:
-    """The web page, with the model's name and labels written into it."""
-    info = json.dumps({"name": handler.name, "labels": [str(x) for x in handler.labels]}).replace("<", "\\u003c")
+    """The web page, with the model's name, labels and task (and thresholds) written into it."""
+    info = {"name": handler.name, "labels": [str(x) for x in handler.labels], **handler.task()}
+    info = json.dumps(info).replace("<", "\\u003c")
     page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
     return page.replace("/*MODEL_INFO*/null", info)
 

@@ -21,6 +21,13 @@ application/jsonlines     the verbose object, one line per text
 A single text (x-text, a JSON string, ``{"inputs": "..."}``) answers with one object; several
 texts answer with a list, in input order. A missing Accept, ``*/*`` or ``application/*`` means
 application/json.
+
+A multi-label model's probabilities are one sigmoid score a label, and its prediction is the set of
+labels at or above their thresholds (:meth:`textclf.Classifier.decide`): the verbose object (and
+each jsonlines line) is ``{"probabilities", "labels", "predicted_labels": [...]}`` (possibly empty),
+and a text/csv line starts with those labels joined by ``,`` (one CSV field, quoted when it holds a
+comma). application/json and the pipeline shape are the same as for a single-label model (the
+pipeline applies a sigmoid to a ``multi_label_classification`` model too).
 """
 
 from __future__ import annotations
@@ -72,14 +79,33 @@ class Request:
 
 @dataclass(frozen=True)
 class Predictions:
-    """The model's answer to one request: probabilities in label-id order, one row per text."""
+    """The model's answer to one request: probabilities in label-id order, one row per text.
+
+    ``predicted``: for a multi-label model, its decisions (a bool row a text, a column a label, as
+    :meth:`textclf.Classifier.decide` gives them); None for a single-label model, whose prediction
+    is its top label.
+    """
 
     request: Request
     probabilities: np.ndarray
     labels: Sequence[int | str]
+    predicted: np.ndarray | None = None
+
+    @property
+    def multi_label(self) -> bool:
+        return self.predicted is not None
 
     def verbose(self) -> list[dict]:
         labels = list(self.labels)
+        if self.predicted is not None:
+            return [
+                {
+                    "probabilities": [round(float(p), 6) for p in row],
+                    "labels": labels,
+                    "predicted_labels": [labels[int(i)] for i in np.flatnonzero(chosen)],
+                }
+                for row, chosen in zip(self.probabilities, self.predicted)
+            ]
         return [
             {
                 "probabilities": [round(float(p), 6) for p in row],
@@ -277,7 +303,11 @@ def encode(predictions: Predictions, accept: str) -> bytes:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         for record in predictions.verbose():
-            writer.writerow([record["predicted_label"], *record["probabilities"]])
+            if predictions.multi_label:
+                chosen = ",".join(str(label) for label in record["predicted_labels"])
+                writer.writerow([chosen, *record["probabilities"]])
+            else:
+                writer.writerow([record["predicted_label"], *record["probabilities"]])
         return out.getvalue().encode()
     if accept == JSONLINES:
         return "".join(json.dumps(r) + "\n" for r in predictions.verbose()).encode()
@@ -291,7 +321,8 @@ def encode(predictions: Predictions, accept: str) -> bytes:
 
 
 def _pipeline_shape(predictions: Predictions) -> list:
-    """What ``transformers.pipeline("text-classification")`` returns for the same call."""
+    """What ``transformers.pipeline("text-classification")`` returns for the same call (for a multi-label
+    model the pipeline's scores are sigmoids, as the probabilities are, and it ranks them the same way)."""
     names = [str(label) for label in predictions.labels]
     parameters = predictions.request.parameters
     if "top_k" not in parameters:  # the pipeline's legacy shape: the best label per text

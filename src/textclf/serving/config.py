@@ -31,7 +31,7 @@ from pathlib import Path
 from ..choices import BACKEND_CHOICES, DTYPES
 from ..errors import ConfigError
 from ..options import setting
-from ..validation import at_least, at_most, check_fields
+from ..validation import at_least, at_most, between, check_fields
 
 __all__ = ["ServeConfig"]
 
@@ -66,6 +66,14 @@ class ServeConfig:
         "within ~1e-2; with AMX only batches of 256 tokens or more), else float32 [default: auto].",
         choices=DTYPES,
     )
+    threshold: float | None = setting(
+        None,
+        "Multi-label models: one decision threshold (0..1) for every label's sigmoid score "
+        "[default: each label's, chosen on the validation data in training].",
+    )
+    at_least_one: bool = setting(
+        False, "Multi-label models: a text with no label at or above its threshold gets its top label [default: off]."
+    )
     max_payload_mb: float = setting(MAX_PAYLOAD_MB, "Larger request bodies get 413 [default: 6].")
     access_log: bool = setting(False, "Log every request [default: off].", negative="--no-access-log")
     graceful_timeout_s: float = setting(30.0, "SIGTERM: how long in-flight requests may take to finish.", cli=False)
@@ -86,6 +94,7 @@ class ServeConfig:
         ):
             at_least(name, getattr(self, name), low)
         at_most("port", self.port, 65535)
+        between("threshold", self.threshold, 0.0, 1.0)
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **given) -> ServeConfig:

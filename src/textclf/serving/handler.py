@@ -99,11 +99,15 @@ class Handler:
         max_batch_size: int = 64,
         max_batch_delay_ms: float = 5.0,
         observe: Callable[[int, int], None] | None = None,
+        threshold: float | None = None,
+        at_least_one: bool = False,
     ):
         self.model_dir = Path(model_dir)
         self.name = name
         self.backend = backend
         self.dtype = dtype
+        self.threshold = threshold
+        self.at_least_one = at_least_one
         self.max_batch_size = max_batch_size
         self.max_delay = max_batch_delay_ms / 1000
         self.observe = observe
@@ -129,7 +133,20 @@ class Handler:
                 ) from exc
         else:
             self.model = Classifier.load(
-                self.model_dir, backend=self.backend, batch_size=self.max_batch_size, dtype=self.dtype
+                self.model_dir,
+                backend=self.backend,
+                batch_size=self.max_batch_size,
+                dtype=self.dtype,
+                threshold=self.threshold,
+                at_least_one=self.at_least_one,
+            )
+        if model_fn is not None and isinstance(self.model, Classifier):
+            if self.threshold is not None or self.at_least_one:  # the operator's rule over the one model_fn set
+                self.model.set_thresholds(self.model.thresholds.tolist(), self.threshold, self.at_least_one)
+        elif model_fn is not None and (self.threshold is not None or self.at_least_one):
+            raise ModelError(
+                f"{self.model_dir}/code/inference.py: model_fn returned a {type(self.model).__name__}, not a "
+                "textclf.Classifier, so --threshold and --at-least-one cannot apply; leave them out."
             )
         if self._custom("predict_fn") is None and not isinstance(self.model, Classifier):
             raise ModelError(
@@ -156,6 +173,19 @@ class Handler:
         if isinstance(self.model, Classifier):
             return [self.model.labels.value(i) for i in range(len(self.model.labels))]
         return []
+
+    @property
+    def multi_label(self) -> bool:
+        return isinstance(self.model, Classifier) and self.model.labels.multi_label
+
+    def task(self) -> dict:
+        """The task and, for a multi-label model, its decision rule (``/info`` and the page show it)."""
+        if not isinstance(self.model, Classifier):
+            return {}
+        if not self.multi_label:
+            return {"task": self.model.labels.task}
+        thresholds = {str(label): round(float(t), 6) for label, t in zip(self.labels, self.model.thresholds)}
+        return {"task": self.model.labels.task, "thresholds": thresholds, "at_least_one": self.model.at_least_one}
 
     @property
     def queue_depth(self) -> int:
@@ -202,7 +232,8 @@ class Handler:
         if predict_fn is None:
             request = codecs.to_request(data)
             probabilities = await self.batcher.submit(request.texts)
-            return codecs.Predictions(request, probabilities, self.labels)
+            predicted = self.model.decide(probabilities) if self.multi_label else None
+            return codecs.Predictions(request, probabilities, self.labels, predicted)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._model_thread, _call, predict_fn, (data, self.model), context)

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .config import ServeConfig
 
 __all__ = ["serve"]
@@ -42,14 +42,20 @@ def _log_config() -> dict:
 
 
 def _preflight(config: ServeConfig) -> None:
-    """Refuse a model folder that is not there before binding the port (cheap checks only)."""
+    """Refuse a model folder that is not there, or flags its task has no use for, before binding the port
+    (cheap checks only; a Hub model's task is checked when it loads)."""
     from .. import artifact
     from ..models import resolve_model
 
     if config.model:
         resolve_model(config.model)
-    else:
-        artifact.ModelFolder.read(config.model_dir)
+        return
+    folder = artifact.ModelFolder.read(config.model_dir)
+    if (config.threshold is not None or config.at_least_one) and not folder.labels.multi_label:
+        raise ConfigError(
+            f"{config.model_dir}: --threshold and --at-least-one apply to multi-label models; this one is "
+            "single-label (its prediction is the top class)."
+        )
 
 
 def serve(config: ServeConfig) -> None:
