@@ -64,6 +64,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=OUT)
     parser.add_argument("--trainer-bf16", action="store_true", help="Trainer with bf16=True (default: float32)")
     parser.add_argument("--smoke", action="store_true", help="one epoch each, a quick check of the script")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hyperparameter given to textclf (and so to Trainer too), e.g. --set epochs=6; default: none",
+    )
+    parser.add_argument("--systems", default="textclf,trainer", help="textclf, trainer or both (recipe trials)")
     return parser.parse_args()
 
 
@@ -105,7 +113,10 @@ def evaluated(name: str, dev: tuple, test: tuple, own: list[float] | None = None
     return out
 
 
-def run_textclf(tax: str, train: Path, dev_file: Path, test_file: Path, options: ReadOptions, work: Path, smoke: bool):
+def run_textclf(
+    tax: str, train: Path, dev_file: Path, test_file: Path, options: ReadOptions, work: Path, smoke: bool,
+    overrides: dict,
+):  # fmt: skip
     out = work / f"textclf-{tax}"
     start = time.perf_counter()
     result = textclf.train(
@@ -116,7 +127,7 @@ def run_textclf(tax: str, train: Path, dev_file: Path, test_file: Path, options:
         overwrite=True,
         progress=False,
         log=lambda line: log(f"  [textclf {tax}] {line}"),
-        **(dict(epochs=1) if smoke else {}),
+        **{**overrides, **(dict(epochs=1) if smoke else {})},
     )
     wall = time.perf_counter() - start
     clf = textclf.Classifier.load(out)
@@ -237,30 +248,35 @@ def run_taxonomy(tax: str, first: str, args: argparse.Namespace, work: Path) -> 
     train = subset(root / "train.tsv", args.rows, work / tax)
     options = ReadOptions(text_column="0", label_column="1", task="multi-label", label_names=str(root / "labels.txt"))
     log(f"{tax}: {sum(1 for _ in train.open(encoding='utf-8'))} training rows, dev and test whole")
+    overrides = dict(item.split("=", 1) for item in args.set)
+    systems = args.systems.split(",")
+    both = ("textclf", "trainer") if first == "textclf" else ("trainer", "textclf")
+    order = [who for who in both if who in systems]
     results: dict = {}
-    order = ("textclf", "trainer") if first == "textclf" else ("trainer", "textclf")
-    hp = None
-    if order[0] == "trainer":  # Trainer takes textclf's choices: ask for them without training
-        hp = planned(train, root / "dev.tsv", options, args.smoke)
+    hp = planned(train, root / "dev.tsv", options, overrides, args.smoke) if order[0] == "trainer" else None
     for who in order:
         if who == "textclf":
             results["textclf"], hp = run_textclf(
-                tax, train, root / "dev.tsv", root / "test.tsv", options, work, args.smoke
+                tax, train, root / "dev.tsv", root / "test.tsv", options, work, args.smoke, overrides
             )
         else:
             results["trainer"] = run_trainer(
                 tax, train, root / "dev.tsv", root / "test.tsv", options, hp, work, args.trainer_bf16
             )
-    results["speedup"] = results["trainer"]["wall_seconds"] / results["textclf"]["wall_seconds"]
+    if len(order) == 2:
+        results["speedup"] = results["trainer"]["wall_seconds"] / results["textclf"]["wall_seconds"]
     results["order"] = order
+    results["overrides"] = overrides
     return results
 
 
-def planned(train: Path, dev: Path, options: ReadOptions, smoke: bool) -> dict:
+def planned(train: Path, dev: Path, options: ReadOptions, overrides: dict, smoke: bool) -> dict:
     """The hyperparameters textclf's default recipe chooses for this data (``textclf hyperparameters --data``)."""
+    from textclf.config import Hyperparameters
     from textclf.training import auto
 
-    hp = auto.plan(train, validation=dev, read_options=options)[0].to_dict()
+    given = Hyperparameters().updated(overrides, source="--set")
+    hp = auto.plan(train, validation=dev, read_options=options, hyperparameters=given)[0].to_dict()
     return {**hp, "epochs": 1} if smoke else hp
 
 
@@ -270,7 +286,7 @@ def table(results: dict) -> list[str]:
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for tax, r in results.items():
-        for who in ("textclf", "trainer"):
+        for who in r["order"]:
             s = r[who]
             for rule, v in s.items():
                 if not isinstance(v, dict) or "test" not in v:
@@ -286,8 +302,10 @@ def table(results: dict) -> list[str]:
 def checks(results: dict) -> list[str]:
     lines = []
     for tax, r in results.items():
+        if len(r["order"]) < 2:
+            continue
         own = r["textclf"]["per label (dev)"]["test"]["macro_f1"]
-        rule = next(k for k in r["trainer"] if k.startswith("global"))
+        rule = next(k for k in r["trainer"] if k.startswith("global "))
         theirs = r["trainer"][rule]["test"]["macro_f1"]
         lines.append(
             f"{'PASS' if own >= theirs else 'MISS'} {tax}: textclf test macro F1 {100 * own:.1f} >= Trainer's "
@@ -312,10 +330,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="goemotions-") as tmp:
         for i, tax in enumerate(args.taxonomies.split(",")):
             results[tax] = run_taxonomy(tax, "textclf" if i % 2 == 0 else "trainer", args, Path(tmp))
-    print("\n".join(table(results)))
-    print()
-    print("\n".join(checks(results)))
-    print(f"\nhardware: {hw}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
@@ -324,6 +338,10 @@ def main() -> None:
             default=str,
         )
     )
+    print("\n".join(table(results)))
+    print()
+    print("\n".join(checks(results)))
+    print(f"\nhardware: {hw}")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ PUBLIC = {
         "classification_metrics",
         "cross_entropy",
         "multilabel_metrics",
+        "multilabel_metrics_from_counts",
         "sigmoid",
     ],
     "textclf.models": [
@@ -155,6 +156,7 @@ PUBLIC = {
         "pads_left",
         "quiet_transformers",
         "resolve_model",
+        "set_label_priors",
     ],
     "textclf.options": [
         "STYLES",

@@ -19,6 +19,7 @@ __all__ = [
     "classification_metrics",
     "cross_entropy",
     "multilabel_metrics",
+    "multilabel_metrics_from_counts",
     "sigmoid",
 ]
 
@@ -104,9 +105,20 @@ def multilabel_metrics(targets: np.ndarray, predicted: np.ndarray) -> dict:
     true, pred = np.asarray(targets, dtype=bool), np.asarray(predicted, dtype=bool)
     if true.shape != pred.shape or true.ndim != 2 or true.shape[0] == 0:
         raise ValueError(f"need equally shaped, non-empty 0/1 matrices, got {true.shape} and {pred.shape}")
-    tp = (true & pred).sum(axis=0).astype(float)
-    fp = (~true & pred).sum(axis=0).astype(float)
-    fn = (true & ~pred).sum(axis=0).astype(float)
+    return multilabel_metrics_from_counts(
+        (true & pred).sum(axis=0),
+        (~true & pred).sum(axis=0),
+        (true & ~pred).sum(axis=0),
+        exact=int((true == pred).all(axis=1).sum()),
+        wrong=int((true != pred).sum()),
+        rows=true.shape[0],
+    )
+
+
+def multilabel_metrics_from_counts(tp, fp, fn, exact: int, wrong: int, rows: int) -> dict:
+    """:func:`multilabel_metrics` from counts that add up over chunks (``batch --evaluate``): per label true
+    positives, false positives and false negatives; the rows predicted exactly, the wrong (row, label) cells."""
+    tp, fp, fn = (np.asarray(v, dtype=float) for v in (tp, fp, fn))
     precision, recall, f1 = _prf(tp, fp, fn)
     micro_p, micro_r, micro_f1 = (float(v) for v in _prf(tp.sum(), fp.sum(), fn.sum()))
     return {
@@ -114,8 +126,8 @@ def multilabel_metrics(targets: np.ndarray, predicted: np.ndarray) -> dict:
         "macro_f1": float(f1.mean()),
         "micro_precision": micro_p,
         "micro_recall": micro_r,
-        "subset_accuracy": float((true == pred).all(axis=1).mean()),
-        "hamming_loss": float((true != pred).mean()),
+        "subset_accuracy": exact / rows,
+        "hamming_loss": wrong / (rows * len(tp)),
         "per_label": [
             {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for p, r, f, s in zip(precision, recall, f1, tp + fn)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +49,7 @@ __all__ = [
     "pads_left",
     "quiet_transformers",
     "resolve_model",
+    "set_label_priors",
 ]
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification")  # config.json's, by multi_label
@@ -272,6 +273,26 @@ def _reset_head(model: torch.nn.Module) -> None:
                 param.fill_(1.0)
             else:
                 param.normal_(0.0, std)
+
+
+def set_label_priors(model: torch.nn.Module, share: Sequence[float]) -> bool:
+    """Start a fresh multi-label head at each label's training share: its output bias becomes log(p / (1 - p)),
+    so every sigmoid starts at the label's base rate instead of 0.5 (Lin et al.'s prior initialisation,
+    Focal Loss, ICCV 2017) and the first steps go to the text instead of to learning how rare each label is.
+    False when the head's output layer has no bias (GPT-2's ``score``)."""
+    import torch
+
+    out = [
+        param
+        for name, param in model.named_parameters()
+        if name in set(head_parameter_names(model)) and name.endswith("bias") and param.shape == (len(share),)
+    ]
+    if not out:
+        return False
+    p = torch.tensor(share, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        out[-1].copy_(torch.log(p / (1 - p)))
+    return True
 
 
 def check_max_length(config, tokenizer, max_seq_length: int) -> None:

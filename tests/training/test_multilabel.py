@@ -103,7 +103,7 @@ def test_bad_multi_label_inputs_are_one_line_errors_at_their_line(tmp_path):
         load_training_data(tsv, options=options)
     train = write_csv(tmp_path / "train.csv", [("a,b", "x y"), ("a", "y"), ("b", "x")])
     val = write_csv(tmp_path / "val.csv", [("a", "x"), ("b,c", "z")])
-    with pytest.raises(textclf.DataError, match=r"val\.csv:3: label 'c' is not one of"):
+    with pytest.raises(textclf.DataError, match=r"val\.csv:3: label 'c' appears in the validation data but on no"):
         load_training_data(train, val)
     names.write_text("a\nb\nc")
     with pytest.raises(textclf.DataError, match=r"val\.csv:3: label 'c' appears in the validation data but on no"):
@@ -265,3 +265,20 @@ def test_tune_chooses_by_micro_f1_for_multi_label_data(tiny_bert, tagged_files, 
     assert result.objective == "val_micro_f1" and 0.0 <= result.best_value <= 1.0
     with pytest.raises(textclf.ConfigError, match="objective val_accuracy does not apply to multi-label data"):
         textclf.tune(train, tmp_path / "other", model=tiny_bert, validation=val, objective="val_accuracy", max_trials=1)
+
+
+def test_a_fresh_multi_label_head_starts_at_each_labels_share(tiny_bert, tiny_gpt2):
+    import torch
+
+    from textclf.data import LabelSet
+    from textclf.models import load_for_training, resolve_model, set_label_priors
+
+    labels = LabelSet(("a", "b", "c"), integer=False, multi_label=True)
+    net, _, _ = load_for_training(resolve_model(str(tiny_bert)), labels)
+    assert set_label_priors(net, [0.5, 0.1, 0.01])
+    assert net.classifier.bias.tolist() == pytest.approx([0.0, np.log(0.1 / 0.9), np.log(0.01 / 0.99)], abs=1e-5)
+    with torch.no_grad():
+        scores = torch.sigmoid(net(input_ids=torch.tensor([[2, 5, 3]])).logits)[0]
+    assert scores.tolist() == pytest.approx([0.5, 0.1, 0.01], abs=0.02)
+    decoder, _, _ = load_for_training(resolve_model(str(tiny_gpt2)), labels)
+    assert not set_label_priors(decoder, [0.5, 0.1, 0.01])  # GPT-2's score layer has no bias

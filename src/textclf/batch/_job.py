@@ -32,7 +32,7 @@ from ..data import LabelSet
 from ..data.reader import Layout, read_records, resolve_layout
 from ..errors import ConfigError, DataError
 from ..evaluation import EvaluationReport
-from ..metrics import _prf, binary_cross_entropy, classification_metrics
+from ..metrics import binary_cross_entropy, classification_metrics, multilabel_metrics_from_counts
 from ..progress import ProgressBar, log_stderr
 from ._inputs import find_inputs
 from ._manifest import FORMAT_VERSION, Workdir, check_output, difference, job_identity
@@ -496,7 +496,9 @@ def _report(source: str, result: dict) -> EvaluationReport | None:
     skipped = result["errors"] + sums["unlabelled"]
     if "tp" in sums:  # a multi-label model's sums
         loss, thresholds = sums["loss_sum"] / sums["rows"], [round(t, 4) for t in result["thresholds"]]
-        metrics = _multi_label_metrics(sums, len(result["labels"]))
+        metrics = multilabel_metrics_from_counts(
+            sums["tp"], sums["fp"], sums["fn"], sums["exact"], sums["wrong_cells"], sums["rows"]
+        )
         return EvaluationReport(
             source, result["labels"], sums["rows"], skipped, loss, metrics, result["backend"], thresholds
         )
@@ -507,22 +509,3 @@ def _report(source: str, result: dict) -> EvaluationReport | None:
     return EvaluationReport(
         source, result["labels"], sums["rows"], skipped, sums["loss_sum"] / sums["rows"], metrics, result["backend"]
     )
-
-
-def _multi_label_metrics(sums: dict, count: int) -> dict:
-    """:func:`textclf.metrics.multilabel_metrics` from a job's summed counts (the same numbers, the same keys)."""
-    tp, fp, fn = (np.asarray(sums[key], dtype=float) for key in ("tp", "fp", "fn"))
-    precision, recall, f1 = _prf(tp, fp, fn)
-    micro_p, micro_r, micro_f1 = (float(v) for v in _prf(tp.sum(), fp.sum(), fn.sum()))
-    return {
-        "micro_f1": micro_f1,
-        "macro_f1": float(f1.mean()),
-        "micro_precision": micro_p,
-        "micro_recall": micro_r,
-        "subset_accuracy": sums["exact"] / sums["rows"],
-        "hamming_loss": sums["wrong_cells"] / (sums["rows"] * count),
-        "per_label": [
-            {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for p, r, f, s in zip(precision, recall, f1, tp + fn)
-        ],
-    }

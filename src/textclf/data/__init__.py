@@ -247,7 +247,7 @@ def load_training_data(
     if validation is not None:
         val = read_examples(validation, options, train.multi_label)
         if label_set.multi_label:
-            _check_seen_in_training(val, label_set, train_ids, options.on_bad_rows)
+            _check_seen_in_training(val, label_set, train_ids, options.on_bad_rows, unknown=labels is None)
         val_ids = label_set.encode(val, options.on_bad_rows, unknown_label_hint)
         notes += [s for s in [val.skipped_summary()] if s]
         train_texts, train_labels, val_texts, val_labels = train.texts, train_ids, val.texts, val_ids
@@ -309,12 +309,16 @@ def _multi_label_summary(labels: LabelSet, encoded: Sequence, counts: dict[str, 
     }
 
 
-def _check_seen_in_training(val: Examples, labels: LabelSet, train_ids: Sequence, on_bad_rows: str) -> None:
-    """A validation label that no training row has cannot be learned: an error at its line (or the row skipped)."""
+def _check_seen_in_training(
+    val: Examples, labels: LabelSet, train_ids: Sequence, on_bad_rows: str, unknown: bool
+) -> None:
+    """A validation label that no training row has cannot be learned: an error at its line (or the row skipped).
+    ``unknown``: a label outside ``labels`` counts too (the labels are the training data's)."""
     seen = {i for row in train_ids for i in row}
     keep = []
     for row, (line, names) in enumerate(val.label_rows()):
-        unseen = [name for name in names if (i := labels.id_of(name)) is not None and i not in seen]
+        ids = [labels.id_of(name) for name in names]
+        unseen = [name for name, i in zip(names, ids) if (i is None and unknown) or (i is not None and i not in seen)]
         if not unseen:
             keep.append(row)
             continue

@@ -40,6 +40,7 @@ from ..models import (
     pads_left,
     quiet_transformers,
     resolve_model,
+    set_label_priors,
 )
 from ..plots import plot_curves
 from ..progress import log_stderr
@@ -261,6 +262,9 @@ def setup(
     job = checkpoint.job_identity(data, validation, read_options, source, hp, world.size)
     store, resume_from = checkpoint.open_for(output, options, job, world, log, cleanup)
     net, tokenizer, head_reused = load_model(source, td.labels, hp, options, world)
+    targets = td.labels.targets(td.train_labels)
+    if td.labels.multi_label and not head_reused:
+        set_label_priors(net, (targets.sum(axis=0) + 1) / (len(targets) + 2))  # see models.set_label_priors
     train_ids = encode(tokenizer, td.train_texts, hp.max_seq_length)
     hp, chosen = auto.choose(
         hp,
@@ -272,7 +276,6 @@ def setup(
     )
     job = {**job, "auto": {name: getattr(hp, name) for name in chosen}}  # checked on resume (TrainingState.load)
     left = pads_left(net.config, tokenizer)
-    targets = td.labels.targets(td.train_labels)
     batches = make_batches(hp, train_ids, targets, (tokenizer.pad_token_id, left), world, net)
     optimizer = torch.optim.AdamW(_param_groups(net, hp), lr=hp.learning_rate, fused=True)
     tracker = BestEpoch(hp.early_stopping_min_delta, selection_metric(td.labels.multi_label))
