@@ -203,6 +203,7 @@ PUBLIC = {
         "HEAD_SCALE",
         "MAX_CHECKS",
         "MAX_EPOCHS",
+        "MULTI_LABEL_BUDGET_SCALE",
         "ModelShape",
         "SAMPLE_BUDGET",
         "STEPS_PER_CHECK",

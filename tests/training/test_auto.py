@@ -199,3 +199,12 @@ def test_a_run_without_flags_logs_and_records_the_chosen_values(tiny_bert, senti
     assert json.loads(shown.stdout)["batch_size"] == 32 and "batch_size 32 (auto:" in shown.stderr
     assert result.hyperparameters == Hyperparameters.from_mapping(meta["hyperparameters"])
     assert result.auto == meta["auto_hyperparameters"]
+
+
+def test_multi_label_data_gets_twice_the_example_budget():
+    single = DataShape(rows=8_000, classes=28, mean_tokens=16)
+    multi = DataShape(rows=8_000, classes=28, mean_tokens=16, multi_label=True)
+    hp_single, _ = choose(Hyperparameters(), MINILM, single)
+    hp_multi, why = choose(Hyperparameters(), MINILM, multi)
+    assert (hp_single.epochs, hp_multi.epochs) == (3, 6)
+    assert "multi-label: twice the budget" in why["epochs"]

@@ -21,7 +21,8 @@ table; bench/defaults.py reruns them):
   ``SAMPLE_BUDGET`` examples, fewer when the texts are long (a budget of ``TOKEN_BUDGET``
   tokens), between 1 and ``MAX_EPOCHS``. Small and many-class data sets need many more passes
   than three (TREC-50: 4,400 rows, 50 classes); a large set needs one. The best epoch is kept,
-  so an epoch too many costs time, not accuracy.
+  so an epoch too many costs time, not accuracy. Multi-label data gets twice both budgets
+  (``MULTI_LABEL_BUDGET_SCALE``).
 * ``warmup_ratio`` 0.1 (BERT's and AutoTrain's).
 * ``evaluations_per_epoch``: one check on the validation data every ``STEPS_PER_CHECK``
   optimizer steps (counted across all processes), at most ``MAX_CHECKS`` per epoch, so a
@@ -51,6 +52,7 @@ __all__ = [
     "DataShape",
     "MAX_CHECKS",
     "MAX_EPOCHS",
+    "MULTI_LABEL_BUDGET_SCALE",
     "ModelShape",
     "SAMPLE_BUDGET",
     "STEPS_PER_CHECK",
@@ -69,6 +71,10 @@ HEAD_SCALE = 10.0
 """The head's learning rate as a multiple of the network's, when the whole network trains."""
 MAX_EPOCHS = 6
 """The most epochs chosen automatically."""
+MULTI_LABEL_BUDGET_SCALE = 2
+"""Multi-label data gets this many times the example and token budgets: a yes or no for every label of every
+row learns more slowly than one class a row (GoEmotions' 28 labels, 8,000 rows: 6 epochs against 3 raised test
+macro F1 from 38.8 to 43.5; bench/RESULTS.md)."""
 STEPS_PER_CHECK = 500
 """Optimizer steps between validation checks within an epoch, when they are chosen automatically."""
 MAX_CHECKS = 4
@@ -108,14 +114,16 @@ class DataShape:
     rows: int
     classes: int
     mean_tokens: float
+    multi_label: bool = False
 
     @classmethod
-    def of(cls, train_ids: Sequence[Sequence[int]], classes: int) -> DataShape:
+    def of(cls, train_ids: Sequence[Sequence[int]], classes: int, multi_label: bool = False) -> DataShape:
         rows = len(train_ids)
-        return cls(rows, classes, sum(map(len, train_ids)) / max(rows, 1))
+        return cls(rows, classes, sum(map(len, train_ids)) / max(rows, 1), multi_label)
 
     def describe(self) -> str:
-        return f"{self.rows:,} training rows, {self.classes} classes, {self.mean_tokens:.0f} tokens per text"
+        kind = "labels (multi-label)" if self.multi_label else "classes"
+        return f"{self.rows:,} training rows, {self.classes} {kind}, {self.mean_tokens:.0f} tokens per text"
 
 
 def choose(
@@ -175,15 +183,18 @@ def _batch_size(data: DataShape) -> tuple[int, str]:
 
 
 def _epochs(data: DataShape) -> tuple[int, str]:
-    by_samples = SAMPLE_BUDGET / max(data.rows, 1)
-    by_tokens = TOKEN_BUDGET / max(data.rows * data.mean_tokens, 1)
+    scale = MULTI_LABEL_BUDGET_SCALE if data.multi_label else 1
+    samples, tokens = SAMPLE_BUDGET * scale, TOKEN_BUDGET * scale
+    by_samples = samples / max(data.rows, 1)
+    by_tokens = tokens / max(data.rows * data.mean_tokens, 1)
     epochs = max(1, min(MAX_EPOCHS, round(min(by_samples, by_tokens))))
     budget = (
-        f"about {SAMPLE_BUDGET:,} examples"
+        f"about {samples:,} examples"
         if by_samples <= by_tokens
-        else f"about {TOKEN_BUDGET:,} tokens ({data.mean_tokens:.0f} per text)"
+        else f"about {tokens:,} tokens ({data.mean_tokens:.0f} per text)"
     )
-    return epochs, f"{data.rows:,} training rows, {budget} in all, 1..{MAX_EPOCHS} epochs"
+    why = " (multi-label: twice the budget)" if data.multi_label else ""
+    return epochs, f"{data.rows:,} training rows, {budget} in all{why}, 1..{MAX_EPOCHS} epochs"
 
 
 def _checks(steps_per_epoch: int, validation: bool) -> tuple[int, str]:
@@ -241,7 +252,7 @@ def plan(
     td = read_data(source, data, validation, read_options or ReadOptions(), hp, lambda message: None)
     config, tokenizer = load_config_and_tokenizer(source)
     check_max_length(config, tokenizer, hp.max_seq_length)
-    shape = DataShape.of(encode(tokenizer, td.train_texts, hp.max_seq_length), len(td.labels))
+    shape = DataShape.of(encode(tokenizer, td.train_texts, hp.max_seq_length), len(td.labels), td.labels.multi_label)
     return choose(
         hp,
         ModelShape.of(config, source),

@@ -269,7 +269,7 @@ def setup(
     hp, chosen = auto.choose(
         hp,
         auto.ModelShape.of(net.config, source),
-        auto.DataShape.of(train_ids, len(td.labels)),
+        auto.DataShape.of(train_ids, len(td.labels), td.labels.multi_label),
         head_reused=head_reused,
         processes=world.size,
         validation=bool(td.val_texts),
