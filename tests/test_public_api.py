@@ -80,6 +80,7 @@ PUBLIC = {
         "read_examples",
         "read_label_names",
         "read_texts",
+        "split_labels",
     ],
     "textclf.data.reader": [
         "FORMATS",

@@ -138,6 +138,7 @@ def test_public_api_is_pinned():
         "read_examples",
         "read_label_names",
         "read_texts",
+        "split_labels",
     ]
     assert sorted(reader.__all__) == [
         "FORMATS",

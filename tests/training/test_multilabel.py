@@ -93,6 +93,17 @@ def test_label_sets_are_read_from_separators_json_lists_and_id_files(tmp_path):
     assert td.train_labels == [(1, 2), (2,), (0,), (1,)]
 
 
+def test_a_custom_separator_splits_labels_and_a_blank_one_is_refused(tmp_path):
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("label\ttext\nbilling|bug\tcharged twice, then it crashed\nbug\tit crashed\nbilling\trefund\n")
+    td = load_training_data(tsv, options=ReadOptions(label_separator="|"), validation_split_ratio=0)
+    assert td.labels.multi_label and td.train_labels == [(0, 1), (1,), (0,)]
+    single = load_training_data(tsv, validation_split_ratio=0)  # no comma in a label: single-label
+    assert not single.labels.multi_label and "billing|bug" in single.labels.names
+    with pytest.raises(textclf.ConfigError, match="label_separator ' ' is blank"):
+        ReadOptions(label_separator=" ")
+
+
 def test_bad_multi_label_inputs_are_one_line_errors_at_their_line(tmp_path):
     names = tmp_path / "labels.txt"
     names.write_text("anger\njoy")

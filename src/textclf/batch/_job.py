@@ -28,7 +28,7 @@ import numpy as np
 
 from ..artifact import ModelFolder
 from ..backends import threads_per_worker
-from ..data import LabelSet
+from ..data import LabelSet, split_labels
 from ..data.reader import Layout, read_records, resolve_layout
 from ..errors import ConfigError, DataError
 from ..evaluation import EvaluationReport
@@ -403,9 +403,7 @@ def _label_ids(label, labels: LabelSet) -> tuple[int, ...] | None:
     it has no label field or one of its labels is not the model's."""
     if label is None:
         return None
-    parts = label if isinstance(label, list) else label.split(",")
-    names = dict.fromkeys(part.strip() for part in parts if part.strip())
-    ids = [labels.id_of(name) for name in names]
+    ids = [labels.id_of(name) for name in split_labels(label)]
     return None if None in ids else tuple(ids)
 
 

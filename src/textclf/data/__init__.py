@@ -47,6 +47,7 @@ __all__ = [
     "read_examples",
     "read_label_names",
     "read_texts",
+    "split_labels",
 ]
 
 _MAX_LISTED = 10
@@ -444,7 +445,7 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions(), multi_
     if task is None:
         task = any(isinstance(label, list) or separator in label for label in raw)
     examples.multi_label = task
-    examples.labels = [_split(label, separator) if task else _single(label) for label in raw]
+    examples.labels = [split_labels(label, separator) if task else _single(label) for label in raw]
     _drop_bad_labels(examples, raw, options.on_bad_rows)
     if names is not None:
         _name_ids(examples, names, options.label_names, options.on_bad_rows)
@@ -465,7 +466,7 @@ _LIST_PROBLEM = "a list of labels, but the data is read as single-label; pass --
 _EMPTY_PROBLEM = "empty label; expected a class label (a row without labels needs --task multi-label)"
 
 
-def _split(label: str | list[str], separator: str) -> tuple[str, ...]:
+def split_labels(label: str | list[str], separator: str = ",") -> tuple[str, ...]:
     """A multi-label row's labels: split at ``separator`` (a JSON list is split already), stripped, each once."""
     parts = label if isinstance(label, list) else label.split(separator)
     return tuple(dict.fromkeys(part.strip() for part in parts if part.strip()))

@@ -153,6 +153,10 @@ class ReadOptions:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.label_separator is not None and not self.label_separator.strip():
+            raise ConfigError(
+                f"label_separator {self.label_separator!r} is blank; give the character(s) that join a row's labels."
+            )
 
 
 @dataclass(frozen=True)
