@@ -69,9 +69,7 @@ class EvaluationReport:
         width = max(8, *(len(n) for n in names))
         m = self.metrics
         out = [
-            f"{self.source}: {self.rows} rows"
-            + (f" ({self.skipped} skipped)" if self.skipped else "")
-            + f"; backend {self.backend}",
+            self._first_line(),
             f"accuracy {m['accuracy']:.4f}   macro F1 {m['f1_macro']:.4f}   MCC {m['mcc']:.4f}   loss {self.loss:.4f}",
             "",
             f"{'class':<{width}}  precision  recall      f1  support",
@@ -85,14 +83,16 @@ class EvaluationReport:
             out.append(f"{name:<{width}}  " + "".join(f"{v:>{cell + 1}d}" for v in row))
         return "\n".join(out)
 
+    def _first_line(self) -> str:
+        skipped = f" ({self.skipped} skipped)" if self.skipped else ""
+        return f"{self.source}: {self.rows} rows{skipped}; backend {self.backend}"
+
     def _render_multi_label(self) -> str:
         names = [str(n) for n in self.labels]
         width = max(8, *(len(n) for n in names))
         m = self.metrics
         out = [
-            f"{self.source}: {self.rows} rows"
-            + (f" ({self.skipped} skipped)" if self.skipped else "")
-            + f"; backend {self.backend}; multi-label",
+            self._first_line() + "; multi-label",
             f"micro F1 {m['micro_f1']:.4f}   macro F1 {m['macro_f1']:.4f}   micro precision "
             f"{m['micro_precision']:.4f}   micro recall {m['micro_recall']:.4f}",
             f"subset accuracy {m['subset_accuracy']:.4f}   Hamming loss {m['hamming_loss']:.4f}   loss {self.loss:.4f}",
