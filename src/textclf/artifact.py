@@ -216,7 +216,18 @@ class ModelFolder:
     def thresholds(self) -> list[float] | None:
         """A multi-label model's decision threshold a label, as training chose them (None: 0.5 each)."""
         chosen = (self.metadata or {}).get("thresholds")
-        return None if chosen is None else [float(t) for t in chosen["thresholds"]]
+        if chosen is None:
+            return None
+        try:
+            values = [float(t) for t in chosen["thresholds"]]
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ModelError(
+                f"{self.path / METADATA_FILE}: 'thresholds' must be {{\"thresholds\": [a number a label, 0..1], ...}} "
+                f"({type(exc).__name__}: {exc})."
+            ) from None
+        if not all(0.0 <= t <= 1.0 for t in values):
+            raise ModelError(f"{self.path / METADATA_FILE}: a threshold outside 0..1 in {values}.")
+        return values
 
     @property
     def max_seq_length(self) -> int | None:

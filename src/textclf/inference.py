@@ -122,7 +122,7 @@ class Classifier:
         self.batch_size = batch_size
         self.choice = choice or Choice(backend.name, "given")
         self._precision = precision
-        self.thresholds = np.asarray(thresholds if thresholds is not None else [0.5] * len(labels), dtype=np.float32)
+        self.thresholds = np.asarray(thresholds if thresholds is not None else [0.5] * len(labels), dtype=np.float64)
         self.at_least_one = at_least_one
 
     @classmethod
@@ -209,7 +209,7 @@ class Classifier:
         if chosen is not None and len(chosen) != len(self.labels):
             raise ModelError(f"textclf.json has {len(chosen)} thresholds for {len(self.labels)} labels.")
         per_label = [threshold] * len(self.labels) if threshold is not None else chosen
-        self.thresholds = np.asarray(per_label if per_label is not None else [0.5] * len(self.labels), np.float32)
+        self.thresholds = np.asarray(per_label if per_label is not None else [0.5] * len(self.labels), np.float64)
         self.at_least_one = at_least_one
 
     @property
@@ -272,7 +272,7 @@ class Classifier:
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """A multi-label model's predicted labels (a 0/1 row a text): the scores at or above their thresholds;
         with ``at_least_one`` a row with none takes its top label."""
-        chosen = probs >= self.thresholds
+        chosen = probs.astype(np.float64) >= self.thresholds  # as training chose them (metrics.choose_thresholds)
         if self.at_least_one:
             empty = ~chosen.any(axis=1)
             chosen[empty, probs[empty].argmax(axis=1)] = True

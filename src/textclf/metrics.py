@@ -153,10 +153,12 @@ def choose_thresholds(targets: np.ndarray, scores: np.ndarray, min_positives: in
     ``{"thresholds": [...], "global": g, "per_label": [bool, ...]}`` (``per_label``: whether a label's
     threshold is its own).
     """
-    true = np.asarray(targets, dtype=bool)
-    above = np.asarray(scores)[None, :, :] >= THRESHOLD_GRID[:, None, None]  # (grid, rows, labels)
-    tp = (above & true).sum(axis=1).astype(float)
-    fp = (above & ~true).sum(axis=1).astype(float)
+    true, scores = np.asarray(targets, dtype=bool), np.asarray(scores, dtype=np.float64)
+    tp = np.empty((len(THRESHOLD_GRID), true.shape[1]))
+    fp = np.empty_like(tp)
+    for k, threshold in enumerate(THRESHOLD_GRID):  # one (rows, labels) comparison at a time: memory of one
+        above = scores >= threshold
+        tp[k], fp[k] = (above & true).sum(axis=0), (above & ~true).sum(axis=0)
     fn = true.sum(axis=0)[None, :] - tp
     nearest_half = -np.abs(THRESHOLD_GRID - 0.5)
     _, _, micro = _prf(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))

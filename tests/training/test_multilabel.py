@@ -293,3 +293,36 @@ def test_a_fresh_multi_label_head_starts_at_each_labels_share(tiny_bert, tiny_gp
     assert scores.tolist() == pytest.approx([0.5, 0.1, 0.01], abs=0.02)
     decoder, _, _ = load_for_training(resolve_model(str(tiny_gpt2)), labels)
     assert not set_label_priors(decoder, [0.5, 0.1, 0.01])  # GPT-2's score layer has no bias
+
+
+def test_the_split_keeps_every_label_in_training_and_odd_json_labels_are_bad_rows(tmp_path):
+    rows = [(), (0,), (0,), (0, 2, 3), (1, 2), (), ()]
+    train, _ = iterative_split(rows, 0.3, 309)
+    assert {label for i in train for label in rows[i]} == {0, 1, 2, 3}
+    jsonl = tmp_path / "odd.jsonl"
+    jsonl.write_text('{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": {"y": 1}}\n')
+    with pytest.raises(textclf.DataError, match=r"odd\.jsonl:2: 'labels' must be a label or a list of labels"):
+        load_training_data(jsonl)
+    csv_file = write_csv(tmp_path / "t.csv", [("a", "x"), ("a,b", "y"), ("b", "z")])
+    notes = load_training_data(csv_file, validation_split_ratio=0).summary["notes"]
+    assert notes[0].endswith(
+        "t.csv:3: read as multi-label: this row's label 'a,b' holds ',' (pass --task "
+        "single-label if labels may contain it)"
+    )
+
+
+@pytest.mark.slow
+def test_thresholds_compare_as_chosen_and_a_bad_record_is_a_model_error(tagged_artifact, tmp_path):
+    import shutil
+
+    from textclf.artifact import update_metadata
+
+    clf = textclf.Classifier.load(tagged_artifact, dtype="float32")
+    clf.set_thresholds([0.35, 0.35, 0.35])
+    at = np.float32(0.35)  # float32 scores against the thresholds as chosen (float64), not their float32 rounding
+    assert clf.decide(np.array([[at, 0.3, 0.36]], dtype=np.float32)).tolist() == [[float(at) >= 0.35, False, True]]
+    folder = tmp_path / "broken"
+    shutil.copytree(tagged_artifact, folder)
+    update_metadata(folder, thresholds=[0.3, 0.4, 0.5])
+    with pytest.raises(textclf.ModelError, match="textclf.json: 'thresholds' must be"):
+        textclf.Classifier.load(folder)

@@ -69,6 +69,7 @@ class Examples:
     jumpstart: bool = False
     multi_label: bool = False
     label_names: tuple[str, ...] | None = None  # a --label-names file's: the data's integer ids were mapped to them
+    found_multi_label: str | None = None  # why the file was read as multi-label when no task was given
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -111,6 +112,9 @@ class LabelSet:
         if names is not None:
             return cls(tuple(names), integer=False, multi_label=multi)
         counts = Counter(label for _, row in examples.label_rows() for label in row)
+        if len(counts) < 2 and multi:
+            found = f"only label {next(iter(counts))!r}" if counts else "no label at all"
+            raise DataError(f"{examples.path}: the rows have {found}; a multi-label classifier needs at least two.")
         if len(counts) < 2:
             only = next(iter(counts), None)
             raise DataError(f"{examples.path}: every row has label {only!r}; a classifier needs at least two classes.")
@@ -244,11 +248,11 @@ def load_training_data(
     train = read_examples(data, options, task)
     label_set = labels or LabelSet.from_examples(train, train.label_names)
     train_ids = label_set.encode(train, options.on_bad_rows, unknown_label_hint)
-    notes = [s for s in [train.skipped_summary()] if s]
+    notes = [s for s in [train.found_multi_label, train.skipped_summary()] if s]
     if validation is not None:
         val = read_examples(validation, options, train.multi_label)
-        if label_set.multi_label:
-            _check_seen_in_training(val, label_set, train_ids, options.on_bad_rows, unknown=labels is None)
+        if label_set.multi_label and labels is None:  # a model's own head already knows its labels
+            _check_seen_in_training(val, label_set, train_ids, options.on_bad_rows)
         val_ids = label_set.encode(val, options.on_bad_rows, unknown_label_hint)
         notes += [s for s in [val.skipped_summary()] if s]
         train_texts, train_labels, val_texts, val_labels = train.texts, train_ids, val.texts, val_ids
@@ -310,16 +314,14 @@ def _multi_label_summary(labels: LabelSet, encoded: Sequence, counts: dict[str, 
     }
 
 
-def _check_seen_in_training(
-    val: Examples, labels: LabelSet, train_ids: Sequence, on_bad_rows: str, unknown: bool
-) -> None:
-    """A validation label that no training row has cannot be learned: an error at its line (or the row skipped).
-    ``unknown``: a label outside ``labels`` counts too (the labels are the training data's)."""
+def _check_seen_in_training(val: Examples, labels: LabelSet, train_ids: Sequence, on_bad_rows: str) -> None:
+    """A validation label that no training row has (or one outside ``labels``, the training data's) cannot be
+    learned: an error at its line (or the row skipped)."""
     seen = {i for row in train_ids for i in row}
     keep = []
     for row, (line, names) in enumerate(val.label_rows()):
         ids = [labels.id_of(name) for name in names]
-        unseen = [name for name, i in zip(names, ids) if (i is None and unknown) or (i is not None and i not in seen)]
+        unseen = [name for name, i in zip(names, ids) if i is None or i not in seen]
         if not unseen:
             keep.append(row)
             continue
@@ -353,8 +355,9 @@ def iterative_split(labels: Sequence[Sequence[int]], ratio: float, seed: int) ->
     Vlahavas, ECML PKDD 2011).
 
     The label with the fewest rows left goes first: each of its rows joins the part that still wants most rows of
-    that label (then most rows at all), and every label of the row counts against that part. Rows without a label
-    fill the parts up to their sizes last. A label on one row stays in train.
+    that label (then most rows at all), and every label of the row counts against that part. A label whose rows
+    all went to validation gets one back in train (it could not be learned otherwise). Rows without a label fill
+    the parts up to their sizes last.
     """
     n = len(labels)
     if ratio <= 0 or n == 0:
@@ -380,8 +383,13 @@ def iterative_split(labels: Sequence[Sequence[int]], ratio: float, seed: int) ->
                 label_want[other][chosen] -= 1
                 left[other] -= 1
         left = {k: v for k, v in left.items() if v > 0}
+    for label in sorted(rows_of):  # a label must keep a training row to be learned, as stratified_split keeps one
+        if all(part[i] == 1 for i in rows_of[label]):
+            part[min(rows_of[label], key=lambda i: len(labels[i]))] = 0
     unlabelled = [i for i in range(n) if part[i] < 0]
     rng.shuffle(unlabelled)
+    placed = [part.count(0), part.count(1)]
+    want = [n - round(n * ratio) - placed[0], round(n * ratio) - placed[1]]
     for i in unlabelled:
         chosen = 0 if want[0] >= want[1] else 1
         part[i], want[chosen] = chosen, want[chosen] - 1
@@ -443,7 +451,14 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions(), multi_
             examples.skipped.append((record.line, problem))
     separator = options.separator
     if task is None:
-        task = any(isinstance(label, list) or separator in label for label in raw)
+        first = next((i for i, label in enumerate(raw) if isinstance(label, list) or separator in label), None)
+        task = first is not None
+        if task:
+            examples.found_multi_label = (
+                f"{path}:{examples.lines[first]}: read as multi-label: this row's label {raw[first]!r} holds "
+                f"{'a list' if isinstance(raw[first], list) else repr(separator)} (pass --task single-label if "
+                "labels may contain it)"
+            )
     examples.multi_label = task
     examples.labels = [split_labels(label, separator) if task else _single(label) for label in raw]
     _drop_bad_labels(examples, raw, options.on_bad_rows)

@@ -417,8 +417,10 @@ def _jsonl_record(line: int, raw: str, layout: Layout, encoding: str) -> Record:
     if problem:
         return Record(line, problem=problem)
     label = record.get(layout.label) if layout.label is not None else None
-    if isinstance(label, list):  # a multi-label row: its labels, each as text
-        label = [str(item) for item in label]
+    if isinstance(label, list) and all(isinstance(item, (str, int, float)) for item in label):
+        label = [str(item) for item in label]  # a multi-label row: its labels, each as text
+    elif isinstance(label, (list, dict)):
+        return Record(line, problem=f"{layout.label!r} must be a label or a list of labels (strings or numbers)")
     elif label is not None:
         label = str(label)
     ident = record.get(layout.id) if layout.id is not None else None

@@ -121,7 +121,7 @@ def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list, worl
 
 def _multi_label_metrics(logits: np.ndarray, targets: np.ndarray) -> dict:
     chosen = choose_thresholds(targets, sigmoid(logits))
-    m = multilabel_metrics(targets, sigmoid(logits) >= np.asarray(chosen["thresholds"]))
+    m = multilabel_metrics(targets, sigmoid(logits).astype(np.float64) >= np.asarray(chosen["thresholds"]))
     values = {f"val_{key}": m[key] for key in [k.removeprefix("val_") for k in MULTI_LABEL_KEYS[1:]]}
     return {"val_loss": binary_cross_entropy(logits, targets), **values, "thresholds": chosen}
 
