@@ -202,3 +202,14 @@ def test_single_label_output_and_evaluation_are_as_before(bert_artifact, tmp_pat
     )
     recorded = manifest_result(tmp_path / "out")
     assert recorded["task"] == "single-label" and "thresholds" not in recorded
+
+
+def test_a_manifest_older_than_at_least_one_is_the_same_job():
+    from textclf.batch._manifest import FORMAT_VERSION, difference
+
+    options = {"threshold": None, "at_least_one": False}
+    job = {"textclf": "0.1.0", "model": {"path": "m"}, "inputs": [], "options": options}
+    old = {**job, "options": {}}
+    assert difference({"format_version": FORMAT_VERSION, "job": old}, job) is None
+    changed = {**job, "options": {"threshold": None, "at_least_one": True}}
+    assert "at_least_one=False, not True" in difference({"format_version": FORMAT_VERSION, "job": old}, changed)

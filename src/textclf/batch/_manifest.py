@@ -147,9 +147,14 @@ def difference(old: dict, new: dict) -> str | None:
         if entry != old_inputs[name]:
             return f"input {entry['path']} changed since the job started (size or modification time)"
     for key, value in new["options"].items():
-        if old["options"].get(key) != value:
-            return f"it was run with {key}={old['options'].get(key)!r}, not {value!r}"
+        was = old["options"].get(key, ADDED_OPTIONS.get(key))
+        if was != value:
+            return f"it was run with {key}={was!r}, not {value!r}"
     return None
+
+
+ADDED_OPTIONS = {"at_least_one": False}
+"""Options a manifest may predate, as the jobs it records ran (threshold: None, the default, needs no entry)."""
 
 
 def _stamp(path: Path) -> list[int]:
