@@ -130,6 +130,7 @@ PUBLIC = {
     ],
     "textclf.metrics": [
         "MIN_POSITIVES",
+        "MULTILABEL_SCORES",
         "binary_cross_entropy",
         "choose_thresholds",
         "classification_metrics",

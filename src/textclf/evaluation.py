@@ -9,7 +9,14 @@ from pathlib import Path
 from .artifact import ModelFolder
 from .data import ReadOptions, read_examples
 from .inference import Classifier
-from .metrics import binary_cross_entropy, classification_metrics, cross_entropy, multilabel_metrics, sigmoid
+from .metrics import (
+    MULTILABEL_SCORES,
+    binary_cross_entropy,
+    classification_metrics,
+    cross_entropy,
+    multilabel_metrics,
+    sigmoid,
+)
 
 __all__ = ["EvaluationReport", "evaluate"]
 
@@ -56,7 +63,7 @@ class EvaluationReport:
             "rows": self.rows,
             "skipped_rows": self.skipped,
             "loss": self.loss,
-            **{key: m[key] for key in MULTI_LABEL_SCORES},
+            **{key: m[key] for key in MULTILABEL_SCORES},
             "per_label": per_label,
             "labels": self.labels,
         }
@@ -103,9 +110,6 @@ class EvaluationReport:
             scores = f"{c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}"
             out.append(f"{name:<{width}}  {scores}  {c['support']:7d}  {t:9.2f}")
         return "\n".join(out)
-
-
-MULTI_LABEL_SCORES = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy", "hamming_loss")
 
 
 def evaluate(

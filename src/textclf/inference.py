@@ -122,8 +122,7 @@ class Classifier:
         self.batch_size = batch_size
         self.choice = choice or Choice(backend.name, "given")
         self._precision = precision
-        self.thresholds = np.asarray(thresholds if thresholds is not None else [0.5] * len(labels), dtype=np.float64)
-        self.at_least_one = at_least_one
+        self.set_thresholds(thresholds, at_least_one=at_least_one)
 
     @classmethod
     def load(

@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "MIN_POSITIVES",
+    "MULTILABEL_SCORES",
     "binary_cross_entropy",
     "choose_thresholds",
     "classification_metrics",
@@ -75,6 +76,8 @@ def cross_entropy(logits: np.ndarray, labels: Sequence[int]) -> float:
 
 # -- multi-label --------------------------------------------------------------
 
+MULTILABEL_SCORES = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy", "hamming_loss")
+"""The scores :func:`multilabel_metrics` gives besides ``per_label`` (an epoch record's ``val_``-prefixed ones)."""
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)  # the thresholds chosen among
 MIN_POSITIVES = 5  # a label with fewer validation positives takes the global threshold
 

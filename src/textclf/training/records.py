@@ -14,6 +14,7 @@ import numpy as np
 
 from ..inference import Classifier
 from ..metrics import (
+    MULTILABEL_SCORES,
     binary_cross_entropy,
     choose_thresholds,
     classification_metrics,
@@ -78,15 +79,7 @@ def training_figures(world: World, tally: Tally, sifting: SiftingStats | None, t
 
 
 SINGLE_LABEL_KEYS = ("val_loss", "val_accuracy", "val_f1", "val_mcc")
-MULTI_LABEL_KEYS = (
-    "val_loss",
-    "val_micro_f1",
-    "val_macro_f1",
-    "val_micro_precision",
-    "val_micro_recall",
-    "val_subset_accuracy",
-    "val_hamming_loss",
-)
+MULTI_LABEL_KEYS = ("val_loss", *(f"val_{score}" for score in MULTILABEL_SCORES))
 
 
 def selection_metric(multi_label: bool) -> str:
@@ -120,9 +113,10 @@ def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list, worl
 
 
 def _multi_label_metrics(logits: np.ndarray, targets: np.ndarray) -> dict:
-    chosen = choose_thresholds(targets, sigmoid(logits))
-    m = multilabel_metrics(targets, sigmoid(logits).astype(np.float64) >= np.asarray(chosen["thresholds"]))
-    values = {f"val_{key}": m[key] for key in [k.removeprefix("val_") for k in MULTI_LABEL_KEYS[1:]]}
+    scores = sigmoid(logits)
+    chosen = choose_thresholds(targets, scores)
+    m = multilabel_metrics(targets, scores.astype(np.float64) >= np.asarray(chosen["thresholds"]))
+    values = {f"val_{score}": m[score] for score in MULTILABEL_SCORES}
     return {"val_loss": binary_cross_entropy(logits, targets), **values, "thresholds": chosen}
 
 
