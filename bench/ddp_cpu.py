@@ -64,7 +64,7 @@ def run(train: Path, dev: Path, out: Path, processes: int) -> dict:
     wall = time.perf_counter() - start
     if done.returncode:
         sys.exit(f"{processes} process(es) failed:\n{done.stderr}")
-    epoch = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    epoch = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "epoch" in r][-1]
     return {
         "processes": processes,
         "train_seconds": epoch["train_seconds"],

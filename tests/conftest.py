@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -14,6 +15,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags for a closed network and no sandbox user (CI runs as root): the browser tests'.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 POSITIVE = ["good", "great", "excellent", "lovely", "superb", "fine", "happy", "nice"]
 NEGATIVE = ["bad", "awful", "terrible", "poor", "horrible", "sad", "broken", "ugly"]
@@ -140,6 +152,19 @@ def bert_artifact(tiny_bert, sentiment_files, tmp_path_factory) -> Path:
     train, val = sentiment_files
     out = tmp_path_factory.mktemp("artifacts") / "bert"
     textclf.train(train, out, model=tiny_bert, validation=val, progress=False, log=lambda _: None, **FAST)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bert_uncalibrated(tiny_bert, sentiment_files, tmp_path_factory) -> Path:
+    """bert_artifact's twin trained with --no-calibration: its weights are bert_artifact's before the temperature."""
+    import textclf
+
+    train, val = sentiment_files
+    out = tmp_path_factory.mktemp("artifacts") / "bert-uncalibrated"
+    textclf.train(
+        train, out, model=tiny_bert, validation=val, calibration=False, progress=False, log=lambda _: None, **FAST
+    )
     return out
 
 

@@ -5,8 +5,10 @@ Layout::
     DIR/
       config.json, model.safetensors, tokenizer files   # loadable by transformers
       textclf.json    # labels, hyperparameters, data summary, metrics, versions
-      metrics.jsonl   # one JSON line per epoch
+      metrics.jsonl   # one JSON line per epoch, then one with the calibration's figures
       curves.png      # loss and accuracy by epoch
+      training_dynamics.npz  # each training row's probability of its label, epoch by epoch
+      report.html     # the training report: data, curves, errors, calibration
 
 :class:`ModelFolder` reads a folder once (``textclf.json``, ``config.json``, the exports and
 the tokenizer settings they recorded) without importing PyTorch or transformers; inference,
@@ -52,6 +54,8 @@ __all__ = [
 METADATA_FILE = "textclf.json"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
+DYNAMICS_FILE = "training_dynamics.npz"
+REPORT_FILE = "report.html"
 FORMAT_VERSION = 1
 
 
@@ -228,6 +232,24 @@ class ModelFolder:
         if not all(0.0 <= t <= 1.0 for t in values):
             raise ModelError(f"{self.path / METADATA_FILE}: a threshold outside 0..1 in {values}.")
         return values
+
+    @property
+    def calibration(self) -> dict | None:
+        """``textclf.json``'s ``calibration`` record (the temperature training folded into the output layer, and
+        the figures before and after it), or None: not calibrated (``--no-calibration``, an older folder)."""
+        record = (self.metadata or {}).get("calibration")
+        if record is None:
+            return None
+        try:
+            scales = [float(t) for t in record.get("temperatures", [record["temperature"]])]
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise ModelError(
+                f"{self.path / METADATA_FILE}: 'calibration' must be {{\"temperature\": a positive number, ...}} "
+                f"({type(exc).__name__}: {exc})."
+            ) from None
+        if not all(t > 0 for t in scales):
+            raise ModelError(f"{self.path / METADATA_FILE}: a calibration temperature that is not positive: {scales}.")
+        return record
 
     @property
     def max_seq_length(self) -> int | None:

@@ -267,6 +267,12 @@ class RunOptions:
     gradient_checkpointing: bool = setting(
         False, "Recompute activations in the backward pass: less memory for long sequences, slower steps."
     )
+    calibration: bool = setting(
+        True,
+        "Fit a temperature on the validation data at the end (temperature scaling) and fold it into the saved "
+        "model, so its probabilities match how often it is right; --no-calibration keeps the raw ones.",
+        negative="--no-calibration",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -1,5 +1,6 @@
 """Score a model folder on labelled data: accuracy, macro F1, MCC, per class; for a multi-label model micro
-and macro F1, micro precision and recall, subset accuracy, Hamming loss, and per label (with its threshold)."""
+and macro F1, micro precision and recall, subset accuracy, Hamming loss, and per label (with its threshold);
+and how well its probabilities are calibrated (ECE, NLL, Brier; before and after its temperature)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifact import ModelFolder
+from .calibration import figures
 from .data import ReadOptions, read_examples
 from .inference import Classifier
 from .metrics import (
@@ -33,10 +35,13 @@ class EvaluationReport:
     metrics: dict
     backend: str = "torch"
     thresholds: list[float] | None = None  # multi-label: each label's decision threshold
+    calibration: dict | None = None  # calibration.figures: ECE, NLL, Brier, and before calibration
 
     def to_dict(self) -> dict:
-        if self.thresholds is not None:
-            return self._multi_label_dict()
+        out = self._multi_label_dict() if self.thresholds is not None else self._single_label_dict()
+        return out if self.calibration is None else {**out, "calibration": self.calibration}
+
+    def _single_label_dict(self) -> dict:
         return {
             "data": self.source,
             "backend": self.backend,
@@ -83,12 +88,30 @@ class EvaluationReport:
         ]
         for name, c in zip(names, m["per_class"]):
             out.append(f"{name:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}  {c['support']:7d}")
+        out += self._calibration_lines()
         out += ["", "confusion matrix (rows: true, columns: predicted)"]
         cell = max(6, width)
         out.append(" " * width + "  " + "".join(f"{n[:cell]:>{cell + 1}}" for n in names))
         for name, row in zip(names, m["confusion_matrix"]):
             out.append(f"{name:<{width}}  " + "".join(f"{v:>{cell + 1}d}" for v in row))
         return "\n".join(out)
+
+    def _calibration_lines(self) -> list[str]:
+        """``calibration  ECE 1.20% (before 4.31%)  NLL ...  Brier ...  temperature 1.62``, after a blank line."""
+        c = self.calibration
+        if c is None:
+            return []
+        before = c["before"] or {}
+        was = lambda key, fmt: f" (before {format(before[key], fmt)})" if key in before else ""  # noqa: E731
+        t = c["temperature"]
+        shown = (
+            "none" if t is None else f"{t:.3f}" if isinstance(t, float) else f"one a label, {min(t):.2f}..{max(t):.2f}"
+        )
+        return [
+            "",
+            f"calibration  ECE {c['ece']:.2%}{was('ece', '.2%')}   NLL {c['nll']:.4f}{was('nll', '.4f')}   "
+            f"Brier {c['brier']:.4f}{was('brier', '.4f')}   temperature {shown}",
+        ]
 
     def _first_line(self) -> str:
         skipped = f" ({self.skipped} skipped)" if self.skipped else ""
@@ -109,7 +132,7 @@ class EvaluationReport:
         for name, c, t in zip(names, m["per_label"], self.thresholds):
             scores = f"{c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}"
             out.append(f"{name:<{width}}  {scores}  {c['support']:7d}  {t:9.2f}")
-        return "\n".join(out)
+        return "\n".join(out + self._calibration_lines())
 
 
 def evaluate(
@@ -127,13 +150,16 @@ def evaluate(
     y_true = clf.labels.encode(examples, read_options.on_bad_rows)
     logits = clf.logits(examples.texts)
     labels = [clf.labels.value(i) for i in range(len(clf.labels))]
+    targets = clf.labels.targets(y_true)
+    calibrated = figures(logits, targets, clf.temperatures if clf.calibration is not None else None)
     if clf.labels.multi_label:
-        targets = clf.labels.targets(y_true)
         metrics = multilabel_metrics(targets, clf.decide(sigmoid(logits)))
         loss = binary_cross_entropy(logits, targets)
         thresholds = [round(float(t), 4) for t in clf.thresholds]
         rows, skipped = len(y_true), len(examples.skipped)
-        return EvaluationReport(str(examples.path), labels, rows, skipped, loss, metrics, clf.backend.name, thresholds)
+        return EvaluationReport(
+            str(examples.path), labels, rows, skipped, loss, metrics, clf.backend.name, thresholds, calibrated
+        )
     metrics = classification_metrics(y_true, logits.argmax(axis=1), len(clf.labels))
     return EvaluationReport(
         str(examples.path),
@@ -143,4 +169,5 @@ def evaluate(
         cross_entropy(logits, y_true),
         metrics,
         clf.backend.name,
+        calibration=calibrated,
     )

@@ -123,6 +123,14 @@ class Classifier:
         self.choice = choice or Choice(backend.name, "given")
         self._precision = precision
         self.set_thresholds(thresholds, at_least_one=at_least_one)
+        self.calibration: dict | None = None  # the model folder's record: its logits are already divided by T
+
+    @property
+    def temperatures(self) -> np.ndarray:
+        """The temperature the model's logits were divided by (one a label for multi-label; 1: not calibrated):
+        ``logits * temperatures`` are the uncalibrated logits."""
+        record = self.calibration or {}
+        return np.asarray(record.get("temperatures", [record.get("temperature", 1.0)]), dtype=np.float64)
 
     @classmethod
     def load(
@@ -151,6 +159,7 @@ class Classifier:
         folder = ModelFolder.read(model_dir)
         clf = cls._load(folder, backend, batch_size, dtype, threads)
         clf.set_thresholds(folder.thresholds, threshold, at_least_one)
+        clf.calibration = folder.calibration
         return clf
 
     @classmethod

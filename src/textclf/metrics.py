@@ -13,15 +13,20 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "CALIBRATION_SCORES",
+    "ECE_BINS",
     "MIN_POSITIVES",
     "MULTILABEL_SCORES",
     "binary_cross_entropy",
+    "calibration_metrics",
     "choose_thresholds",
     "classification_metrics",
     "cross_entropy",
     "multilabel_metrics",
     "multilabel_metrics_from_counts",
+    "reliability",
     "sigmoid",
+    "softmax",
 ]
 
 
@@ -175,3 +180,81 @@ def choose_thresholds(targets: np.ndarray, scores: np.ndarray, min_positives: in
         else:
             thresholds.append(best_global)
     return {"thresholds": thresholds, "global": best_global, "per_label": [bool(v) for v in own]}
+
+
+# -- calibration --------------------------------------------------------------
+
+ECE_BINS = 15  # equal-width bins of confidence (Guo et al., On Calibration of Modern Neural Networks, ICML 2017)
+CALIBRATION_SCORES = ("ece", "nll", "brier")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of single-label logits, a row a text (float64)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """Expected calibration error and the reliability diagram's bins.
+
+    ``confidence`` (a probability a prediction) falls in one of ``bins`` equal-width bins of [0, 1]
+    (``(k/bins, (k+1)/bins]``, 0 in the first); ECE is the rows-weighted mean gap between a bin's mean
+    confidence and its share of ``correct`` predictions.
+
+    >>> r = reliability(np.array([0.9, 0.9, 0.6, 0.6]), np.array([1, 1, 1, 0]))
+    >>> round(r["ece"], 3), [b["count"] for b in r["bins"] if b["count"]]
+    (0.1, [2, 2])
+    """
+    conf = np.asarray(confidence, dtype=np.float64).ravel()
+    hit = np.asarray(correct, dtype=np.float64).ravel()
+    if conf.shape != hit.shape or conf.size == 0:
+        raise ValueError(f"need equally long, non-empty arrays, got {conf.shape} and {hit.shape}")
+    index = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    conf_sum = np.bincount(index, conf, minlength=bins)
+    hit_sum = np.bincount(index, hit, minlength=bins)
+    return {
+        "ece": float(np.abs(conf_sum - hit_sum).sum() / conf.size),
+        "bins": [
+            {
+                "lower": k / bins,
+                "upper": (k + 1) / bins,
+                "count": int(count[k]),
+                "confidence": float(conf_sum[k] / count[k]) if count[k] else None,
+                "accuracy": float(hit_sum[k] / count[k]) if count[k] else None,
+            }
+            for k in range(bins)
+        ],
+    }
+
+
+def calibration_metrics(logits: np.ndarray, targets: np.ndarray, temperature=1.0) -> dict:
+    """How far probabilities are from frequencies: ECE (:func:`reliability`), negative log-likelihood and Brier
+    score of ``logits / temperature``, with the reliability bins.
+
+    Single-label (``targets``: class ids): the confidence is the top probability and correct means the top
+    class is the given one; NLL is the mean cross-entropy; Brier the mean over rows of the squared distance
+    between the probability row and the one-hot label (0..2). Multi-label (``targets``: a 0/1 row a text):
+    every (text, label) score is a prediction of that cell (ECE over all cells, Brier their mean squared
+    error), NLL the binary cross-entropy summed over a row's labels (the training loss). ``temperature``: one
+    number, or for multi-label one a label.
+    """
+    z = np.asarray(logits, dtype=np.float64) / np.asarray(temperature, dtype=np.float64)
+    targets = np.asarray(targets)
+    if targets.ndim == 2:
+        probs = 0.5 * (1.0 + np.tanh(0.5 * z))
+        r = reliability(probs, targets)
+        nll = binary_cross_entropy(z, targets)
+        brier = float(((probs - targets) ** 2).mean())
+    else:
+        probs = softmax(z)
+        rows = np.arange(len(targets))
+        r = reliability(probs.max(axis=1), probs.argmax(axis=1) == targets)
+        log_probs = z - z.max(axis=1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+        nll = float(-log_probs[rows, targets].mean())
+        onehot = np.zeros_like(probs)
+        onehot[rows, targets] = 1.0
+        brier = float(((probs - onehot) ** 2).sum(axis=1).mean())
+    return {"ece": r["ece"], "nll": nll, "brier": brier, "reliability": r["bins"]}

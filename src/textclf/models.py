@@ -49,6 +49,7 @@ __all__ = [
     "pads_left",
     "quiet_transformers",
     "resolve_model",
+    "scale_output_layer",
     "set_label_priors",
 ]
 
@@ -293,6 +294,27 @@ def set_label_priors(model: torch.nn.Module, share: Sequence[float]) -> bool:
     with torch.no_grad():
         out[-1].copy_(torch.log(p / (1 - p)))
     return True
+
+
+def scale_output_layer(model: torch.nn.Module, temperatures: Sequence[float]) -> None:
+    """Divide the logits by a temperature (one for all classes, or one a label) inside the model: the head's
+    output layer (its last linear layer with a row a label) has its weight rows and bias divided by it, so the
+    model's logits become logits / T exactly, in every runtime the folder is loaded or exported to."""
+    import torch
+
+    head = {name.rpartition(".")[0] for name in head_parameter_names(model)}
+    num_labels = model.config.num_labels
+    out = [m for name, m in model.named_modules() if name in head and isinstance(m, torch.nn.Linear)]
+    out = [m for m in out if m.out_features == num_labels]
+    if not out:
+        raise ModelError(f"cannot find the output layer of {type(model).__name__}'s head to calibrate.")
+    layer = out[-1]
+    scale = torch.as_tensor(temperatures, dtype=torch.float32, device=layer.weight.device).reshape(-1)
+    scale = scale.expand(num_labels) if scale.numel() == 1 else scale
+    with torch.no_grad():
+        layer.weight.div_(scale[:, None].to(layer.weight.dtype))
+        if layer.bias is not None:
+            layer.bias.div_(scale.to(layer.bias.dtype))
 
 
 def check_max_length(config, tokenizer, max_seq_length: int) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 import textclf
 from conftest import FAST, make_tagged, write_csv
+from textclf import calibration
 from textclf.data import ReadOptions, iterative_split, load_training_data
 
 QUIET = {"progress": False, "log": lambda _: None}
@@ -27,12 +28,15 @@ def test_a_multi_label_folder_has_sigmoid_config_thresholds_and_its_metrics(tagg
     assert meta["data"]["task"] == "multi-label"
     assert meta["data"]["rows_without_labels"] == 30  # one row in 8 has none
     assert meta["data"]["label_cardinality"] == pytest.approx(1.5)
-    lines = [json.loads(x) for x in (tagged_artifact / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tagged_artifact / "metrics.jsonl").read_text().splitlines()][:-1]  # calibration
     for key in ("val_loss", "val_micro_f1", "val_macro_f1", "val_micro_precision", "val_micro_recall"):
         assert all(isinstance(x[key], float) for x in lines), key
     best = max(lines, key=lambda x: x["val_micro_f1"])
     assert meta["metrics"]["best"]["val_micro_f1"] == best["val_micro_f1"] >= 0.85
-    assert chosen["thresholds"] == best["thresholds"]["thresholds"]
+    assert chosen["uncalibrated"] == best["thresholds"]["thresholds"]  # as chosen, then moved through calibration
+    assert chosen["thresholds"] == calibration.map_thresholds(
+        chosen["uncalibrated"], meta["calibration"]["temperatures"]
+    )
 
 
 @pytest.mark.slow
@@ -55,8 +59,10 @@ def test_predictions_are_label_sets_and_pipeline_gives_the_same_sigmoid_scores(t
         assert [by_label[name] for name in pred.labels] == pytest.approx(pred.probabilities, abs=1e-5)
     assert not all(sum(p.probabilities) == pytest.approx(1.0, abs=1e-3) for p in preds)  # sigmoids, not a softmax
 
-    none = textclf.Classifier.load(tagged_artifact, dtype="float32", threshold=1.0)
-    assert all(p.predicted_labels == [] for p in none.predict(texts))
+    none = textclf.Classifier.load(tagged_artifact, dtype="float32", threshold=1.0)  # only a saturated sigmoid
+    assert all(
+        p.predicted_labels == [n for n, s in zip(p.labels, p.probabilities) if s == 1.0] for p in none.predict(texts)
+    )
     top = textclf.Classifier.load(tagged_artifact, dtype="float32", threshold=1.0, at_least_one=True)
     assert [p.predicted_labels for p in top.predict(texts)] == [
         [p.labels[int(np.argmax(p.probabilities))]] for p in preds[:4]

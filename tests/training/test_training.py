@@ -34,8 +34,9 @@ def test_model_folder_is_complete_and_learns(bert_artifact):
     assert meta["hyperparameters"]["learning_rate"] == FAST["learning_rate"]
     assert meta["data"]["train_rows"] == 200 and meta["data"]["validation_rows"] == 60
     assert set(meta["versions"]) >= {"textclf", "torch", "transformers"}
-    lines = [json.loads(x) for x in (bert_artifact / "metrics.jsonl").read_text().splitlines()]
+    *lines, last = [json.loads(x) for x in (bert_artifact / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == list(range(1, FAST["epochs"] + 1))
+    assert list(last) == ["calibration"] and last["calibration"]["temperature"] > 0  # after the epochs
     for key in ("train_loss", "val_loss", "val_accuracy", "val_f1", "val_mcc", "samples_per_second", "elapsed_seconds"):
         assert all(isinstance(x[key], float) for x in lines), key
     best = max(lines, key=lambda x: x["val_accuracy"])
@@ -109,7 +110,7 @@ def test_mid_epoch_checks_leave_training_alone_and_the_best_of_them_is_saved(tin
     first = thrice.history[0]["checks"]
     assert [(c["epoch"], c["step"], c["rows"]) for c in first] == [(1, 5, 80), (1, 9, 144)]
     assert all(len(r["checks"]) == 2 and {c["epoch"] for c in r["checks"]} == {r["epoch"]} for r in thrice.history)
-    assert set(first[0]) == {"epoch", "step", "rows", "val_loss", "val_accuracy", "val_f1", "val_mcc"}
+    assert set(first[0]) == {"epoch", "step", "rows", "val_loss", "val_accuracy", "val_f1", "val_mcc", "val_ece"}
     check_lines = [line for line in logs if line.startswith("epoch ") and " step " in line]
     assert len(check_lines) == 2 * FAST["epochs"]
     c = first[0]
@@ -126,7 +127,10 @@ def test_mid_epoch_checks_leave_training_alone_and_the_best_of_them_is_saved(tin
     assert any(f"keeping epoch {best['epoch']} step {best['step']}" in line for line in logs)
     saved = load_file(thrice.output / "model.safetensors")
     kept = weights[best["step"]]
-    assert saved.keys() <= kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved)
+    head = {"classifier.weight", "classifier.bias"}  # the output layer: divided by the calibration's temperature
+    assert saved.keys() <= kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved.keys() - head)
+    temperature = json.loads((thrice.output / "textclf.json").read_text())["calibration"]["temperature"]
+    assert all(torch.allclose(saved[k], kept[k] / temperature, rtol=1e-6, atol=0) for k in head)
     once_saved = load_file(once.output / "model.safetensors")  # the best epoch end's weights
     assert any(not torch.equal(saved[k], once_saved[k]) for k in saved)
     meta = json.loads((thrice.output / "textclf.json").read_text())

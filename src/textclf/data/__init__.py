@@ -227,6 +227,8 @@ class TrainingData:
     val_texts: list[str]
     val_labels: list
     summary: dict
+    train_lines: list[int] = field(default_factory=list)  # each training row's line in its file
+    val_lines: list[int] = field(default_factory=list)
 
 
 def load_training_data(
@@ -256,6 +258,7 @@ def load_training_data(
         val_ids = label_set.encode(val, options.on_bad_rows, unknown_label_hint)
         notes += [s for s in [val.skipped_summary()] if s]
         train_texts, train_labels, val_texts, val_labels = train.texts, train_ids, val.texts, val_ids
+        train_lines, val_lines = train.lines, val.lines
         val_source = str(val.path)
     else:
         split = iterative_split if label_set.multi_label else stratified_split
@@ -264,6 +267,8 @@ def load_training_data(
         train_labels = [train_ids[i] for i in train_idx]
         val_texts = [train.texts[i] for i in val_idx]
         val_labels = [train_ids[i] for i in val_idx]
+        train_lines = [train.lines[i] for i in train_idx]
+        val_lines = [train.lines[i] for i in val_idx]
         how = "iteratively stratified" if label_set.multi_label else "stratified"
         val_source = f"{validation_split_ratio:g} {how} split of {train.path} (seed {seed})"
     summary = {
@@ -278,7 +283,7 @@ def load_training_data(
     if label_set.multi_label:
         summary.update(_multi_label_summary(label_set, train_labels, summary["class_counts"]))
         notes += summary.pop("label_notes")
-    return TrainingData(label_set, train_texts, train_labels, val_texts, val_labels, summary)
+    return TrainingData(label_set, train_texts, train_labels, val_texts, val_labels, summary, train_lines, val_lines)
 
 
 def _label_counts(labels: LabelSet, encoded: Sequence) -> dict[str, int]:

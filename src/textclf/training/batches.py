@@ -171,4 +171,5 @@ class EpochBatches:
                 "input_ids": batch.input_ids.to(self.device),
                 "attention_mask": batch.attention_mask.to(self.device),
                 "labels": torch.from_numpy(self.labels[rows]).to(self.device),
+                "rows": torch.from_numpy(np.asarray(rows, dtype=np.int64)),  # which training rows (training dynamics)
             }

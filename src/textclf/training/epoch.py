@@ -104,6 +104,9 @@ def train_epoch(model: torch.nn.Module, batches: Batches, steps: EpochPass, tall
         if rows:
             value = losses.detach().sum().item()
             tally.loss, tally.rows = tally.loss + value, tally.rows + rows
+            if "rows" in batch:  # the training dynamics: each row's loss as this pass saw it
+                tally.seen.extend(batch["rows"].tolist())
+                tally.seen_loss.extend(losses.detach().tolist())
             if steps.advance is not None:
                 steps.advance(value / rows)
         if sync:

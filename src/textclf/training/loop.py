@@ -117,6 +117,7 @@ def train(
                 state.position, state.epoch_started = 0, time.perf_counter()
                 with _progress_bar(run, epoch, progress) as bar:
                     tally = train_epoch(run.model, run.batches, run.epoch_pass(epoch, bar), state.tally)
+                run.record_dynamics(tally)
                 record = epoch_record(run, epoch, tally)
                 run.append_record(record)
                 log(epoch_line(record, hp.epochs))

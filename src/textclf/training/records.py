@@ -20,7 +20,9 @@ from ..metrics import (
     classification_metrics,
     cross_entropy,
     multilabel_metrics,
+    reliability,
     sigmoid,
+    softmax,
 )
 from .distributed import World
 from .sifting import SiftingStats
@@ -78,8 +80,8 @@ def training_figures(world: World, tally: Tally, sifting: SiftingStats | None, t
     }
 
 
-SINGLE_LABEL_KEYS = ("val_loss", "val_accuracy", "val_f1", "val_mcc")
-MULTI_LABEL_KEYS = ("val_loss", *(f"val_{score}" for score in MULTILABEL_SCORES))
+SINGLE_LABEL_KEYS = ("val_loss", "val_accuracy", "val_f1", "val_mcc", "val_ece")
+MULTI_LABEL_KEYS = ("val_loss", *(f"val_{score}" for score in MULTILABEL_SCORES), "val_ece")
 
 
 def selection_metric(multi_label: bool) -> str:
@@ -90,6 +92,7 @@ def selection_metric(multi_label: bool) -> str:
 def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list, world: World) -> dict:
     """Validation metrics; each process computes the logits of every processes-th text.
 
+    ``val_ece``: the expected calibration error of these (uncalibrated) probabilities (15 bins).
     Multi-label: each label's decision threshold is chosen on these scores (``thresholds``, see
     :func:`~textclf.metrics.choose_thresholds`) and the metrics are those at them, so the point kept is
     judged as it will be used.
@@ -109,6 +112,7 @@ def validation_metrics(clf: Classifier, ids: list[list[int]], labels: list, worl
         "val_accuracy": m["accuracy"],
         "val_f1": m["f1_macro"],
         "val_mcc": m["mcc"],
+        "val_ece": reliability(softmax(logits).max(axis=1), logits.argmax(axis=1) == np.asarray(labels))["ece"],
     }
 
 
@@ -117,7 +121,8 @@ def _multi_label_metrics(logits: np.ndarray, targets: np.ndarray) -> dict:
     chosen = choose_thresholds(targets, scores)
     m = multilabel_metrics(targets, scores.astype(np.float64) >= np.asarray(chosen["thresholds"]))
     values = {f"val_{score}": m[score] for score in MULTILABEL_SCORES}
-    return {"val_loss": binary_cross_entropy(logits, targets), **values, "thresholds": chosen}
+    ece = reliability(scores, targets)["ece"]
+    return {"val_loss": binary_cross_entropy(logits, targets), **values, "val_ece": ece, "thresholds": chosen}
 
 
 def epoch_line(r: dict, epochs: int) -> str:

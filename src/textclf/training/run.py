@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import artifact
+from .. import artifact, calibration
 from ..backends import InferencePrecision, TorchBackend
 from ..batching import encode
 from ..config import Hyperparameters, RunOptions
@@ -40,6 +40,7 @@ from ..models import (
     pads_left,
     quiet_transformers,
     resolve_model,
+    scale_output_layer,
     set_label_priors,
 )
 from ..plots import plot_curves
@@ -51,7 +52,7 @@ from .distributed import World
 from .epoch import EpochPass
 from .records import check_line, check_record, selection_metric
 from .schedule import LinearSchedule
-from .state import BestEpoch, TrainingState
+from .state import BestEpoch, Tally, TrainingState
 
 __all__ = ["Run", "TrainingHooks", "enable_gradient_checkpointing", "read_data", "setup"]
 
@@ -182,6 +183,15 @@ class Run:
             "Run the same command again to resume."
         )
 
+    def record_dynamics(self, tally: Tally) -> None:
+        """Keep the epoch's training dynamics: each training row's probability of its given label(s) as the
+        training pass saw it (exp(-loss): dropout on, the weights before that step), NaN for a row not trained
+        on (sifted out); gathered from every process."""
+        confidence = torch.full((len(self.data.train_texts),), float("nan"))
+        for rows, losses in self.world.gather((tally.seen, tally.seen_loss)):
+            confidence[torch.tensor(rows, dtype=torch.long)] = torch.exp(-torch.tensor(losses, dtype=torch.float32))
+        self.state.dynamics.append(confidence)
+
     def append_record(self, record: dict) -> None:
         """Add an epoch's record to the history and to ``metrics.jsonl`` in the staging folder."""
         self.state.history.append(record)
@@ -190,8 +200,8 @@ class Run:
                 f.write(json.dumps(record) + "\n")
 
     def finish(self) -> dict:
-        """Rank 0 writes the model folder with the best point's weights; the best point's record (an epoch's, or a
-        mid-epoch check's with its ``step``)."""
+        """Rank 0 writes the model folder with the best point's weights, calibrated; the best point's record (an
+        epoch's, or a mid-epoch check's with its ``step``)."""
         best, history = self.state.tracker.best, self.state.history
         if self.world.is_main:
             if best is not history[-1]:
@@ -199,18 +209,60 @@ class Run:
                 where = f"epoch {best['epoch']}" + (f" step {best['step']}" if "step" in best else "")
                 metric = self.state.tracker.metric
                 self.log(f"keeping {where} (best {metric} {best[metric]:.4f})")
-            self._write_folder(best)
+            self._write_folder(best, self.calibrate())
             if self.store is not None:
                 self.store.clear()  # before the staging folder becomes the output
         return best
 
-    def _write_folder(self, best: dict) -> None:
+    def calibrate(self) -> dict | None:
+        """Fit the temperature on the validation data's logits (:mod:`textclf.calibration`) and fold it into the
+        model's output layer; its record for ``textclf.json``, also the last line of ``metrics.jsonl``. None when
+        ``--no-calibration`` or too little validation data."""
+        rows = len(self.val_ids)
+        if not self.options.calibration or rows < calibration.MIN_ROWS:
+            if self.options.calibration:
+                self.log(f"not calibrated: {rows} validation rows, fewer than {calibration.MIN_ROWS}")
+            return None
+        self.validator.backend.model.eval()
+        logits = self.validator.forward(self.val_ids)
+        record = calibration.calibrate(logits, self.data.labels.targets(self.data.val_labels))
+        scale_output_layer(self.net, record.get("temperatures", [record["temperature"]]))
+        before, after = record["before"], record["after"]
+        self.log(
+            f"calibrated: temperature {record['temperature']:.3f}"
+            + (f" (and {sum(record['per_label'])} labels' own)" if "per_label" in record else "")
+            + f"; validation ECE {before['ece']:.2%} -> {after['ece']:.2%}, NLL {before['nll']:.4f} -> "
+            f"{after['nll']:.4f}, Brier {before['brier']:.4f} -> {after['brier']:.4f}"
+        )
+        return record
+
+    def _write_dynamics(self) -> None:
+        """``training_dynamics.npz``: ``line`` (each training row's line in its file), ``confidence`` (epochs x
+        rows: :meth:`record_dynamics`'s), ``epoch``, and the given ``label`` (class ids; multi-label: a 0/1 row
+        a text)."""
+        if not self.state.dynamics:
+            return
+        done = len(self.state.history)
+        np.savez_compressed(
+            self.stage / artifact.DYNAMICS_FILE,
+            line=np.asarray(self.data.train_lines, dtype=np.int64),
+            confidence=torch.stack(self.state.dynamics).numpy().astype(np.float32),
+            epoch=np.arange(done - len(self.state.dynamics) + 1, done + 1, dtype=np.int64),
+            label=self.data.labels.targets(self.data.train_labels),
+        )
+
+    def _write_folder(self, best: dict, calibrated: dict | None) -> None:
         """The model folder's files, ``textclf.json`` last."""
         hp, world, history = self.hp, self.world, self.state.history
         with quiet_transformers():
             self.net.save_pretrained(self.stage)
             self.tokenizer.save_pretrained(self.stage)
         plot_curves(history, self.stage / artifact.CURVES_FILE, f"{self.output.name}: {self.source.display_name}")
+        self._write_dynamics()
+        if calibrated is not None:
+            summary = {k: v if not isinstance(v, dict) else _without_bins(v) for k, v in calibrated.items()}
+            with (self.stage / artifact.METRICS_FILE).open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"calibration": summary}) + "\n")
         artifact.write_metadata(
             self.stage,
             {
@@ -219,7 +271,8 @@ class Run:
                 "labels": list(self.data.labels.names),
                 "label_type": "int" if self.data.labels.integer else "str",
                 "problem_type": PROBLEM_TYPES[self.data.labels.multi_label],
-                **_thresholds(self.data.labels, best),
+                **_thresholds(self.data.labels, best, calibrated),
+                "calibration": calibrated,
                 "max_seq_length": hp.max_seq_length,
                 "hyperparameters": hp.to_dict(),
                 "auto_hyperparameters": self.auto,
@@ -390,15 +443,25 @@ def enable_gradient_checkpointing(net: torch.nn.Module) -> None:
         raise ConfigError(f"gradient_checkpointing: {exc}") from None
 
 
-def _thresholds(labels: LabelSet, best: dict) -> dict:
-    """A multi-label model's ``thresholds`` for ``textclf.json``: those chosen at the best point on validation,
+def _thresholds(labels: LabelSet, best: dict, calibrated: dict | None) -> dict:
+    """A multi-label model's ``thresholds`` for ``textclf.json``: those chosen at the best point on validation
+    (moved through the calibration, so every decision stays the same: ``uncalibrated`` keeps them as chosen),
     else 0.5 for every label (no validation data)."""
     if not labels.multi_label:
         return {}
     chosen = best.get("thresholds")
     if chosen is None:
         return {"thresholds": {"thresholds": [0.5] * len(labels), "global": 0.5, "chosen_on": None}}
-    return {"thresholds": {**chosen, "chosen_on": "validation", "rule": THRESHOLD_RULE}}
+    record = {**chosen, "chosen_on": "validation", "rule": THRESHOLD_RULE}
+    if calibrated is not None:
+        record["uncalibrated"] = chosen["thresholds"]
+        record["thresholds"] = calibration.map_thresholds(chosen["thresholds"], calibrated["temperatures"])
+    return {"thresholds": record}
+
+
+def _without_bins(figures: dict) -> dict:
+    """Calibration figures less the reliability diagram's bins (``metrics.jsonl`` keeps the numbers)."""
+    return {k: v for k, v in figures.items() if k != "reliability"}
 
 
 THRESHOLD_RULE = (

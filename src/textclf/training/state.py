@@ -91,13 +91,16 @@ class Tally:
     rows: int = 0
     seconds: float = 0.0  # training time in earlier (interrupted) sessions of this epoch
     exhausted: bool = False  # this process's batches ran out (others may still have some)
+    seen: list[int] = dataclasses.field(default_factory=list)  # the training rows trained on, in order
+    seen_loss: list[float] = dataclasses.field(default_factory=list)  # their losses in the training pass
 
 
 class TrainingState:
     """Everything the loop's outcome depends on, saved to and restored from checkpoints.
 
     Shared by all processes: the model, optimizer, step count, the epoch to run next or go on
-    with, the history, the mid-epoch checks of the epoch in progress and the best point. Each
+    with, the history, the mid-epoch checks of the epoch in progress, the training dynamics of the
+    epochs done and the best point. Each
     process's own: its random number generators, its position in the data order, its epoch
     tally, its sifting state.
     """
@@ -109,6 +112,7 @@ class TrainingState:
         self.history: list[dict] = []
         self.tally: Tally | None = None  # the epoch in progress
         self.checks: list[dict] = []  # its mid-epoch checks so far
+        self.dynamics: list[torch.Tensor] = []  # each epoch's p(given label) a training row (training_dynamics)
         self.started = time.perf_counter()  # less the time of earlier sessions, when resumed
         self.epoch_started = self.started  # when this session began the epoch in progress
         self._rng: dict | None = None
@@ -144,6 +148,7 @@ class TrainingState:
                     "optimizer": self.optimizer.state_dict(),
                     "history": self.history,
                     "checks": self.checks,
+                    "dynamics": self.dynamics,
                     "tracker": self.tracker.state_dict(),
                     "processes": everyone,
                 },
@@ -171,6 +176,7 @@ class TrainingState:
                 "pass --no-resume to start afresh."
             ) from exc
         self.history, self.checks = state["history"], state.get("checks", [])
+        self.dynamics = list(state.get("dynamics", []))
         if not self.world.is_main:  # only rank 0 keeps the best point's weights
             state["tracker"] = {**state["tracker"], "state": None}
         points = [*self.history, *(c for r in self.history for c in r.get("checks", ())), *self.checks]
