@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -136,6 +137,10 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
         )
     assert one.history[-1]["train_loss"] < one.history[0]["train_loss"] - 0.1  # it learned something to compare
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # written once, staging gone
+    dynamics = [np.load(tmp_path / name / "training_dynamics.npz") for name in ("one", "two")]
+    assert dynamics[0]["confidence"].shape == (4, 200) and not np.isnan(dynamics[0]["confidence"]).any()
+    np.testing.assert_allclose(dynamics[1]["confidence"], dynamics[0]["confidence"], atol=1e-5)  # rows gathered
+    assert (dynamics[1]["line"] == dynamics[0]["line"]).all()
 
 
 @pytest.mark.subprocess

@@ -293,6 +293,8 @@ def test_training_with_sifting_records_what_it_sifted(model, request, sentiment_
     assert 0.2 < lines[3]["fraction_sifted"] < 0.8  # losses among the last 500, of the delay's epochs: about half
     assert sum(x["samples_kept"] for x in lines[3:]) < 0.6 * 5 * 200
     assert all(0 < x["scoring_seconds"] < x["train_seconds"] for x in lines[3:])
+    confidence = np.load(result.output / "training_dynamics.npz")["confidence"]  # a sifted-out row: NaN that epoch
+    assert np.isnan(confidence).sum(axis=1).tolist() == [200 - x["samples_kept"] for x in lines]
     assert result.best["val_accuracy"] >= 0.8 and lines[-1]["val_accuracy"] >= 0.8
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -19,7 +20,7 @@ QUIET = {"progress": False, "log": lambda _: None}
 
 
 @pytest.mark.slow
-def test_model_folder_is_complete_and_learns(bert_artifact):
+def test_model_folder_is_complete_and_learns(bert_artifact, sentiment_files):
     names = {p.name for p in bert_artifact.iterdir()}
     assert {
         "config.json",
@@ -34,6 +35,14 @@ def test_model_folder_is_complete_and_learns(bert_artifact):
     assert meta["hyperparameters"]["learning_rate"] == FAST["learning_rate"]
     assert meta["data"]["train_rows"] == 200 and meta["data"]["validation_rows"] == 60
     assert set(meta["versions"]) >= {"textclf", "torch", "transformers"}
+    dynamics = np.load(bert_artifact / "training_dynamics.npz")
+    assert dynamics["line"].tolist() == list(range(2, 202))  # the 200 rows of train.csv, after its header
+    assert dynamics["epoch"].tolist() == list(range(1, FAST["epochs"] + 1))
+    names = json.loads((bert_artifact / "textclf.json").read_text())["labels"]
+    assert dynamics["label"].tolist() == [names.index(x) for x in textclf.data.read_examples(sentiment_files[0]).labels]
+    confidence = dynamics["confidence"]
+    assert confidence.shape == (FAST["epochs"], 200) and ((confidence > 0) & (confidence <= 1)).all()
+    assert confidence[-1].mean() > confidence[0].mean() + 0.2  # it learned: the given labels grow likelier
     *lines, last = [json.loads(x) for x in (bert_artifact / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == list(range(1, FAST["epochs"] + 1))
     assert list(last) == ["calibration"] and last["calibration"]["temperature"] > 0  # after the epochs
