@@ -241,6 +241,7 @@ class Classifier:
             "precision": self.precision,
             "precision_reason": torch_precision.reason if torch_precision is not None else "the export's own",
             "batch_size": self.batch_size,
+            "calibration": None if self.calibration is None else {"temperature": self.calibration["temperature"]},
             "cpu": {
                 "bf16": native_bf16_flag(flags),
                 "int8_dot": int8_dot_flag(flags),

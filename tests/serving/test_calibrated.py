@@ -35,8 +35,10 @@ def test_every_export_serve_and_batch_give_the_calibrated_probabilities(
         np.testing.assert_allclose(clf.predict_proba(texts), expected, atol=atol, err_msg=fmt)
 
     with LiveServer(create_app(ServeConfig(model_dir=str(bert_artifact), backend="torch", dtype="float32"))) as live:
+        info = httpx.get(live.url + "/info")
         answer = httpx.post(live.url + "/invocations", content=texts[0], headers={"Content-Type": "application/x-text"})
     assert answer.status_code == 200
+    assert info.json()["calibration"] == {"temperature": t}
     assert answer.json()["probabilities"] == pytest.approx(expected[0].tolist(), abs=1e-5)
 
     source = tmp_path / "texts.txt"

@@ -8,19 +8,8 @@ import pytest
 from serving_helpers import LiveServer
 
 import textclf
+from conftest import CHROMIUM, FLAGS
 from textclf.serving import ServeConfig, create_app
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Flags for a closed network and no sandbox user (CI runs as root).
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.browser,

@@ -29,7 +29,11 @@ def test_model_folder_is_complete_and_learns(bert_artifact, sentiment_files):
         "metrics.jsonl",
         "curves.png",
         "tokenizer.json",
+        "training_dynamics.npz",
+        "report.html",
     } <= names
+    page = (bert_artifact / "report.html").read_text()
+    assert "confusion" in page.lower() and "<svg" in page and "http" not in page.replace("http-equiv", "")
     meta = json.loads((bert_artifact / "textclf.json").read_text())
     assert meta["labels"] == ["negative", "positive"] and meta["label_type"] == "str"
     assert meta["hyperparameters"]["learning_rate"] == FAST["learning_rate"]

@@ -28,7 +28,7 @@ from ..backends import InferencePrecision, TorchBackend
 from ..batching import encode
 from ..config import Hyperparameters, RunOptions
 from ..data import LabelSet, ReadOptions, TrainingData, load_training_data
-from ..errors import ConfigError, TrainingInterrupted
+from ..errors import ConfigError, TextclfError, TrainingInterrupted
 from ..inference import Classifier, TextEncoder
 from ..metrics import MIN_POSITIVES
 from ..models import (
@@ -45,6 +45,7 @@ from ..models import (
 )
 from ..plots import plot_curves
 from ..progress import log_stderr
+from ..report import Rows, training_report
 from . import auto, checkpoint
 from .batches import TrainingBatches, make_batches
 from .checkpoint import Checkpoints, StopSignals
@@ -209,22 +210,28 @@ class Run:
                 where = f"epoch {best['epoch']}" + (f" step {best['step']}" if "step" in best else "")
                 metric = self.state.tracker.metric
                 self.log(f"keeping {where} (best {metric} {best[metric]:.4f})")
-            self._write_folder(best, self.calibrate())
+            logits = self.validation_logits()
+            self._write_folder(best, self.calibrate(logits), logits)
             if self.store is not None:
                 self.store.clear()  # before the staging folder becomes the output
         return best
 
-    def calibrate(self) -> dict | None:
-        """Fit the temperature on the validation data's logits (:mod:`textclf.calibration`) and fold it into the
-        model's output layer; its record for ``textclf.json``, also the last line of ``metrics.jsonl``. None when
-        ``--no-calibration`` or too little validation data."""
-        rows = len(self.val_ids)
-        if not self.options.calibration or rows < calibration.MIN_ROWS:
-            if self.options.calibration:
-                self.log(f"not calibrated: {rows} validation rows, fewer than {calibration.MIN_ROWS}")
+    def validation_logits(self) -> np.ndarray | None:
+        """The model's logits on the validation data (rank 0 alone), or None without validation data."""
+        if not self.val_ids:
             return None
         self.validator.backend.model.eval()
-        logits = self.validator.forward(self.val_ids)
+        return self.validator.forward(self.val_ids)
+
+    def calibrate(self, logits: np.ndarray | None) -> dict | None:
+        """Fit the temperature on the validation data's ``logits`` (:mod:`textclf.calibration`) and fold it into
+        the model's output layer; its record for ``textclf.json``, also the last line of ``metrics.jsonl``. None
+        when ``--no-calibration`` or too little validation data."""
+        rows = len(self.val_ids)
+        if not self.options.calibration or rows < calibration.MIN_ROWS:
+            if self.options.calibration and rows:
+                self.log(f"not calibrated: {rows} validation rows, fewer than {calibration.MIN_ROWS}")
+            return None
         record = calibration.calibrate(logits, self.data.labels.targets(self.data.val_labels))
         scale_output_layer(self.net, record.get("temperatures", [record["temperature"]]))
         before, after = record["before"], record["after"]
@@ -251,8 +258,9 @@ class Run:
             label=self.data.labels.targets(self.data.train_labels),
         )
 
-    def _write_folder(self, best: dict, calibrated: dict | None) -> None:
-        """The model folder's files, ``textclf.json`` last."""
+    def _write_folder(self, best: dict, calibrated: dict | None, logits: np.ndarray | None) -> None:
+        """The model folder's files, ``textclf.json`` and then the report (from it) last; ``logits``: the
+        validation data's before calibration."""
         hp, world, history = self.hp, self.world, self.state.history
         with quiet_transformers():
             self.net.save_pretrained(self.stage)
@@ -290,6 +298,28 @@ class Run:
                 },
             },
         )
+        self._write_report(logits)
+
+    def _write_report(self, logits: np.ndarray | None) -> None:
+        """``report.html`` (:func:`textclf.report.training_report`); a failure is logged, not raised: the
+        model is trained and whole without it, and ``textclf report`` can write it again."""
+        td = self.data
+        train = Rows("training", td.train_texts, td.train_labels, td.train_lines, td.summary["train_source"])
+        validation = Rows("validation", td.val_texts, td.val_labels, td.val_lines, td.summary["validation_source"])
+        try:
+            metadata = artifact.read_metadata(self.stage)
+            training_report(
+                self.stage,
+                metadata,
+                self.state.history,
+                td.labels,
+                train,
+                validation if td.val_texts else None,
+                logits,
+                title=self.output.name,
+            )
+        except (TextclfError, OSError, ValueError) as exc:
+            self.log(f"report.html not written ({exc}); `textclf report --model-dir {self.output}` writes it")
 
 
 def setup(
