@@ -31,6 +31,7 @@ demo: $(STAMP)
 	rm -rf demo-output/scored
 	$(BIN)/textclf batch --model-dir $(DEMO) --input examples/reviews/validation.csv --output demo-output/scored --evaluate
 	head -n 3 demo-output/scored/validation.csv.out
+	@echo "the training report: $(DEMO)/report.html (open it in a browser)"
 
 # The web page's test drives Debian's chromium (no browser download: the network is closed).
 browser:
