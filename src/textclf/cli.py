@@ -24,6 +24,7 @@ from .config import Hyperparameters, RunOptions
 from .data import ReadOptions
 from .errors import TextclfError
 from .export_settings import ExportSettings
+from .label_errors import DEFAULT_FOLDS, DEFAULT_METHOD, METHODS
 from .options import click_options, values_of
 from .progress import log_stderr
 from .serving.config import ServeConfig
@@ -259,6 +260,41 @@ def evaluate(model_dir, data, as_json, batch_size, backend, dtype, threshold, at
 @click.option(
     "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`."
 )
+@click.option(
+    "--data",
+    default=None,
+    help="Labelled data to run the model on (any format `train` accepts): per-class scores, confusion matrix, "
+    "calibration and mistakes on it. [default: none]",
+)
+@click.option(
+    "--label-errors",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="errors.csv written by `textclf find-label-errors`: its rows are shown. [default: none]",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HTML file to write. [default: MODEL_DIR/report.html]",
+)
+@_model_options
+@_read_options
+def report(model_dir, data, label_errors, output, batch_size, backend, dtype, threshold, at_least_one, **kw) -> None:
+    """Write one self-contained HTML report on a model (and on --data): data summary and duplicates, training
+    curves, per-class scores, confusion matrix, calibration, mistakes, label errors, settings."""
+    from .artifact import REPORT_FILE
+    from .report import report_for, write_report
+
+    load = dict(backend=backend, batch_size=batch_size, dtype=dtype, threshold=threshold, at_least_one=at_least_one)
+    inputs = report_for(model_dir, data, label_errors, _make_read_options(kw), load_options=load)
+    click.echo(write_report(output or Path(model_dir) / REPORT_FILE, inputs))
+
+
+@main.command()
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder written by `textclf train`."
+)
 @click.argument("texts", nargs=-1)
 @click.option(
     "--input",
@@ -448,6 +484,78 @@ def batch(model_dir, input_path, output, as_json, progress, **kw) -> None:
     if result.evaluation is not None:
         click.echo(json.dumps(result.evaluation.to_dict(), indent=2) if as_json else result.evaluation.render())
     sys.exit(result.exit_code)
+
+
+@main.command("find-label-errors")
+@click.option("--data", required=True, help="Labelled data, in any format `train` accepts (single-label).")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="CSV to write: every row, most likely mislabelled first.",
+)
+@click.option("--model", default=None, help="The model each run fine-tunes, as for train [default: default].")
+@click.option(
+    "--folds",
+    type=int,
+    default=DEFAULT_FOLDS,
+    show_default=True,
+    help="Cross-fitting folds: K trainings, each scoring the fold it did not see.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default=DEFAULT_METHOD,
+    show_default=True,
+    help="combined: the given label's out-of-sample probability averaged with the fold runs' training "
+    "dynamics; cross-fit: the out-of-sample probability alone; dynamics: one training run on every row, its "
+    "training dynamics alone.",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder keeping each finished fold's scores, so a rerun resumes [default: OUTPUT.folds].",
+)
+@click.option("--keep-models", is_flag=True, help="Keep each fold's model folder in --work-dir.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Rows shown on the terminal.")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
+@click.option(
+    "--hyperparameters",
+    "hp_file",
+    type=click.Path(path_type=Path),
+    help="hyperparameters.json for every training run; flags override it.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar over the runs (default: only on a terminal)."
+)
+@_read_options
+@_hyperparameter_options
+def find_label_errors(
+    data, output, model, folds, method, work_dir, keep_models, top, overwrite, hp_file, progress, **kw
+):
+    """Rank the rows of a labelled file by how likely their given label is wrong; write them to a CSV.
+
+    Each row is scored by a model trained without it (K-fold cross-fitting with the recipe of
+    `train`) and by how the runs that trained on it learned it. Kill it and run the same command
+    again: finished folds are reused.
+    """
+    from .label_errors import find_label_errors as run_finder
+
+    found = run_finder(
+        data,
+        output,
+        model=model,
+        folds=folds,
+        method=method,
+        hyperparameters=_make_hyperparameters(hp_file, kw),
+        read_options=_make_read_options(kw),
+        work_dir=work_dir,
+        keep_models=keep_models,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    click.echo(found.render(top))
 
 
 if __name__ == "__main__":
