@@ -129,8 +129,12 @@ def test_dynamics_mode_trains_once_and_ranks_flipped_rows_first(noisy, tiny_bert
         log=logged.append,
     )
     assert (found.trained, found.folds) == (1, 0) and not np.isnan(found.dynamics).any()
-    flipped_rank, other_rank = mean_ranks(read_csv(output), noisy[1])
+    rows = read_csv(output)
+    flipped_rank, other_rank = mean_ranks(rows, noisy[1])
     assert flipped_rank < 0.75 * other_rank, (flipped_rank, other_rank)
+    for r in rows:  # flagged: doubted through training (mean confidence < 0.5) and another label above at the end
+        never_learned = float(r["dynamics_confidence"]) < 0.5 and float(r["p_suggested"]) > float(r["p_given"])
+        assert (r["flagged"] == "1") == never_learned, r
     # other settings in the same work folder: its scores are discarded, with one line saying why
     again = find_label_errors(
         noisy[0],

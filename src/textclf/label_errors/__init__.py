@@ -203,8 +203,9 @@ def find_label_errors(
     if method == "dynamics":
         probs, dyn = runs.whole(progress)
         score = 1.0 - np.where(np.isnan(dyn), probs[np.arange(len(given)), given], dyn)
-        flagged = np.nan_to_num(dyn, nan=1.0) < 0.5
         suggested = _best_other(probs, given)
+        rows = np.arange(len(given))  # never learned: low confidence through training, another label at its end
+        flagged = (np.nan_to_num(dyn, nan=1.0) < 0.5) & (probs[rows, suggested] > probs[rows, given])
     else:
         probs, dyn = runs.cross_fit(folds, progress)
         p_given = probs[np.arange(len(given)), given]
