@@ -467,6 +467,7 @@ def test_evaluate_reports_what_textclf_evaluate_reports(bert_artifact, sentiment
     assert scored.exit_code == 0, scored.output
     want, got = json.loads(plain.stdout), json.loads(scored.stdout)
     assert got.pop("loss") == pytest.approx(want.pop("loss"), abs=1e-4)
+    assert want.pop("calibration")["ece"] >= 0  # evaluate's calibration figures; batch --evaluate has none
     assert got == want and got["rows"] == 60
     assert table.exit_code == 0 and "confusion matrix" in table.stdout and table.stdout.startswith(f"{val}: 60 rows")
 
