@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import DYNAMICS_FILE
 from ..config import Hyperparameters
 from ..data import Examples, LabelSet, ReadOptions
 from ..errors import ArtifactError, ModelError, TrainingInterrupted
@@ -31,7 +32,6 @@ from ..progress import ProgressBar
 __all__ = ["DYNAMICS_FILE", "JOB_FILE", "Runs", "identity", "open_work_dir", "stratified_folds"]
 
 JOB_FILE = "job.json"
-DYNAMICS_FILE = "training_dynamics.npz"  # textclf.artifact.DYNAMICS_FILE, named here without importing it
 
 
 def stratified_folds(given: Sequence[int], folds: int, seed: int) -> np.ndarray:
