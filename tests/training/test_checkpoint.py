@@ -270,13 +270,16 @@ def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sen
         "learning_rate=0.003, not 0.001. Run that job's command to resume it, or pass "
         "--no-resume to discard it and start afresh."
     )
-    mtime = train.stat().st_mtime_ns + 10**9
-    os.utime(train, ns=(mtime, mtime))  # the data file touched
+    original = train.read_bytes()
+    train.write_bytes(original.replace(b"good", b"gold", 1))  # the same size, another content
     with pytest.raises(ConfigError, match=f"the training data {train} changed since"):
         textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, **QUIET, **settings)
     assert kept.is_file() and not (tmp_path / "out").exists()  # nothing was touched
 
-    textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, resume=False, **QUIET, **settings)
+    train.write_bytes(original)  # the same content, written again (a new modification time): this job again
+    lines: list[str] = []
+    textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, progress=False, log=lines.append, **settings)
+    assert f"resuming from {kept}: epoch 1, step 3" in lines
     assert staged(tmp_path / "out") == [] and (tmp_path / "out" / "model.safetensors").is_file()
 
 

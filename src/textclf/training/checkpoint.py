@@ -7,7 +7,7 @@
 
 A checkpoint is one ``torch.save`` file (read back with ``weights_only=True``, so loading one
 runs no code). It holds the job it belongs to (:func:`job_identity`: the data files' sizes and
-modification times, the model's files, the hyperparameters, the number of processes), and a
+contents, the model's files, the hyperparameters, the number of processes), and a
 resume of another job is refused with what differs (:func:`difference`). It is written to a
 temporary file, flushed to disk and renamed into place, so each file is whole or absent. The
 folder is removed when the run completes.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import os
 import random
 import shutil
@@ -278,7 +279,7 @@ def difference(old: dict, new: dict) -> str | None:
         if old[name] != new[name]:
             return f"its {what} is {old[name]}, not {new[name]}"
         if old[f"{name}_files"] != new[f"{name}_files"]:
-            return f"the {what} {new[name]} changed since (file sizes or modification times)"
+            return f"the {what} {new[name]} changed since (file sizes or contents)"
     if old["textclf"] != new["textclf"]:
         return f"it was written by textclf {old['textclf']}, this is {new['textclf']}"
     return None
@@ -294,11 +295,18 @@ def _shown(value) -> str:
 
 
 def _stamps(path: Path) -> list:
-    """[name, size, mtime_ns] of ``path``, or of every file under it."""
+    """[name, size, SHA-256] of ``path``, or of every file under it: by content, not modification time, so a
+    copy of the same files resumes (a SageMaker job restarted on a new machine downloads its channels again)."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [
-        [str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files
-    ]
+    return [[str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size, _digest(p)] for p in files]
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # -- per-process state ------------------------------------------------------------------------------
