@@ -9,7 +9,7 @@ DEMO   := demo-output/reviews
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast lint bench browser venv clean
+.PHONY: demo test test-fast lint bench browser postgres venv clean
 
 venv: $(STAMP)
 
@@ -38,11 +38,16 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	    || echo "warning: could not install Debian's chromium; the browser test will be skipped"
 
+# The tuning tests start a PostgreSQL server of their own from Debian's package (initdb, pg_ctl).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+	    || echo "warning: could not install Debian's postgresql; the PostgreSQL tuning tests will be skipped"
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser postgres lint
 	$(BIN)/python -m pytest -ra
 
 # Under 2 minutes on 2 cores: no fine-tuning of the real model, no child processes, no browser.

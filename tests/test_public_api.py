@@ -69,7 +69,7 @@ PUBLIC = {
         "run_batch",
     ],
     "textclf.choices": ["AUTO_ORDER", "BACKENDS", "BACKEND_CHOICES", "DTYPES", "EXPORT_FILES", "EXPORT_FORMATS"],
-    "textclf.config": ["ADDED_HYPERPARAMETERS", "AUTO_FIELDS", "Hyperparameters", "JUMPSTART_NAMES", "RunOptions"],
+    "textclf.config": ["ADDED_HYPERPARAMETERS", "AUTO_FIELDS", "Hyperparameters", "JUMPSTART_NAMES", "RunOptions", "coerce"],
     "textclf.data": [
         "Examples",
         "LabelSet",

@@ -194,10 +194,15 @@ class ModelFolder:
 
     @classmethod
     def read(cls, path: str | Path | ModelFolder) -> ModelFolder:
-        """The folder at ``path`` (a folder already read is returned as it is)."""
+        """The folder at ``path`` (a folder already read is returned as it is). A ``model.tar.gz`` is read from
+        the folder it unpacks to (:func:`textclf.packaging.unpacked`), so every command takes one."""
         if isinstance(path, ModelFolder):
             return path
         path = Path(path)
+        if path.is_file():
+            from .packaging import unpacked
+
+            path = unpacked(path)
         metadata = read_metadata(path)
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))

@@ -344,6 +344,39 @@ def serve(**kw) -> None:
     run_server(ServeConfig.resolve(**values_of(ServeConfig, kw)))
 
 
+@main.group()
+def sagemaker() -> None:
+    """SageMaker's container contract: the image's `train` and `serve` (ENTRYPOINT textclf sagemaker)."""
+
+
+_base_dir = click.option(
+    "--base-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The SageMaker folder tree [default: $SAGEMAKER_BASE_DIR, else /opt/ml].",
+)
+
+
+@sagemaker.command("train")
+@_base_dir
+@click.pass_context
+def sagemaker_train(ctx, base_dir) -> None:
+    """Run a training job: hyperparameters.json and the channels in, model/ out (failure: output/failure)."""
+    from .sagemaker import Layout, train_job
+
+    sys.exit(train_job(Layout.resolve(base_dir), ctx.find_root().meta["argv"]))
+
+
+@sagemaker.command("serve")
+@_base_dir
+def sagemaker_serve(base_dir) -> None:
+    """Serve model/ on port 8080, as a SageMaker endpoint runs the image."""
+    from .sagemaker import Layout, serve_config
+    from .serving import serve as run_server
+
+    run_server(serve_config(Layout.resolve(base_dir)))
+
+
 @main.command("export")
 @click.option(
     "--model-dir",
@@ -436,6 +469,28 @@ def hyperparameters(model, data, validation, hp_file, nproc, explain, **kw) -> N
     for name, type_name, _, help_text in Hyperparameters.describe():
         value = f"{values[name]:g}" if isinstance(values[name], float) else str(values[name])
         click.echo(f"{name:<30} {type_name:<6} {value + (' *' if name in reasons else ''):<10} {help_text}")
+
+
+@main.command()
+@click.option(
+    "--model-dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder to pack (written by `textclf train`, or any Hugging Face model folder).",
+)
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Archive to write: model.tar.gz.")
+@click.option(
+    "--inference-code",
+    is_flag=True,
+    help="Add code/inference.py, which makes SageMaker's Hugging Face container answer as `textclf serve` does.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
+def package(model_dir, output, inference_code, overwrite) -> None:
+    """Pack a model folder into a model.tar.gz for SageMaker: its files at the archive's root, the same bytes
+    every time. Every textclf command takes the archive where it takes a model folder."""
+    from .packaging import package as pack
+
+    click.echo(pack(model_dir, output, inference_code=inference_code, overwrite=overwrite).render())
 
 
 @main.command()

@@ -31,7 +31,7 @@ from .errors import ConfigError
 from .options import setting, value_types
 from .validation import between, check_fields
 
-__all__ = ["ADDED_HYPERPARAMETERS", "AUTO_FIELDS", "JUMPSTART_NAMES", "Hyperparameters", "RunOptions"]
+__all__ = ["ADDED_HYPERPARAMETERS", "AUTO_FIELDS", "JUMPSTART_NAMES", "Hyperparameters", "RunOptions", "coerce"]
 
 JUMPSTART_NAMES = {"adam-learning-rate": "learning_rate", "adam_learning_rate": "learning_rate"}
 """JumpStart's other spellings (its sentence-pair specs); any hyphenated name is read as the underscored one."""
@@ -213,7 +213,7 @@ class Hyperparameters:
             name = self.field_name(given, source)
             if name in changes:
                 raise ConfigError(f"{source}: {name} is given twice (as {given!r} and under another name).")
-            changes[name] = _coerce(name, raw, fields[name], source)
+            changes[name] = coerce(name, raw, fields[name], source)
         try:
             return dataclasses.replace(self, **changes)
         except ConfigError as exc:  # a value out of range: say where it came from
@@ -284,7 +284,7 @@ class RunOptions:
         return dataclasses.replace(self, **values)
 
 
-def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
+def coerce(name: str, raw: Any, kind: type, source: str) -> Any:
     """Convert ``raw`` (a JSON value or a string) to the field's type ``kind``, or say why not.
 
     An auto field (``X | None``) takes ``auto`` (or JSON null, or ``None`` as Python's str() writes it)

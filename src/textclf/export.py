@@ -152,6 +152,11 @@ def export_model(
     import torch
 
     ExportSettings(format, None, max_changed, max_accuracy_drop, force, quantization)  # checks them, or one line
+    if not isinstance(model_dir, ModelFolder) and Path(model_dir).is_file():
+        raise ArtifactError(
+            f"{model_dir}: an archive; exports are written into a model folder, so unpack it (tar -xzf) and export "
+            "there, then package that folder again."
+        )
     folder = ModelFolder.read(model_dir)  # a model folder, or a one-line error
     model_dir = folder.path
     if not os.access(model_dir, os.W_OK):

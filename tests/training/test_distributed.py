@@ -3,42 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
 import torch
+from processes import env, metrics, sifting_args, textclf_cli, untimed
 from safetensors.torch import load_file
 
 import textclf
-from conftest import FAST, REPO, make_sentences, write_csv
+from conftest import FAST, make_sentences, write_csv
 from textclf.training.batches import EpochBatches
 
 QUIET = {"progress": False, "log": lambda _: None}
-TIMING = ("samples_per_second", "scoring_seconds", "train_seconds", "elapsed_seconds")
 # 2 processes of batch 8 against 1 process of batch 16, with dropout off: the same rows make each step, so
 # the runs differ only by float rounding (gradients summed in another order, batches padded otherwise):
 # about 1e-8 in the losses after 4 epochs on this machine.
 LOSS_TOLERANCE = 1e-5
 ACCURACY_TOLERANCE = 1 / 60  # one of the 60 validation texts
-
-
-def textclf_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "textclf", "train", "--no-progress", *args]
-
-
-def env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
-
-
-def metrics(folder) -> list[dict]:
-    """The epochs' records (the calibration line after them left out)."""
-    return [r for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines()) if "epoch" in r]
 
 
 def test_processes_split_every_batch_of_the_one_process_order_and_resume_at_a_position():
@@ -149,36 +134,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
 def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupted_result(
     tiny_bert, sentiment_files, tmp_path
 ):
-    # 129 rows in global sifting candidates of 128 (16 batches of 4, 2 processes): the last has 1 row, so rank 1
-    # has a candidate fewer, and sifting keeps different numbers of rows in each process: the processes take
-    # different numbers of micro-batches.
-    train = write_csv(tmp_path / "train.csv", make_sentences(129, 5))
-    args = [
-        "--nproc",
-        "2",
-        "--data",
-        str(train),
-        "--validation",
-        str(sentiment_files[1]),
-        "--model",
-        str(tiny_bert),
-        "--epochs",
-        "3",
-        "--learning-rate",
-        "3e-3",
-        "--batch-size",
-        "4",
-        "--max-seq-length",
-        "32",
-        "--sifting",
-        "true",
-        "--sifting-delay",
-        "4",
-        "--gradient-accumulation-steps",
-        "2",
-        "--checkpoint-every-steps",
-        "3",
-    ]
+    train = write_csv(tmp_path / "train.csv", make_sentences(129, 5))  # uneven shards: see sifting_args
+    args = ["--nproc", "2", *sifting_args(train, sentiment_files[1], tiny_bert)]
     reference = subprocess.run(
         textclf_cli(*args, "--output", str(tmp_path / "reference")),
         capture_output=True,
@@ -216,8 +173,7 @@ def test_two_process_sifting_run_survives_sigterm_and_resumes_to_the_uninterrupt
     )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.count("resuming from") == 1
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
-    assert strip(metrics(out)) == strip(metrics(tmp_path / "reference"))
+    assert untimed(metrics(out)) == untimed(metrics(tmp_path / "reference"))
     assert all(r["fraction_sifted"] > 0 for r in metrics(out)[1:])
     a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -26,10 +26,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -44,7 +45,7 @@ from ..backends import threads_per_worker
 from ..errors import TextclfError
 from ..inference import Classifier
 from .config import ServeConfig
-from .errors import BodyTooLarge, ModelFailure, NotReady, UnsupportedAccept, UnsupportedContentType
+from .errors import BodyTooLarge, ModelFailure, ModelTimeout, NotReady, UnsupportedAccept, UnsupportedContentType
 from .handler import Context, Handler
 from .metrics import Metrics
 
@@ -60,6 +61,7 @@ STATUSES: dict[type[TextclfError], int] = {
     BodyTooLarge: 413,
     UnsupportedContentType: 415,
     ModelFailure: 500,
+    ModelTimeout: 504,
     NotReady: 503,
 }
 _AMZN_ERROR_TYPES = {
@@ -96,13 +98,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def make_handler(config: ServeConfig, observe: Callable[[int, int], None] | None = None) -> Handler:
     """The (not yet loaded) handler for the model ``config`` names; Hub models are fetched here."""
+    from ..artifact import ModelFolder
     from ..models import local_folder, resolve_model
 
     if config.model:
         source = resolve_model(config.model)
         folder, name = Path(local_folder(source)), source.display_name
     else:
-        folder = Path(config.model_dir)
+        folder = ModelFolder.read(config.model_dir).path  # a model.tar.gz: the folder it unpacks to
         name = folder.resolve().name
     return Handler(
         folder,
@@ -227,8 +230,24 @@ class Endpoint:
         with handler.arriving():
             body = await _read_body(request, self.config.max_payload_bytes)
             data = await handler.parse(body, request.headers.get("content-type"), context)
-        prediction = await handler.predict(data, context)
+        prediction = await self.within_timeout(handler.predict(data, context))
         return await handler.render(prediction, accept, context)
+
+    async def within_timeout(self, prediction: Awaitable) -> Any:
+        """``prediction``'s result, or :class:`ModelTimeout` after ``request_timeout_s`` (the prediction itself runs
+        on: its batch may hold other requests' texts)."""
+        limit = self.config.request_timeout_s
+        if limit is None:
+            return await prediction
+        task = asyncio.ensure_future(prediction)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), limit)
+        except asyncio.TimeoutError:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # its outcome is nobody's now
+            raise ModelTimeout(
+                f"the prediction took longer than the request timeout of {limit:g} s (request_timeout_s, "
+                "$SAGEMAKER_MODEL_SERVER_TIMEOUT)."
+            ) from None
 
     async def execution_parameters(self, request: Request) -> Response:
         return JSONResponse(
@@ -279,7 +298,7 @@ class Endpoint:
             log.error("unexpected error on %s", route, exc_info=exc)
             return _error(500, f"internal error: {type(exc).__name__}: {exc}", runtime)
         status = next(STATUSES[cls] for cls in type(exc).__mro__ if cls in STATUSES)
-        if runtime and isinstance(exc, ModelFailure):
+        if runtime and isinstance(exc, (ModelFailure, ModelTimeout)):
             status = 424
         return _error(status, str(exc), runtime)
 

@@ -10,6 +10,8 @@ model_dir          ``SM_MODEL_DIR``, then ``/opt/ml/model``     (none)
 model              ``HF_MODEL_ID`` (with ``HF_TASK`` unset or   (none)
                    ``text-classification``)
 port               ``SAGEMAKER_BIND_TO_PORT``                   8080
+workers            ``SAGEMAKER_MODEL_SERVER_WORKERS``           1
+request_timeout_s  ``SAGEMAKER_MODEL_SERVER_TIMEOUT``           (none)
 =================  ===========================================  ==================
 
 ``model`` (a Hub id or a local Hugging Face classification folder, served as is) wins over
@@ -36,6 +38,12 @@ from ..validation import at_least, at_most, between, check_fields
 __all__ = ["ServeConfig"]
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+ENVIRONMENT = {
+    "port": ("SAGEMAKER_BIND_TO_PORT", int, "a port number"),
+    "workers": ("SAGEMAKER_MODEL_SERVER_WORKERS", int, "a number of processes"),
+    "request_timeout_s": ("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, "a number of seconds"),
+}
+"""Settings a SageMaker container's environment gives (see the module docstring's table)."""
 MAX_PAYLOAD_MB = 6.0
 
 
@@ -50,7 +58,14 @@ class ServeConfig:
     )
     host: str = setting("127.0.0.1", "Address to bind [default: 127.0.0.1; 0.0.0.0 to accept other machines].")
     port: int = setting(8080, "Port [default: $SAGEMAKER_BIND_TO_PORT, else 8080].")
-    workers: int = setting(1, "Processes, each with its own model and batcher [default: 1].")
+    workers: int = setting(
+        1, "Processes, each with its own model and batcher [default: $SAGEMAKER_MODEL_SERVER_WORKERS, else 1]."
+    )
+    request_timeout_s: float | None = setting(
+        None,
+        "Answer 504 when a request's prediction takes longer than this many seconds "
+        "[default: $SAGEMAKER_MODEL_SERVER_TIMEOUT, else no limit].",
+    )
     max_batch_size: int = setting(64, "Texts per forward pass [default: 64].")
     max_batch_delay_ms: float = setting(
         5.0, "How long a batch may wait for more texts while requests are arriving [default: 5]."
@@ -94,6 +109,8 @@ class ServeConfig:
         ):
             at_least(name, getattr(self, name), low)
         at_most("port", self.port, 65535)
+        if self.request_timeout_s is not None and self.request_timeout_s <= 0:
+            raise ConfigError(f"request_timeout_s must be more than 0, but got {self.request_timeout_s}.")
         between("threshold", self.threshold, 0.0, 1.0)
 
     @classmethod
@@ -103,13 +120,12 @@ class ServeConfig:
         values = {k: v for k, v in given.items() if v is not None}
         if values.get("model_dir") and values.get("model"):
             raise ConfigError("pass --model-dir (a textclf folder) or --model (a Hub id or HF folder), not both.")
-        if "port" not in values and env.get("SAGEMAKER_BIND_TO_PORT"):
-            try:
-                values["port"] = int(env["SAGEMAKER_BIND_TO_PORT"])
-            except ValueError:
-                raise ConfigError(
-                    f"SAGEMAKER_BIND_TO_PORT must be a port number, but got {env['SAGEMAKER_BIND_TO_PORT']!r}."
-                ) from None
+        for name, (variable, kind, what) in ENVIRONMENT.items():
+            if name not in values and env.get(variable):
+                try:
+                    values[name] = kind(env[variable])
+                except ValueError:
+                    raise ConfigError(f"{variable} must be {what}, but got {env[variable]!r}.") from None
         if not values.get("model_dir") and not values.get("model"):
             task = env.get("HF_TASK")
             if env.get("HF_MODEL_ID"):

@@ -2,7 +2,8 @@
 
     TextclfError
      ├── ModelError
-     │    └── ModelFailure            the model (or custom code) failed on a request that was fine
+     │    ├── ModelFailure            the model (or custom code) failed on a request that was fine
+     │    └── ModelTimeout            the prediction took longer than request_timeout_s
      ├── RequestError                 the request body or a header cannot be used
      │    ├── BodyTooLarge            the body is over the payload limit
      │    ├── UnsupportedContentType  the Content-Type is not one the endpoint reads
@@ -10,7 +11,7 @@
      └── NotReady                     the model is still loading, or failed to load
 
 These classes say nothing about HTTP: :mod:`textclf.serving.app` turns each into its status in
-one place (400, 413, 415, 406, 500 or 424, 503).
+one place (400, 413, 415, 406, 500 or 424, 504, 503).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..errors import ModelError, TextclfError
 __all__ = [
     "BodyTooLarge",
     "ModelFailure",
+    "ModelTimeout",
     "NotReady",
     "RequestError",
     "UnsupportedAccept",
@@ -29,6 +31,10 @@ __all__ = [
 
 class ModelFailure(ModelError):
     """The model (or a custom handler function) failed on a request that was itself fine."""
+
+
+class ModelTimeout(ModelError):
+    """The prediction took longer than the endpoint's request timeout."""
 
 
 class RequestError(TextclfError):

@@ -14,7 +14,9 @@ A model folder may carry ``code/inference.py`` defining any of
 each optionally taking a trailing ``context`` (a :class:`Context`). As in SageMaker, ``input_data``
 is a ``str`` for text content types and ``bytes`` otherwise; ``output_fn``'s body is answered with
 Content-Type ``accept``. The file is imported from the folder the operator serves and nowhere else:
-serving a folder runs its code, so serve only folders you trust.
+serving a folder runs its code, so serve only folders you trust. The code ``textclf package
+--inference-code`` writes (for SageMaker's Hugging Face container) is not run: it only does what
+the defaults do.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 
 from ..errors import ModelError, TextclfError
 from ..inference import Classifier
+from ..packaging import is_packaged_code
 from . import codecs
 from .batcher import DynamicBatcher
 from .errors import ModelFailure, RequestError, UnsupportedAccept
@@ -60,6 +63,9 @@ def load_user_code(model_dir: Path) -> ModuleType | None:
     """Import ``model_dir/code/inference.py`` if it exists (its folder goes on ``sys.path``)."""
     path = model_dir / "code" / "inference.py"
     if not path.is_file():
+        return None
+    if is_packaged_code(model_dir):  # `textclf package --inference-code`'s, for SageMaker: serve as textclf does
+        log.info("%s is textclf's own code for SageMaker's Hugging Face container; serving without it", path)
         return None
     sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("textclf_user_inference", path)

@@ -172,7 +172,9 @@ def open_for(
     path = world.broadcast(None if path is None else str(path))  # the others read it once rank 0 found it is this job's
     if path is not None and world.size > 1:
         problem = None
-        if not world.is_main:
+        if not world.is_main and not Path(path).is_file():  # another machine, which does not share rank 0's folder
+            problem = f"{path}: no such file on that process's machine."
+        elif not world.is_main:
             try:
                 state = load(Path(path))
             except ArtifactError as exc:
@@ -180,8 +182,8 @@ def open_for(
         problems = [p for p in world.gather(problem) if p]
         if problems:
             raise ArtifactError(
-                f"{len(problems)} of the {world.size} training processes cannot read the checkpoint: "
-                f"{problems[0]} With several machines, pass a --checkpoint-dir that all of them can read."
+                f"{len(problems)} of the {world.size} training processes cannot read the checkpoint: {problems[0]} "
+                "With several machines, pass a --checkpoint-dir that all of them can read at the same path."
             )
     return store, state
 

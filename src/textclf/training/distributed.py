@@ -3,9 +3,11 @@
 ``torchrun --nproc-per-node N -m textclf train ...`` starts N copies of the command with
 ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous in their environment (``--nnodes``
 and ``--rdzv-endpoint`` spread them over machines); ``textclf train --nproc N`` runs the same
-launcher in-process (:func:`launch`). :meth:`World.start` joins the copies into one process
-group: gloo on CPU, nccl on GPU. Everything in the training loop that crosses processes goes
-through :class:`World`:
+launcher in-process (:func:`launch`, which also starts one machine's share of a job on several).
+Only global rank 0 writes (the output folder, its checkpoints); every process reads the data,
+the model and, on a resume, the checkpoint rank 0 found, at the same paths. :meth:`World.start`
+joins the copies into one process group: gloo on CPU, nccl on GPU. Everything in the training
+loop that crosses processes goes through :class:`World`:
 
 * :meth:`World.wrap` puts the model in DistributedDataParallel, which averages gradients
   during the backward pass (:meth:`World.no_sync` skips that between accumulated micro-batches);
@@ -35,10 +37,16 @@ from ..backends import threads_per_worker
 from ..errors import ConfigError, TextclfError
 from ..models import cpu_flags, native_bf16_flag
 
-__all__ = ["Precision", "World", "launch", "launched", "resolve_device", "resolve_precision"]
+__all__ = ["DEFAULT_MASTER_PORT", "Precision", "World", "launch", "launched", "resolve_device", "resolve_precision"]
 
 SHUTDOWN_SECONDS = 300
 """How long ``textclf train --nproc`` waits for workers to checkpoint and stop after a signal."""
+
+DEFAULT_MASTER_PORT = 29500
+"""The port node 0 of a launch on several machines listens on for the others, unless told another (torchrun's)."""
+
+JOIN_SECONDS = 600
+"""How long a node of a launch on several machines waits for all of them to join (torchrun's default)."""
 
 
 def launched() -> bool:
@@ -280,15 +288,52 @@ class World:
             self._owns_group = False
 
 
-def launch(nproc: int, argv: list[str]) -> int:
+def launch(
+    nproc: int,
+    argv: list[str],
+    *,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str | None = None,
+    master_port: int | None = None,
+    join_timeout: int = JOIN_SECONDS,
+) -> int:
     """Run ``python -m textclf ARGV`` in ``nproc`` processes on this machine; the exit code for them all.
 
-    This is torchrun's launcher (``--standalone``: a free local port for the rendezvous), run in
-    this process, which stays as the agent that watches the workers and passes signals on. Each
-    worker gets ``OMP_NUM_THREADS`` = this machine's cores / ``nproc`` unless it is set. After a
+    This is torchrun's launcher, run in this process, which stays as the agent that watches the
+    workers and passes signals on. On one machine (``nnodes=1``) it is ``--standalone``: a free
+    local port for the rendezvous. With ``nnodes`` > 1 it starts this machine's share of a job
+    spread over several, as ``torchrun --nnodes N --node-rank R --master-addr A --master-port P``
+    does (static rendezvous): the same call runs on every machine, each with its own ``node_rank``
+    (0 to ``nnodes`` - 1), and node 0 listens on ``master_addr``:``master_port``
+    (:data:`DEFAULT_MASTER_PORT` unless given), which every node must reach; global rank 0, the
+    process that logs and writes, is node 0's first. A node whose peers have not all joined
+    within ``join_timeout`` seconds raises a :class:`~textclf.errors.ConfigError`. On each of two
+    machines, node 0 being 10.0.0.1, with R its node rank::
+
+        launch(8, ["train", "--data", "/shared/train.csv", "--output", "/shared/model"],
+               nnodes=2, node_rank=R, master_addr="10.0.0.1")
+
+    Each worker gets ``OMP_NUM_THREADS`` = this machine's cores / ``nproc`` unless it is set. After a
     signal, workers get :data:`SHUTDOWN_SECONDS` to write their checkpoint (torchrun's default is 30).
     The workers report their own errors, so the launcher's log of them is silenced.
     """
+    if nnodes > 1:
+        if master_addr is None:
+            raise ConfigError(f"a launch on {nnodes} machines needs master_addr, the address of node 0.")
+        if not 0 <= node_rank < nnodes:
+            raise ConfigError(f"node_rank {node_rank} is not one of the {nnodes} machines' ranks, 0 to {nnodes - 1}.")
+        master_port = master_port or DEFAULT_MASTER_PORT
+        rendezvous = [
+            f"--nnodes={nnodes}",
+            f"--node-rank={node_rank}",
+            f"--master-addr={master_addr}",
+            f"--master-port={master_port}",
+            f"--rdzv-conf=timeout={join_timeout}",
+        ]
+    else:
+        rendezvous = ["--standalone"]
+    from torch.distributed import DistError
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
@@ -296,7 +341,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker(nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     args = get_args_parser().parse_args(
-        ["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_SECONDS}", "--module", "textclf"]
+        [*rendezvous, f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_SECONDS}", "--module", "textclf"]
     )
     args.training_script_args = list(argv)  # set, not parsed: torchrun's parser would read `--nproc` as its own
     try:
@@ -309,4 +354,12 @@ def launch(nproc: int, argv: list[str]) -> int:
         return code if code > 0 else 128 - code  # killed by signal N: 128 + N, as a shell reports it
     except SignalException:
         return 130
+    except DistError as exc:  # a launch on several nodes: node 0's rendezvous store not reached in time
+        if nnodes == 1:
+            raise
+        raise ConfigError(
+            f"node {node_rank} of {nnodes}: not all {nnodes} nodes joined at {master_addr}:{master_port} within "
+            f"{join_timeout} s ({str(exc).splitlines()[0]}); start the same launch on every node, each with its "
+            "own node rank and node 0's address, and check that node 0's port is open."
+        ) from exc
     return 0

@@ -2,18 +2,21 @@
 
 ``best/`` is a copy of the best trial's model folder, built beside it and renamed into place
 (:func:`textclf.artifact.staging`), with the study's figures added to its ``textclf.json``
-under ``tuning``; ``--keep-top K`` then removes the other trials' folders.
+under ``tuning``; ``--keep-top K`` then removes the other trials' folders. Processes ending
+the same study write these one at a time (:func:`publishing`), each from the trials stored then.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -30,6 +33,7 @@ __all__ = [
     "STUDY_CSV",
     "keep_top",
     "publish_best",
+    "publishing",
     "ranked",
     "render",
     "trial_rows",
@@ -38,12 +42,20 @@ __all__ = [
     "write_study_csv",
 ]
 
-BEST_DIR, STUDY_CSV = "best", "study.csv"
+BEST_DIR, STUDY_CSV, LOCK_FILE = "best", "study.csv", ".publish.lock"
 PLOTS = {
     "optimization_history.png": "plot_optimization_history",
     "param_importances.png": "plot_param_importances",
     "parallel_coordinate.png": "plot_parallel_coordinate",
 }
+
+
+@contextmanager
+def publishing(output: Path) -> Iterator[None]:
+    """Held while a process writes study.csv, the plots and best/: the last to take it has seen every trial."""
+    with (output / LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def trials_of(study: optuna.Study) -> list[FrozenTrial]:
@@ -129,21 +141,29 @@ def publish_best(best: FrozenTrial, config: TuneConfig, log: Callable[[str], Non
         worker = best.user_attrs.get("worker", "another process")
         log(f"best/ not updated: trial {best.number}'s model folder {source} is not here (it ran on {worker}).")
         return None
+    tuning = {
+        "trial": best.number,
+        "objective": config.settings.objective,
+        "direction": config.settings.direction,
+        "value": best.value,
+        "params": best.params,
+        "study_name": config.settings.study_name,
+    }
     target = config.output / BEST_DIR
+    if _tuning_of(target) == tuning:
+        return target  # another process of the study published it already
     with artifact.staging(target, overwrite=True) as stage:
         shutil.copytree(source, stage, dirs_exist_ok=True)
-        artifact.update_metadata(
-            stage,
-            tuning={
-                "trial": best.number,
-                "objective": config.settings.objective,
-                "direction": config.settings.direction,
-                "value": best.value,
-                "params": best.params,
-                "study_name": config.settings.study_name,
-            },
-        )
+        artifact.update_metadata(stage, tuning=tuning)
     return target
+
+
+def _tuning_of(folder: Path) -> dict:
+    """The ``tuning`` entry of a published best/ (empty when there is none)."""
+    try:
+        return json.loads((folder / artifact.METADATA_FILE).read_text(encoding="utf-8")).get("tuning") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def keep_top(order: list[FrozenTrial], config: TuneConfig, log: Callable[[str], None]) -> None:

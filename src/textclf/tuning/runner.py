@@ -4,7 +4,9 @@ Each epoch's objective is reported to Optuna from the training loop's ``on_epoch
 the pruner may stop the trial there (its half-built folder is removed, as for any interrupted
 training). A worker runs trials one at a time until the study holds ``max_trials`` finished or
 running ones, or the time is up; ``--parallel-trials K`` starts K such workers as processes,
-each with 1/K of the CPU threads, all on the same study storage.
+each with 1/K of the CPU threads, all on the same study storage. Before each trial a worker
+fails and queues again the trials of dead processes on this machine (:func:`recover`), so
+a peer killed mid-trial is retried by whoever works on the study next.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from ..backends import threads_per_worker
 from ..config import RunOptions
 from ..progress import log_stderr
 from .config import TuneConfig
-from .study import EPOCHS_ATTR, counted, open_study, retry, worker_id
+from .study import EPOCHS_ATTR, counted, open_storage, open_study, recover_lost_trials, retry, worker_id
 
-__all__ = ["TRIALS_DIR", "remove_partial", "run_workers", "trial_dir", "work"]
+__all__ = ["TRIALS_DIR", "recover", "remove_partial", "run_workers", "trial_dir", "work"]
 
 TRIALS_DIR = "trials"
 
@@ -37,6 +39,15 @@ def remove_partial(output: Path, number: int) -> None:
     """Remove the half-built folder a killed trial left (training's hidden staging folder)."""
     for folder in (output / TRIALS_DIR).glob(f".{number:04d}.tmp-*"):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def recover(study: optuna.Study, storage: optuna.storages.RDBStorage, output: Path, log: Callable[[str], None]) -> None:
+    """Queue again the trials left RUNNING by dead processes of this machine, and remove their half-built folders."""
+    recovered = recover_lost_trials(study, storage)
+    for number in recovered:
+        remove_partial(output, number)
+    if recovered:
+        log(f"retrying trial(s) {', '.join(map(str, recovered))}, left running by a process that is gone")
 
 
 class _Surplus(Exception):
@@ -105,11 +116,15 @@ def work(config: TuneConfig, log: Callable[[str], None], offset: int = 0, thread
         import torch
 
         torch.set_num_threads(threads)
-    study = open_study(config, offset)
+    storage = open_storage(config)
+    study = open_study(config, offset, storage)
     objective = _Objective(config, log)
     deadline = None if config.settings.timeout is None else time.monotonic() + config.settings.timeout
     sampler = study.sampler
-    while counted(study) < config.settings.max_trials:
+    while True:
+        recover(study, storage, config.output, log)  # a peer killed mid-trial: its trial is counted no more
+        if counted(study) >= config.settings.max_trials:
+            break
         queued = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))  # retries first
         if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study) and not queued:
             log("every point of the grid has been tried")

@@ -5,15 +5,21 @@ command again resumes it, and any process or machine given the same storage URL 
 A trial whose process died is failed and its parameters queued again, once it is known dead:
 at once when it ran on this machine (its pid is gone), else when its heartbeat is older than
 :data:`GRACE_SECONDS`.
+
+A ``postgresql://`` URL is opened with psycopg 3 (``pip install 'textclf[postgres]'``) and a
+:data:`CONNECT_TIMEOUT_SECONDS` connect timeout; errors name what to fix, with the password hidden.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
+import time
 import warnings
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -32,10 +38,13 @@ __all__ = [
     "open_study",
     "recover_lost_trials",
     "retry",
+    "shown_url",
     "worker_id",
 ]
 
 HEARTBEAT_SECONDS, GRACE_SECONDS, MAX_RETRIES = 30, 120, 3
+CONNECT_TIMEOUT_SECONDS = 10
+"""How long opening a server database (PostgreSQL) may take before it fails; the URL's ``connect_timeout`` wins."""
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _IDENTITY = "textclf_tune"
 
@@ -112,23 +121,54 @@ class _Peers:
 def open_storage(config: TuneConfig) -> RDBStorage:
     """The study's database (``config.storage_url``), with heartbeats that retry the trials of dead processes."""
     url = config.storage_url
+    for attempt in range(1, 6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.x
+                return RDBStorage(
+                    _driver_url(url),
+                    engine_kwargs=_engine_kwargs(url),
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=retry,
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            if attempt == 5:  # not another process creating the same tables at the same moment (seen on PostgreSQL)
+                raise _storage_error(url, exc) from exc
+            time.sleep(0.2 + random.random())
+        except Exception as exc:
+            raise _storage_error(url, exc) from exc
+    raise AssertionError("unreachable")
+
+
+def _driver_url(url: str) -> str:
+    """``postgresql://`` or ``postgres://`` with the driver of ``textclf[postgres]``, whatever SQLAlchemy's default."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def _engine_kwargs(url: str) -> dict | None:
+    """SQLite waits for a busy file; a server database gives up connecting after CONNECT_TIMEOUT_SECONDS."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    if url.startswith("postgres") and "connect_timeout=" not in url:
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS}}
+    return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password as ``***``, for messages and logs."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.x
-            return RDBStorage(
-                url,
-                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=retry,
-            )
-    except Exception as exc:
-        raise _storage_error(url, exc) from exc
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
 
 
 def open_study(config: TuneConfig, offset: int = 0, storage: RDBStorage | None = None) -> optuna.Study:
     """Create the study, or load it and check that it was made by the same command."""
-    url = config.storage_url
+    url = shown_url(config.storage_url)
     storage = storage or open_storage(config)
     try:
         study = optuna.create_study(
@@ -159,13 +199,35 @@ def open_study(config: TuneConfig, offset: int = 0, storage: RDBStorage | None =
     return study
 
 
+_FIXES = (  # (words in the server's message, what to do); PostgreSQL's wording
+    ("password authentication failed", "check the user name and password in the URL"),
+    ("does not exist", "create it on the server (createdb --owner USER NAME) or fix the name in the URL"),
+    ("no pg_hba.conf entry", "allow this machine and user in the server's pg_hba.conf"),
+    ("connection refused", "check the host and port in the URL, and that the server is running there"),
+    ("timeout expired", "check the host and port in the URL, and that this machine can reach the server"),
+    ("resolve host", "check the host name in the URL"),
+    ("translate host name", "check the host name in the URL"),
+)
+
+
 def _storage_error(url: str, exc: Exception) -> ConfigError:
-    """The one-line error for a storage that cannot be opened."""
-    if isinstance(exc, ImportError):  # a database driver missing, e.g. psycopg2 for postgresql://
-        return ConfigError(f"--storage {url}: {exc}; install the database driver.")
-    return ConfigError(
-        f"--storage {url}: cannot open the study ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})."
-    )
+    """The one-line error for a storage that cannot be opened: what went wrong and what to fix."""
+    shown = shown_url(url)
+    if isinstance(exc, ImportError):  # Optuna's wraps the driver's own, e.g. "No module named 'psycopg'"
+        missing = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+        if url.startswith("postgres"):
+            return ConfigError(
+                f"--storage {shown}: the PostgreSQL driver (Python module {missing.name or 'psycopg'!r}) is not "
+                "installed; pip install 'textclf[postgres]'."
+            )
+        return ConfigError(f"--storage {shown}: {missing}; install the database driver.")
+    message = str(getattr(exc, "orig", None) or exc)
+    reason = message.rpartition("FATAL:")[2] if "FATAL:" in message else message.rpartition("failed: ")[2]
+    reason = " ".join(reason.strip().splitlines()[0].split()) if reason.strip() else type(exc).__name__
+    fix = next((fix for words, fix in _FIXES if words in message.lower()), None)
+    if fix is None:
+        return ConfigError(f"--storage {shown}: cannot open the study ({type(exc).__name__}: {reason[:300]}).")
+    return ConfigError(f"--storage {shown}: {reason[:300]}; {fix}.")
 
 
 def recover_lost_trials(study: optuna.Study, storage: RDBStorage) -> list[int]:

@@ -116,19 +116,15 @@ def run(
 ) -> TuneResult:
     """Run a checked study (see :func:`tune`) and write its outputs."""
     from . import outputs
-    from .runner import remove_partial, run_workers
-    from .study import FINISHED, open_storage, open_study, recover_lost_trials
+    from .runner import recover, run_workers
+    from .study import FINISHED, open_storage, open_study
 
     config.output.mkdir(parents=True, exist_ok=True)
     storage = open_storage(config)
     study = open_study(config, storage=storage)
     for params in first_trials:
         study.enqueue_trial(dict(params), skip_if_exists=True)
-    recovered = recover_lost_trials(study, storage)
-    for number in recovered:
-        remove_partial(config.output, number)
-    if recovered:
-        log(f"retrying trial(s) {', '.join(map(str, recovered))}, left running by a process that is gone")
+    recover(study, storage, config.output, log)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done:
         log(f"resuming study {config.settings.study_name!r}: {done} of {config.settings.max_trials} trials finished")
@@ -138,38 +134,40 @@ def run(
         log("interrupted: run the same command again to resume the study")
         raise
 
-    rows = outputs.trial_rows(study, config)
-    outputs.write_study_csv(rows, config.output / outputs.STUDY_CSV)
-    plots = outputs.write_plots(study, config.output, log)
-    order = outputs.ranked(study, config)
-    summary = outputs.render(rows, order, config)
-    if not order:
+    # several processes (or machines sharing OUTPUT) end one study: whoever writes last reads every trial
+    with outputs.publishing(config.output):
+        rows = outputs.trial_rows(study, config)
+        outputs.write_study_csv(rows, config.output / outputs.STUDY_CSV)
+        plots = outputs.write_plots(study, config.output, log)
+        order = outputs.ranked(study, config)
+        summary = outputs.render(rows, order, config)
+        if not order:
+            return TuneResult(
+                config.output,
+                config.settings.objective,
+                config.settings.direction,
+                None,
+                None,
+                trials=rows,
+                plots=plots,
+                summary=summary,
+            )
+        best = order[0]
+        best_path = outputs.publish_best(best, config, log)
+        if config.settings.keep_top:
+            outputs.keep_top(order, config, log)
         return TuneResult(
             config.output,
             config.settings.objective,
             config.settings.direction,
-            None,
-            None,
-            trials=rows,
-            plots=plots,
-            summary=summary,
+            best.number,
+            best.value,
+            dict(best.params),
+            best_path,
+            rows,
+            plots,
+            summary,
         )
-    best = order[0]
-    best_path = outputs.publish_best(best, config, log)
-    if config.settings.keep_top:
-        outputs.keep_top(order, config, log)
-    return TuneResult(
-        config.output,
-        config.settings.objective,
-        config.settings.direction,
-        best.number,
-        best.value,
-        dict(best.params),
-        best_path,
-        rows,
-        plots,
-        summary,
-    )
 
 
 def _check_output(output: Path) -> None:
