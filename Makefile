@@ -46,6 +46,7 @@ postgres:
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
+	$(BIN)/hadolint Dockerfile
 
 test: $(STAMP) browser postgres lint
 	$(BIN)/python -m pytest -ra

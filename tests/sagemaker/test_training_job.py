@@ -284,7 +284,11 @@ def test_serve_answers_boto3_like_an_endpoint(finished_job, monkeypatch):
     server = subprocess.Popen([sys.executable, "-m", "textclf", "sagemaker", "serve"], env=env)
     try:
         wait_for_ping(f"http://127.0.0.1:{port}")
-        for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             monkeypatch.setenv(name, value)
         runtime = boto3.client("sagemaker-runtime", endpoint_url=f"http://127.0.0.1:{port}")
         answer = runtime.invoke_endpoint(

@@ -157,7 +157,9 @@ def _launch(layout: Layout, cluster: Cluster, nproc: int, argv: list[str], log: 
             f"host {cluster.current_host}: node {cluster.rank} of {cluster.size}, {nproc} process(es) each; "
             f"rendezvous at {cluster.master}:{port}"
         )
-    code = launch(nproc, argv, nnodes=cluster.size, node_rank=cluster.rank, master_addr=cluster.master, master_port=port)
+    code = launch(
+        nproc, argv, nnodes=cluster.size, node_rank=cluster.rank, master_addr=cluster.master, master_port=port
+    )
     if code == 130:  # the launcher itself was signalled: the processes wrote their checkpoint and stopped
         code = SIGTERM_EXIT
     if code:
@@ -200,7 +202,9 @@ def _wait_for_name(host: str, seconds: float = RESOLVE_SECONDS) -> None:
             return
         except OSError as exc:
             if time.monotonic() > deadline:
-                raise ModelError(f"host {host} (hosts[0], the rendezvous) did not resolve in {seconds:.0f} s: {exc}.")
+                raise ModelError(
+                    f"host {host} (hosts[0], the rendezvous) did not resolve in {seconds:.0f} s: {exc}."
+                ) from None
             time.sleep(2)
 
 
