@@ -364,3 +364,41 @@ def test_sigterm_checkpoints_and_running_the_job_again_resumes(tiny_bert, tmp_pa
     assert "resuming from" in again.stderr
     epochs = [json.loads(line) for line in (base / "output/data/metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in epochs if "epoch" in r] == list(range(1, 41))
+
+
+@pytest.mark.subprocess
+@pytest.mark.distributed
+def test_two_hosts_train_one_ddp_job(tiny_bert, tmp_path):
+    """Two hosts of one job on this machine (each with its own /opt/ml, as SageMaker gives them): the rank comes
+    from current_host, hosts[0] is the rendezvous, and only that host writes model/."""
+    from serving.serving_helpers import free_port
+
+    hosts = ("localhost", "127.0.0.1")  # names that resolve here; sorted, 127.0.0.1 is hosts[0]
+    bases = [
+        lay_out(
+            tmp_path / host,
+            estimator_encoding(hyperparameters_for(tiny_bert, epochs=2, precision="float32")),
+            {"training": jumpstart_rows(200, 1), "validation": jumpstart_rows(60, 2)},
+            hosts=hosts,
+            current=host,
+        )
+        for host in hosts
+    ]
+    port = str(free_port())
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "textclf", "sagemaker", "train"],
+            env={**job_env(base), "TEXTCLF_MASTER_PORT": port},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for base in bases
+    ]
+    outputs = [job.communicate(timeout=240) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    second, first = bases  # hosts[0] is 127.0.0.1: the second base laid out
+    assert "node 0 of 2" in outputs[1][1] and "node 1 of 2" in outputs[0][1]
+    metadata = json.loads((first / "model" / "textclf.json").read_text())
+    assert metadata["run"]["processes"] == 2 and metadata["run"]["effective_batch_size"] == 2 * FAST["batch_size"]
+    assert list((second / "model").iterdir()) == []
