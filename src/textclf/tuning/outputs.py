@@ -63,17 +63,18 @@ def trials_of(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
 
 
-def ranked(study: optuna.Study, config: TuneConfig) -> list[FrozenTrial]:
-    """Complete trials, best first."""
-    done = [t for t in trials_of(study) if t.state == TrialState.COMPLETE]
+def ranked(trials: list[FrozenTrial], config: TuneConfig) -> list[FrozenTrial]:
+    """The complete ones of ``trials`` (:func:`trials_of`), best first."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
     return sorted(done, key=lambda t: (-t.value if config.settings.maximize else t.value, t.number))
 
 
-def trial_rows(study: optuna.Study, config: TuneConfig) -> list[dict]:
-    """One row a trial: number, state, value, duration, each parameter, the trial it retries."""
+def trial_rows(trials: list[FrozenTrial], config: TuneConfig) -> list[dict]:
+    """One row a trial of ``trials`` (:func:`trials_of`): number, state, value, duration, each parameter, the trial
+    it retries. Give it the list :func:`ranked` gets: other processes finish trials between two reads of a study."""
     names = config.space.names
     rows = []
-    for t in trials_of(study):
+    for t in trials:
         duration = (
             (t.datetime_complete - t.datetime_start).total_seconds()
             if t.datetime_complete and t.datetime_start

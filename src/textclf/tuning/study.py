@@ -201,6 +201,7 @@ def open_study(config: TuneConfig, offset: int = 0, storage: RDBStorage | None =
 
 _FIXES = (  # (words in the server's message, what to do); PostgreSQL's wording
     ("password authentication failed", "check the user name and password in the URL"),
+    ("no password supplied", "give it in the URL (USER:PASSWORD@HOST), PGPASSWORD or ~/.pgpass"),
     ("does not exist", "create it on the server (createdb --owner USER NAME) or fix the name in the URL"),
     ("no pg_hba.conf entry", "allow this machine and user in the server's pg_hba.conf"),
     ("connection refused", "check the host and port in the URL, and that the server is running there"),
@@ -215,7 +216,7 @@ def _storage_error(url: str, exc: Exception) -> ConfigError:
     shown = shown_url(url)
     if isinstance(exc, ImportError):  # Optuna's wraps the driver's own, e.g. "No module named 'psycopg'"
         missing = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
-        if url.startswith("postgres"):
+        if _driver_url(url).startswith("postgresql+psycopg://"):
             return ConfigError(
                 f"--storage {shown}: the PostgreSQL driver (Python module {missing.name or 'psycopg'!r}) is not "
                 "installed; pip install 'textclf[postgres]'."

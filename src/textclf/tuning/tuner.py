@@ -136,10 +136,11 @@ def run(
 
     # several processes (or machines sharing OUTPUT) end one study: whoever writes last reads every trial
     with outputs.publishing(config.output):
-        rows = outputs.trial_rows(study, config)
+        trials = outputs.trials_of(study)  # one read: rows and ranking of the same trials
+        rows = outputs.trial_rows(trials, config)
         outputs.write_study_csv(rows, config.output / outputs.STUDY_CSV)
         plots = outputs.write_plots(study, config.output, log)
-        order = outputs.ranked(study, config)
+        order = outputs.ranked(trials, config)
         summary = outputs.render(rows, order, config)
         if not order:
             return TuneResult(
