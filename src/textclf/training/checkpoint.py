@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import hashlib
 import os
 import random
 import shutil
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import __version__, artifact
+from ..backends import file_sha256
 from ..config import ADDED_HYPERPARAMETERS
 from ..errors import ArtifactError, ConfigError
 
@@ -300,15 +300,7 @@ def _stamps(path: Path) -> list:
     """[name, size, SHA-256] of ``path``, or of every file under it: by content, not modification time, so a
     copy of the same files resumes (a SageMaker job restarted on a new machine downloads its channels again)."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [[str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size, _digest(p)] for p in files]
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return [[str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size, file_sha256(p)] for p in files]
 
 
 # -- per-process state ------------------------------------------------------------------------------
