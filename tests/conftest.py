@@ -208,3 +208,11 @@ def borderline(tiny_bert, tmp_path_factory) -> tuple[Path, Path]:
     data = tmp / "val.csv"
     data.write_text("label,text\n" + "".join(f"{['negative', 'positive'][i % 2]},{t}\n" for i, t in enumerate(texts)))
     return folder, data
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch) -> None:
+    """Credentials and a region that boto3 accepts (nothing reaches AWS: the clients get an endpoint_url)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def test_bad_packing_is_a_one_line_error_and_writes_nothing(bert_artifact, tmp_p
         (folder / "vocab.txt").symlink_to(tmp_path / "gone")
     elif case == "output is a folder":
         output.mkdir(parents=True)
-    with pytest.raises(ArtifactError, match=message) as caught:
+    with pytest.raises(ArtifactError, match=re.escape(message)) as caught:
         package(folder, output)
     assert "\n" not in str(caught.value)
     assert not output.is_file() and not list(output.parent.glob(".*tmp-*"))
@@ -202,7 +203,7 @@ def test_an_archive_packs_again_with_its_generated_code_replaced(archives, tmp_p
 # -- every command takes the archive -----------------------------------------------------------
 
 
-def test_every_command_reads_the_archive_as_the_folder(archives, models, tmp_path, cache):
+def test_every_command_reads_the_archive_as_the_folder(archives, models, sentiment_files, tmp_path, cache):
     archive, folder = archives["trained"], models["trained"]
     want = Classifier.load(folder, dtype="float32").predict_proba(TEXTS)
     assert Classifier.load(archive, dtype="float32").predict_proba(TEXTS) == pytest.approx(want, abs=1e-6)
@@ -227,8 +228,20 @@ def test_every_command_reads_the_archive_as_the_folder(archives, models, tmp_pat
     unpacked_to = list((cache / "archives").glob("*/trained"))
     assert len(unpacked_to) == 1 and unpacked(archive) == unpacked_to[0]
 
+    evaluate = ["evaluate", "--data", str(sentiment_files[1]), "--json", "--backend", "torch", "--dtype", "float32"]
+    from_archive = runner.invoke(main, [*evaluate, "--model-dir", str(archive)])
+    assert from_archive.exit_code == 0, from_archive.output
+    assert from_archive.stdout == runner.invoke(main, [*evaluate, "--model-dir", str(folder)]).stdout
+
+    report = runner.invoke(main, ["report", "--model-dir", str(archive), "--output", str(tmp_path / "r.html")])
+    assert report.exit_code == 0 and "<html" in (tmp_path / "r.html").read_text()
+
     refused = runner.invoke(main, ["export", "--model-dir", str(archive), "--format", "onnx"])
     assert refused.exit_code == 2 and "an archive; exports are written into a model folder" in refused.output
+    no_output = runner.invoke(main, ["report", "--model-dir", str(archive)])
+    assert no_output.exit_code == 2 and no_output.output.strip().endswith(
+        "an archive; pass --output FILE (the default is MODEL_DIR/report.html)."
+    )
 
 
 def test_the_unpacked_archive_loads_in_a_transformers_pipeline(archives, models, tmp_path):
@@ -514,8 +527,8 @@ def test_links_inside_and_a_root_entry_unpack(tmp_path):
     [
         ("nested", "its files are under 'reviews/', not at the archive's root as SageMaker expects"),
         ("no config", "not a model archive (no config.json at its root)"),
-        ("not a tar", "not a readable tar or tar.gz archive"),
-        ("truncated", "not a readable tar or tar.gz archive"),
+        ("not a tar", "neither a model folder nor a tar or tar.gz archive."),
+        ("truncated", "a damaged archive ("),
     ],
 )
 def test_an_archive_that_is_not_a_model_is_a_one_line_error(bert_artifact, tmp_path, kind, message):
@@ -556,3 +569,10 @@ def test_textclf_package_prints_what_it_wrote_and_refuses_to_overwrite(bert_arti
     assert runner.invoke(main, [*args, "--overwrite"]).exit_code == 0
     missing = runner.invoke(main, ["package", "--model-dir", str(tmp_path / "nope"), "--output", str(output)])
     assert missing.exit_code == 2 and missing.output.count("\n") == 1 and "model folder not found" in missing.output
+
+
+def test_an_archive_is_a_model_to_fine_tune_further(archives, models):
+    from textclf.models import resolve_model
+
+    source = resolve_model(str(archives["trained"]))
+    assert (source.kind, Path(source.location)) == ("artifact", unpacked(archives["trained"]))

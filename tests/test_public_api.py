@@ -194,6 +194,7 @@ PUBLIC = {
         "value_types",
         "values_of",
     ],
+    "textclf.packaging": ["CODE_FILES", "Packed", "SKIPPED", "is_packaged_code", "package", "unpack", "unpacked"],
     "textclf.progress": ["ProgressBar", "log_stderr"],
     "textclf.reference": ["REGENERATE", "hyperparameters_markdown"],
     "textclf.report": [

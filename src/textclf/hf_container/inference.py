@@ -28,7 +28,7 @@ import os
 import numpy as np
 import textclf_codecs as codecs
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerFast
 
 BATCH_SIZE = 32
 """Texts a forward pass: a request's texts are sorted by length and cut into batches of this many."""
@@ -46,7 +46,10 @@ class TextClassifier:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         self.model = model.float().eval().to(self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        except ValueError:  # a class name an older transformers does not know (TokenizersBackend): the
+            self.tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)  # tokenizer.json is the same
         if self.tokenizer.pad_token is None:  # as textclf pads a decoder's batches: with its EOS token
             self.tokenizer.pad_token = self.tokenizer.eos_token
         config = self.model.config

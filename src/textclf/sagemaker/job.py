@@ -176,12 +176,7 @@ def _model(layout: Layout, settings: JobSettings) -> str | None:
         return str(folder)
     archives = sorted(folder.glob("*.tar.gz"))
     if len(archives) == 1:
-        from ..packaging import unpack
-
-        target = _work_folder(layout).parent / "model-channel"
-        shutil.rmtree(target, ignore_errors=True)
-        unpack(archives[0], target)
-        return str(target)
+        return str(archives[0])  # unpacked safely, once, by resolve_model (textclf.packaging)
     raise ModelError(
         f"channel 'model' ({folder}) holds neither a model folder (config.json) nor one model.tar.gz; give it the "
         "output of an earlier textclf or SageMaker training job."

@@ -51,7 +51,9 @@ MAX_PAYLOAD_MB = 6.0
 class ServeConfig:
     """Settings of one endpoint. Build it with :meth:`resolve` to apply the environment."""
 
-    model_dir: str | None = setting(None, "Model folder to serve [default: $SM_MODEL_DIR, else /opt/ml/model].")
+    model_dir: str | None = setting(
+        None, "Model folder (or model.tar.gz) to serve [default: $SM_MODEL_DIR, else /opt/ml/model]."
+    )
     model: str | None = setting(
         None,
         "Serve a model never fine-tuned here: a Hub id or a local HF classification folder [default: $HF_MODEL_ID].",
