@@ -17,6 +17,7 @@ are byte for byte those of an uninterrupted run. The modules, in the order a job
     _manifest  the working folder: identity of the job, atomic writes, lock
     _output    the lines of .out (jsonl or csv) and .errors
     _job       run it all: score chunks (in workers), assemble files, sum the evaluation
+    _ray       --engine ray: the chunks scored by a pool of Ray actors, written here (the only import of Ray)
 """
 
 from __future__ import annotations

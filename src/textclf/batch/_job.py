@@ -5,8 +5,9 @@ into batches and returns rows in input order (for a multi-label model ``Classifi
 applies each label's threshold). The model folder is read once, here (a
 :class:`~textclf.artifact.ModelFolder`), and chunks are scored in this process or by
 ``workers`` spawned processes (each loads the model from that folder once, with the CPU's
-threads split among them); whoever scores a chunk writes its parts, and this process assembles a file's ``.out``
-(and ``.errors``) once all of the file's chunks are done. The order of the steps is what
+threads split among them), or with ``engine="ray"`` by as many Ray actors (``_ray``); whoever scores a chunk
+writes its parts (Ray's actors send them back, and this process writes them), and this process assembles a
+file's ``.out`` (and ``.errors``) once all of the file's chunks are done. The order of the steps is what
 makes a kill at any moment safe: see ``_manifest``.
 """
 
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,7 +76,8 @@ def run_batch(
 
     Run it again after a kill and it resumes; the outputs are the bytes an uninterrupted run
     writes. ``classifier`` (a loaded :class:`textclf.Classifier`, used as it is: its backend
-    and threads) skips loading the model in this process when ``options.workers`` is 1.
+    and threads) skips loading the model in this process when ``options.workers`` is 1 and the
+    engine is local.
 
         >>> result = run_batch("runs/reviews", "texts/*.jsonl", "scored")  # doctest: +SKIP
         >>> result.records, result.errors, result.exit_code  # doctest: +SKIP
@@ -224,7 +227,7 @@ class _Job:
                 self._assemble(f, by_file[f])
         total = sum(c.records for c in chunks)
         with ProgressBar(progress, "scoring", total, rate_unit="records/s", completed=done) as update:
-            for chunk in self._score(todo, threads):
+            for chunk in self._score(todo, threads, log):
                 done += chunk.records
                 update(done)
                 waiting[chunk.file] -= 1
@@ -246,40 +249,57 @@ class _Job:
         self.work.concatenate([self.work.part(file, c.index, "out") for c in chunks], self._output(file, "out"))
         shutil.rmtree(self.work.root / "parts" / str(file), ignore_errors=True)
 
-    def _score(self, chunks: list[Chunk], threads: int) -> Iterator[Chunk]:
+    def _score(self, chunks: list[Chunk], threads: int, log: Callable[[str], None]) -> Iterator[Chunk]:
         """Score ``chunks`` (writing their parts); yield each as it is done, in any order."""
         if not chunks:
             return
-        tasks = [_Task(str(self.paths[c.file]), self.layouts[c.file], c) for c in chunks]
+        tasks = [Task(str(self.paths[c.file]), self.layouts[c.file], c) for c in chunks]
+        if self.options.engine == "ray":
+            from ._ray import score_on_ray  # the one import of Ray, and only for --engine ray
+
+            yield from score_on_ray(tasks, self.folder, self.work, self.options, threads, log)
+            return
         if self.options.workers > 1:
             yield from _in_processes(tasks, self.folder, self.work.output, self.options, threads)
             return
-        scorer = _Scorer(self.folder, self.work.output, self.options, threads, self.classifier)
+        scorer = Scorer(self.folder, self.options, threads, self.classifier)
         for task in tasks:
-            scorer.score(task)
+            write_parts(self.work, task.chunk, scorer.score(task))
             yield task.chunk
 
 
 @dataclass(frozen=True)
-class _Task:
+class Task:
+    """One chunk to score, with the file it is in and how that file is read."""
+
     path: str
     layout: Layout
     chunk: Chunk
 
 
-class _Scorer:
-    """Scores chunks with one classifier (loaded on first use, on ``threads`` cores) and writes their parts."""
+class Parts(NamedTuple):
+    """A scored chunk: its ``.out`` lines, its ``.errors`` lines, its counts and evaluation sums."""
 
-    def __init__(self, folder: ModelFolder, output: Path, options: BatchOptions, threads: int, classifier=None):
-        self.folder, self.work, self.options, self.threads, self.clf = (
-            folder,
-            Workdir(output),
-            options,
-            threads,
-            classifier,
-        )
+    out: str
+    errors: str
+    summary: dict
 
-    def score(self, task: _Task) -> None:
+
+def write_parts(work: Workdir, chunk: Chunk, parts: Parts) -> None:
+    """Write a scored chunk's parts, its summary last: the summary on disk marks the chunk done."""
+    if parts.errors:
+        work.write(work.part(chunk.file, chunk.index, "errors"), parts.errors)
+    work.write(work.part(chunk.file, chunk.index, "out"), parts.out)
+    work.write(work.part(chunk.file, chunk.index, "json"), json.dumps(parts.summary))
+
+
+class Scorer:
+    """Scores chunks with one classifier (loaded on first use, on ``threads`` cores)."""
+
+    def __init__(self, folder: ModelFolder, options: BatchOptions, threads: int, classifier=None):
+        self.folder, self.options, self.threads, self.clf = folder, options, threads, classifier
+
+    def score(self, task: Task) -> Parts:
         o, c = self.options, task.chunk
         if self.clf is None:
             from ..inference import Classifier
@@ -327,19 +347,16 @@ class _Scorer:
             **_decision_rule(clf),
             "evaluation": evaluation,
         }
-        if errors:
-            self.work.write(self.work.part(c.file, c.index, "errors"), errors)
-        self.work.write(self.work.part(c.file, c.index, "out"), out)
-        self.work.write(self.work.part(c.file, c.index, "json"), json.dumps(summary))  # last: the chunk is done
+        return Parts(out, errors, summary)
 
 
 # -- worker processes ---------------------------------------------------------
 
-_worker: _Scorer | None = None
+_worker: tuple[Scorer, Workdir] | None = None
 
 
 def _in_processes(
-    tasks: list[_Task], folder: ModelFolder, output: Path, options: BatchOptions, threads: int
+    tasks: list[Task], folder: ModelFolder, output: Path, options: BatchOptions, threads: int
 ) -> Iterator[Chunk]:
     """Score ``tasks`` in ``options.workers`` spawned processes, at most two chunks each in flight."""
     pool = ProcessPoolExecutor(
@@ -349,7 +366,7 @@ def _in_processes(
         initargs=(folder, output, options, threads),
     )
     queue = iter(tasks)
-    running: dict[Future, _Task] = {}
+    running: dict[Future, Task] = {}
     try:
         while True:
             while len(running) < 2 * options.workers and (task := next(queue, None)) is not None:
@@ -367,14 +384,15 @@ def _in_processes(
 def _start_worker(folder: ModelFolder, output: Path, options: BatchOptions, threads: int) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it cancels the pool
-    _worker = _Scorer(folder, output, options, threads)
+    _worker = Scorer(folder, options, threads), Workdir(output)
     parent = multiprocessing.parent_process()
     if parent is not None:  # a killed parent cannot stop its workers: they stop themselves
         threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
 
 
-def _score_in_worker(task: _Task) -> None:
-    _worker.score(task)
+def _score_in_worker(task: Task) -> None:
+    scorer, work = _worker
+    write_parts(work, task.chunk, scorer.score(task))
 
 
 # -- counts and evaluation ------------------------------------------------------

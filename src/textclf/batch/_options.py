@@ -15,10 +15,11 @@ from ..validation import check_fields
 
 FORMATS = ("auto", *READ_FORMATS)
 OUTPUT_FORMATS = ("jsonl", "csv")
+ENGINES = ("local", "ray")
 DEFAULT_CHUNK_SIZE = 2000
 
 # Options that cannot change a single output byte; all others are part of the job's identity.
-_NOT_IDENTITY = ("workers", "evaluate")
+_NOT_IDENTITY = ("workers", "evaluate", "engine", "ray_address")
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -80,7 +81,23 @@ class BatchOptions:
         "Records per chunk, the unit of work written at once (and of resuming and sharding).",
         low=1,
     )
-    workers: int = setting(1, "Processes, each with its own model; the CPU threads are split among them.", low=1)
+    workers: int = setting(
+        1,
+        "Processes (with --engine ray: Ray actors), each with its own model; the CPU threads are split among them.",
+        low=1,
+    )
+    engine: str = setting(
+        "local",
+        "What runs the workers: local, processes on this machine; ray, an actor pool of Ray Data "
+        "(pip install 'textclf[ray]'), on a cluster with --ray-address.",
+        choices=ENGINES,
+    )
+    ray_address: str | None = setting(
+        None,
+        "With --engine ray: the cluster to run on, as host:port (the address `ray start --head` printed), "
+        "ray://host:port, or auto (the cluster started on this machine) "
+        "[default: $RAY_ADDRESS if set, else a Ray instance of this job's own].",
+    )
     shard: tuple[int, int] = setting(
         (0, 1),
         "i/N: score only the i-th (0-based) of N contiguous shares of the job's chunks; "
@@ -123,6 +140,8 @@ class BatchOptions:
         index, count = self.shard
         if not 0 <= index < count:
             raise ConfigError(f"shard must be i/N with 0 <= i < N, but got shard={index}/{count}.")
+        if self.ray_address is not None and self.engine != "ray":
+            raise ConfigError(f"--ray-address {self.ray_address} needs --engine ray; add it, or leave out the address.")
         try:
             newline = "\n".encode(codecs.lookup(self.encoding).name)
         except LookupError:
