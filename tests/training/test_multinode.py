@@ -3,6 +3,7 @@ with two processes does; they stop on SIGTERM and resume; a node whose peer neve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -73,7 +74,7 @@ def free_port() -> int:
 
 
 class Node:
-    """One node's launcher in its own session (its workers with it), stderr in a file."""
+    """One node: its launcher, stderr in a file."""
 
     def __init__(self, command: list[str], log: Path, cwd: Path):
         self.log = log
@@ -101,9 +102,17 @@ class Node:
         return [line for line in self.text().splitlines() if line.startswith(start)]
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """The launcher and its workers, which torchrun starts in sessions of their own (they outlive a
+        launcher killed alone)."""
+        if self.process.poll() is not None:
+            return
+        pid, workers = self.process.pid, []
+        with contextlib.suppress(OSError):
+            workers = [int(w) for w in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        for group in (pid, *workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self.process.wait()
 
 
 @pytest.fixture
