@@ -85,12 +85,14 @@ def run(model_dir: Path, source: Path, out: Path, engine: str, args) -> dict:
         if "scoring on Ray" in message:
             marks["ray_init"] = time.perf_counter() - start
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = run_batch(model_dir, source, out, options, progress=False, log=log)
     seconds = time.perf_counter() - start
     if result.errors:
         raise SystemExit(f"{engine}: {result.errors} records could not be read")
-    return {"seconds": seconds, **marks}
+    # this process's CPU time, every thread: the driver's share (planning, reading back, writing); the local
+    # engine's workers and Ray's actors are other processes
+    return {"seconds": seconds, "driver_cpu_s": time.process_time() - cpu, **marks}
 
 
 def main() -> None:
@@ -159,6 +161,13 @@ def main() -> None:
         f"Ray's start-up: ray.init {ray_init:.2f} s, all fixed costs {cost['ray']:.2f} s "
         f"(local engine: {cost['local']:.2f} s); steady state ray/local {steady['ray'] / steady['local']:.3f}"
     )
+    driver = {e: median(e, "driver_cpu_s") - median(e, "driver_cpu_s", fixed) for e in ENGINES}
+    for e in ENGINES:
+        per_record = driver[e] / len(texts)
+        print(
+            f"{e} driver: {per_record * 1e6:.1f} us CPU a record (planning, results, writing): "
+            f"one driver core keeps up with {1 / max(per_record, 1e-12):,.0f} records/s"
+        )
     print(f"outputs identical: {'yes' if identical else 'NO'}")
     verdict = "met" if overhead <= TARGET_OVERHEAD and identical else "MISSED"
     print(f"Ray's total at most {TARGET_OVERHEAD:.0%} over the local engine's: {verdict} ({overhead:+.1%}, ray/local)")
@@ -179,6 +188,7 @@ def main() -> None:
                 "fixed_s": cost,
                 "steady_rate": steady,
                 "ray_init_s": ray_init,
+                "driver_cpu_s_per_record": {e: driver[e] / len(texts) for e in ENGINES},
                 "overhead": overhead,
                 "identical": identical,
                 "command": " ".join(sys.argv),

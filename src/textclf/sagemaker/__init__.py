@@ -12,11 +12,11 @@ import os
 from collections.abc import Mapping
 
 from ..serving.config import ServeConfig
-from .job import MASTER_PORT, train_job
+from .job import train_job
 from .layout import Cluster, Layout
 from .settings import JobSettings
 
-__all__ = ["MASTER_PORT", "Cluster", "JobSettings", "Layout", "serve_config", "train_job"]
+__all__ = ["Cluster", "JobSettings", "Layout", "serve_config", "train_job"]
 
 
 def serve_config(layout: Layout, env: Mapping[str, str] | None = None) -> ServeConfig:

@@ -12,8 +12,8 @@ interruption), which writes a checkpoint at the next optimizer step first. 130 i
 mode counts it as success.
 
 Several hosts in resourceconfig.json make one DDP job: the node rank is ``current_host``'s index in
-the sorted hosts, and ``hosts[0]`` is the rendezvous, on port :data:`MASTER_PORT` (override with
-``TEXTCLF_MASTER_PORT``).
+the sorted hosts, and ``hosts[0]`` is the rendezvous, on torchrun's port 29500
+(:data:`textclf.training.distributed.DEFAULT_MASTER_PORT`; override it with ``TEXTCLF_MASTER_PORT``).
 """
 
 from __future__ import annotations
@@ -30,15 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import artifact
-from ..errors import ModelError, TextclfError, TrainingInterrupted
+from ..errors import ConfigError, ModelError, TextclfError, TrainingInterrupted
 from ..progress import log_stderr
 from .layout import Cluster, Layout
 from .settings import JobSettings
 
-__all__ = ["MASTER_PORT", "SIGTERM_EXIT", "metric_lines", "publish", "train_job"]
-
-MASTER_PORT = 29500
-"""The rendezvous port on ``hosts[0]`` (torchrun's default); ``TEXTCLF_MASTER_PORT`` overrides it."""
+__all__ = ["SIGTERM_EXIT", "metric_lines", "publish", "train_job"]
 
 SIGTERM_EXIT = 143  # 128 + SIGTERM, as a shell reports it
 RESOLVE_SECONDS = 300.0  # how long to wait for hosts[0]'s name to resolve: SageMaker's may resolve late
@@ -148,9 +145,12 @@ def publish(folder: Path, model_dir: Path) -> None:
 
 def _launch(layout: Layout, cluster: Cluster, nproc: int, argv: list[str], log: Callable[[str], None]) -> int:
     """Start this host's ``nproc`` training processes of the job (each runs ``argv`` again); their exit code."""
-    from ..training.distributed import launch
+    from ..training.distributed import DEFAULT_MASTER_PORT, launch
 
-    port = int(os.environ.get("TEXTCLF_MASTER_PORT", MASTER_PORT))
+    given = os.environ.get("TEXTCLF_MASTER_PORT", str(DEFAULT_MASTER_PORT))
+    if not given.isdigit() or not 0 < int(given) < 65536:
+        raise ConfigError(f"TEXTCLF_MASTER_PORT must be a port number, but got {given!r}.")
+    port = int(given)
     if cluster.size > 1:
         _wait_for_name(cluster.master)
         log(
