@@ -17,6 +17,7 @@ from textclf.serving.app import Endpoint
 from textclf.serving.errors import (
     BodyTooLarge,
     ModelFailure,
+    ModelTimeout,
     NotReady,
     RequestError,
     UnsupportedAccept,
@@ -26,13 +27,21 @@ from textclf.serving.errors import (
 
 def test_the_serving_errors_are_pinned_and_in_the_textclf_tree():
     assert sorted(textclf.serving.errors.__all__) == sorted(
-        ["BodyTooLarge", "ModelFailure", "NotReady", "RequestError", "UnsupportedAccept", "UnsupportedContentType"]
+        [
+            "BodyTooLarge",
+            "ModelFailure",
+            "ModelTimeout",
+            "NotReady",
+            "RequestError",
+            "UnsupportedAccept",
+            "UnsupportedContentType",
+        ]
     )
     for module in (textclf.errors, textclf.serving.errors):
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, BaseException) and name != "TrainingInterrupted":  # Ctrl-C, not an error
                 assert issubclass(cls, TextclfError), name
-    assert issubclass(ModelFailure, ModelError)
+    assert issubclass(ModelFailure, ModelError) and issubclass(ModelTimeout, ModelError)
 
 
 def answer(path: str, exc: Exception) -> tuple[int, dict, dict]:
@@ -54,6 +63,7 @@ def answer(path: str, exc: Exception) -> tuple[int, dict, dict]:
         (BodyTooLarge("too large."), 413, 413, "ValidationError"),
         (UnsupportedContentType("Content-Type image/png is not supported."), 415, 415, "ValidationError"),
         (ModelFailure("the model failed: RuntimeError: boom"), 500, 424, "ModelError"),
+        (ModelTimeout("the prediction took longer than the request timeout of 2 s."), 504, 424, "ModelError"),
         (NotReady("the model is still loading."), 503, 503, "ServiceUnavailable"),
     ],
 )

@@ -11,7 +11,7 @@
      └── NotReady                     the model is still loading, or failed to load
 
 These classes say nothing about HTTP: :mod:`textclf.serving.app` turns each into its status in
-one place (400, 413, 415, 406, 500 or 424, 504, 503).
+one place (400, 413, 415, 406, 500 or 424, 504 or 424, 503).
 """
 
 from __future__ import annotations
