@@ -77,7 +77,7 @@ def run(model_dir: Path, source: Path, out: Path, engine: str, args) -> dict:
         workers=args.workers,
         chunk_size=args.chunk_size,
         engine=engine,
-        ray_address=args.ray_address,
+        ray_address=args.ray_address if engine == "ray" else None,
     )
     marks: dict[str, float] = {}
 

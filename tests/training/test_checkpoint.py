@@ -278,7 +278,9 @@ def test_a_checkpoint_of_another_job_is_refused_with_what_differs(tiny_bert, sen
 
     train.write_bytes(original)  # the same content, written again (a new modification time): this job again
     lines: list[str] = []
-    textclf.train(train, tmp_path / "out", model=tiny_bert, validation=val, progress=False, log=lines.append, **settings)
+    textclf.train(
+        train, tmp_path / "out", model=tiny_bert, validation=val, progress=False, log=lines.append, **settings
+    )
     assert f"resuming from {kept}: epoch 1, step 3" in lines
     assert staged(tmp_path / "out") == [] and (tmp_path / "out" / "model.safetensors").is_file()
 
