@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 # tests/test_packaging.py runs `package --inference-code`'s code in SageMaker's own Hugging Face handler;
-# --no-deps: the toolkit's requirements (librosa, numba) would replace NumPy 2 with 1.26
+# --no-deps: the toolkit's requirements (librosa, numba) would replace NumPy 2 with 1.26; psutil is the one
+# the handler imports
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
-	    sagemaker-huggingface-inference-toolkit==2.6.0 sagemaker-inference==1.10.1 multi-model-server==1.1.11
+	    sagemaker-huggingface-inference-toolkit==2.6.0 sagemaker-inference==1.10.1 multi-model-server==1.1.11 \
+	    psutil==7.2.2
 	touch $@
 
 demo: $(STAMP)
