@@ -216,3 +216,16 @@ def aws_credentials(monkeypatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def bert_int8(bert_artifact, sentiment_files, tmp_path_factory) -> Path:
+    """A copy of bert_artifact with its onnx-int8 export (read-only: copy it to change it)."""
+    import shutil
+
+    from textclf.export import export_model
+
+    folder = tmp_path_factory.mktemp("int8") / "bert"
+    shutil.copytree(bert_artifact, folder)
+    export_model(folder, "onnx-int8", validation=sentiment_files[1])
+    return folder

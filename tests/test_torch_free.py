@@ -7,15 +7,12 @@ commands on the export, as a user would, and reports which of the two it ever im
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from textclf.export import export_model
+from serving.serving_helpers import free_port
 
 pytestmark = pytest.mark.subprocess
 
@@ -68,25 +65,11 @@ print(json.dumps(report))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def int8_folder(bert_artifact, sentiment_files, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("torch-free") / "bert"
-    shutil.copytree(bert_artifact, folder)
-    export_model(folder, "onnx-int8", validation=sentiment_files[1])
-    return folder
-
-
-def test_serve_and_batch_with_onnx_int8_never_import_torch_or_transformers(int8_folder, tmp_path):
+def test_serve_and_batch_with_onnx_int8_never_import_torch_or_transformers(bert_int8, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("good food\nawful service\nthe phone was nice\n", encoding="utf-8")
     code = f"HEAVY = {HEAVY!r}\n" + CHILD
-    args = [str(int8_folder), str(texts), str(tmp_path / "scored"), str(free_port())]
+    args = [str(bert_int8), str(texts), str(tmp_path / "scored"), str(free_port())]
     child = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=240)
     assert child.returncode == 0, child.stderr
     report = json.loads(child.stdout.splitlines()[-1])

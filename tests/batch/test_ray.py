@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from conftest import make_sentences, write_csv
+from serving.serving_helpers import free_port
 from test_cli_errors import assert_one_line_error
 from textclf.cli import main
 
@@ -46,22 +46,6 @@ def outputs(folder: Path) -> dict[str, bytes]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def int8_model(bert_artifact, sentiment_files, tmp_path_factory) -> Path:
-    from textclf.export import export_model
-
-    folder = tmp_path_factory.mktemp("ray-model") / "bert"
-    shutil.copytree(bert_artifact, folder)
-    export_model(folder, "onnx-int8", validation=sentiment_files[1])
-    return folder
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """Three files, two of them with records that cannot be read."""
@@ -81,10 +65,10 @@ def job(model: Path, inputs: Path, output: Path, *more) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def local_outputs(int8_model, inputs, tmp_path_factory) -> dict[str, bytes]:
+def local_outputs(bert_int8, inputs, tmp_path_factory) -> dict[str, bytes]:
     """The local engine's outputs, two worker processes (the threads a worker of two has)."""
     out = tmp_path_factory.mktemp("ray-local") / "out"
-    result = batch(*job(int8_model, inputs, out, "--workers", "2"))
+    result = batch(*job(bert_int8, inputs, out, "--workers", "2"))
     assert result.exit_code == 3, result.output
     found = outputs(out)
     assert sorted(found) == ["bad.txt.errors", "bad.txt.out", "big.csv.out", "rows.jsonl.errors", "rows.jsonl.out"]
@@ -110,13 +94,13 @@ def local_ray():
 # -- usage (first: once this module starts Ray in this process, a job runs on it) ------------
 
 
-def test_an_unreachable_or_malformed_ray_address_is_one_line(int8_model, inputs, tmp_path):
+def test_an_unreachable_or_malformed_ray_address_is_one_line(bert_int8, inputs, tmp_path):
     pytest.importorskip("ray", reason="the Ray engine is the textclf[ray] extra (in dev)")
     port = free_port()  # bound and closed again: nothing listens there
     for address, fragment in ((f"127.0.0.1:{port}", "nothing answers there"), ("cluster", "expected host:port")):
-        result = batch(*job(int8_model, inputs, tmp_path / "out", "--engine", "ray", "--ray-address", address))
+        result = batch(*job(bert_int8, inputs, tmp_path / "out", "--engine", "ray", "--ray-address", address))
         assert_one_line_error(result, f"--ray-address {address}", fragment)
-    result = batch(*job(int8_model, inputs, tmp_path / "out2", "--ray-address", f"127.0.0.1:{port}"))
+    result = batch(*job(bert_int8, inputs, tmp_path / "out2", "--ray-address", f"127.0.0.1:{port}"))
     assert_one_line_error(result, "needs --engine ray")
 
 
@@ -144,11 +128,11 @@ sys.exit(run("--output", output + "/ray", "--engine", "ray"))
 """
 
 
-def test_only_engine_ray_imports_ray_and_without_it_says_how_to_install(int8_model, tmp_path):
+def test_only_engine_ray_imports_ray_and_without_it_says_how_to_install(bert_int8, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("good food\nawful service\n", encoding="utf-8")
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(int8_model), str(texts), str(tmp_path)],
+        [sys.executable, "-c", CHILD, str(bert_int8), str(texts), str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -163,21 +147,21 @@ def test_only_engine_ray_imports_ray_and_without_it_says_how_to_install(int8_mod
 
 
 def test_ray_engine_writes_the_local_engines_bytes_with_errors_and_exit_3(
-    local_ray, int8_model, inputs, local_outputs, tmp_path
+    local_ray, bert_int8, inputs, local_outputs, tmp_path
 ):
-    result = batch(*job(int8_model, inputs, tmp_path / "out", "--engine", "ray", "--workers", "2"))
+    result = batch(*job(bert_int8, inputs, tmp_path / "out", "--engine", "ray", "--workers", "2"))
     assert result.exit_code == 3, result.output
     assert "272 records scored in 3 file(s); 4 records could not be read" in result.stderr
     assert re.search(r"Ray actors scored 92 chunk\(s\) on 1 node\(s\)", result.stderr), result.stderr
     assert outputs(tmp_path / "out") == local_outputs
     assert sorted(os.listdir(tmp_path / "out" / WORKDIR)) == ["lock", "manifest.json"]
-    again = batch(*job(int8_model, inputs, tmp_path / "out", "--engine", "ray", "--workers", "2"))
+    again = batch(*job(bert_int8, inputs, tmp_path / "out", "--engine", "ray", "--workers", "2"))
     assert again.exit_code == 3 and "already complete" in again.stderr
 
 
-def test_a_model_that_fails_in_an_actor_is_one_line(local_ray, int8_model, inputs, tmp_path):
+def test_a_model_that_fails_in_an_actor_is_one_line(local_ray, bert_int8, inputs, tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(int8_model, broken)
+    shutil.copytree(bert_int8, broken)
     (broken / "model.int8.onnx").write_bytes(b"not the exported file")
     result = batch(*job(broken, inputs, tmp_path / "out", "--engine", "ray", "--workers", "2", "--no-progress"))
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
@@ -186,9 +170,9 @@ def test_a_model_that_fails_in_an_actor_is_one_line(local_ray, int8_model, input
     assert error.startswith(f"error: {broken / 'model.int8.onnx'}: differs from the file `textclf export` verified")
 
 
-def test_more_workers_than_the_cluster_has_cpus_is_one_line(local_ray, int8_model, inputs, tmp_path):
+def test_more_workers_than_the_cluster_has_cpus_is_one_line(local_ray, bert_int8, inputs, tmp_path):
     """An actor takes one CPU: a pool larger than the cluster would wait for the missing ones forever."""
-    result = batch(*job(int8_model, inputs, tmp_path / "out", "--engine", "ray", "--workers", "3"))
+    result = batch(*job(bert_int8, inputs, tmp_path / "out", "--engine", "ray", "--workers", "3"))
     assert_one_line_error(result, "has 2 CPU(s) and --workers 3 needs one an actor", "pass --workers 2 or fewer")
 
 
@@ -200,11 +184,11 @@ def _done_chunks(output: Path) -> int:
 
 
 @pytest.mark.slow
-def test_a_killed_ray_run_resumes_to_the_local_engines_bytes(local_ray, int8_model, inputs, local_outputs, tmp_path):
+def test_a_killed_ray_run_resumes_to_the_local_engines_bytes(local_ray, bert_int8, inputs, local_outputs, tmp_path):
     """SIGKILL a `batch --engine ray` (the driver and the Ray instance it started, one process group) once
     chunks are on disk; the same command finishes the job (here on the module's Ray), with the local bytes."""
     out = tmp_path / "out"
-    args = job(int8_model, inputs, out, "--engine", "ray", "--workers", "2")
+    args = job(bert_int8, inputs, out, "--engine", "ray", "--workers", "2")
     run = subprocess.Popen(
         [sys.executable, "-m", "textclf", "batch", *args],
         env={**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""},
@@ -273,7 +257,7 @@ def _stop_cluster(temp_dir: Path, env: dict) -> None:
 
 
 @pytest.mark.slow
-def test_two_nodes_run_the_actors_and_write_the_local_bytes(int8_model, inputs, local_outputs, tmp_path):
+def test_two_nodes_run_the_actors_and_write_the_local_bytes(bert_int8, inputs, local_outputs, tmp_path):
     pytest.importorskip("ray", reason="the Ray engine is the textclf[ray] extra (in dev)")
     temp_dir = Path("/tmp") / f"textclf-ray-{secrets.token_hex(4)}"  # short: Ray's socket paths must fit
     token = tmp_path / "token"
@@ -308,7 +292,7 @@ def test_two_nodes_run_the_actors_and_write_the_local_bytes(int8_model, inputs, 
         out = tmp_path / "out"
         address = ["--engine", "ray", "--ray-address", f"127.0.0.1:{port}", "--workers", "2"]
         run = subprocess.run(
-            [sys.executable, "-m", "textclf", "batch", *job(int8_model, inputs, out, *address)],
+            [sys.executable, "-m", "textclf", "batch", *job(bert_int8, inputs, out, *address)],
             env=env,
             capture_output=True,
             text=True,
