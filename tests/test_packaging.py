@@ -522,6 +522,24 @@ def test_links_inside_and_a_root_entry_unpack(tmp_path):
     assert (folder / "settings.json").read_text() == "{}" and (folder / "settings.json").is_symlink()
 
 
+def test_a_chain_of_links_cannot_lead_out_even_without_tarfiles_data_filter(tmp_path, monkeypatch):
+    """``a -> .`` then ``a/b -> ..`` each look inward, yet ``b/pwned`` would land beside the folder: Pythons
+    before 3.10.12/3.11.4 have no ``data`` filter to stop it, so there a link is refused outright."""
+    archive = tar_of(
+        tmp_path / "model.tar.gz",
+        ("a", tarfile.SYMTYPE, "."),
+        ("a/b", tarfile.SYMTYPE, ".."),
+        ("b/pwned", tarfile.REGTYPE, b"x"),
+    )
+    (tmp_path / "out").mkdir()
+    for without_filter in (False, True):
+        if without_filter:
+            monkeypatch.delattr(tarfile, "data_filter")
+        with pytest.raises(ArtifactError, match="refus|cannot unpack safely"):
+            unpack(archive, tmp_path / "out" / "model")
+        assert not (tmp_path / "out" / "pwned").exists() and list((tmp_path / "out").iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "kind, message",
     [

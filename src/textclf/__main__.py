@@ -10,6 +10,7 @@ after a finished run), and the launcher would count that abort as a failed run.
 import atexit
 import os
 import sys
+import traceback
 
 from .cli import main
 
@@ -26,6 +27,9 @@ if _torchrun_worker():
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except BaseException:  # --debug lets errors through: their traceback, then the same way out
+        traceback.print_exc()
+        code = 1
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -191,6 +191,7 @@ class ModelFolder:
     path: Path
     metadata: dict | None
     config: dict
+    archive: Path | None = None  # the model.tar.gz ``path`` was unpacked from, if any
 
     @classmethod
     def read(cls, path: str | Path | ModelFolder) -> ModelFolder:
@@ -198,11 +199,11 @@ class ModelFolder:
         the folder it unpacks to (:func:`textclf.packaging.unpacked`), so every command takes one."""
         if isinstance(path, ModelFolder):
             return path
-        path = Path(path)
+        path, archive = Path(path), None
         if path.is_file():
             from .packaging import unpacked
 
-            path = unpacked(path)
+            path, archive = unpacked(path), path.resolve()
         metadata = read_metadata(path)
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -210,7 +211,7 @@ class ModelFolder:
             raise ModelError(f"{path}: cannot read the model's config.json ({exc}).") from exc
         if not isinstance(config, dict):
             raise ModelError(f"{path}: cannot read the model's config.json (it is not a JSON object).")
-        return cls(path, metadata, config)
+        return cls(path, metadata, config, archive)
 
     @property
     def exports(self) -> dict[str, dict]:

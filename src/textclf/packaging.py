@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import platform
 import posixpath
 import shutil
 import tarfile
@@ -319,6 +320,7 @@ def _extract(archive: Path, staging: Path) -> None:
                     if hasattr(tarfile, "data_filter"):  # 3.12, and 3.10.12/3.11.4 on: its checks too
                         tar.extract(member, staging, filter="data")
                     else:
+                        _refuse_links_without_filter(archive, member)
                         member.mode &= 0o755
                         tar.extract(member, staging)
                 except getattr(tarfile, "FilterError", ()) as exc:
@@ -349,6 +351,16 @@ def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
         problem = "is a device, FIFO or other special file"
     if problem:
         raise ArtifactError(f"{archive}: member {name!r} {problem}; refusing to unpack it.")
+
+
+def _refuse_links_without_filter(archive: Path, member: tarfile.TarInfo) -> None:
+    """Without tarfile's ``data`` filter a chain of links that each look inward (``a -> .``, ``a/b -> ..``) can
+    still lead out of the folder, so a link is refused there: model folders have no need of links."""
+    if member.issym() or member.islnk():
+        raise ArtifactError(
+            f"{archive}: member {member.name!r} is a link, which this Python ({platform.python_version()}) cannot "
+            "unpack safely (3.10.12, 3.11.4 or newer can); unpack the archive yourself, or use a newer Python."
+        )
 
 
 def _check_layout(archive: Path, folder: Path) -> None:

@@ -159,6 +159,21 @@ def test_ray_engine_writes_the_local_engines_bytes_with_errors_and_exit_3(
     assert again.exit_code == 3 and "already complete" in again.stderr
 
 
+def test_a_model_archive_and_relative_paths_give_the_same_bytes(
+    local_ray, bert_int8, inputs, local_outputs, tmp_path, monkeypatch
+):
+    """The actors get absolute paths (they may run in another working folder) and the archive itself, which
+    an actor on a node without the driver's unpacked copy unpacks for itself."""
+    from textclf.packaging import package
+
+    package(bert_int8, tmp_path / "model.tar.gz")
+    shutil.copytree(inputs, tmp_path / "inputs")
+    monkeypatch.chdir(tmp_path)
+    result = batch(*job(Path("model.tar.gz"), Path("inputs"), Path("out"), "--engine", "ray", "--workers", "2"))
+    assert result.exit_code == 3, result.output
+    assert outputs(tmp_path / "out") == local_outputs
+
+
 def test_a_model_that_fails_in_an_actor_is_one_line(local_ray, bert_int8, inputs, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(bert_int8, broken)

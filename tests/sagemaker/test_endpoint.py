@@ -61,3 +61,47 @@ def test_a_prediction_over_the_timeout_is_504_and_424_on_the_runtime_path(bert_a
         time.sleep(3)  # the two late predictions still hold the model's one thread until they end
         quick = httpx.post(live.url + "/invocations", content=b"nice", headers={"Content-Type": "text/plain"})
         assert quick.status_code == 200  # the server goes on serving
+
+
+SLOW_MODEL = """
+import os
+import time
+
+from textclf import Classifier
+
+def model_fn(model_dir):
+    model = Classifier.load(model_dir, dtype="float32")
+    original = model.predict_proba
+
+    def slow(texts):
+        with open(os.path.join(model_dir, "calls.txt"), "a") as f:
+            f.write("|".join(texts) + "\\n")
+        time.sleep(0.6)
+        return original(texts)
+
+    model.predict_proba = slow
+    return model
+"""
+
+
+def test_texts_of_a_timed_out_request_still_queued_never_reach_the_model(bert_artifact, tmp_path):
+    import asyncio
+
+    folder = with_code(bert_artifact, tmp_path / "slow-model", SLOW_MODEL)
+    config = ServeConfig(model_dir=str(folder), request_timeout_s=0.3, max_batch_size=1, max_batch_delay_ms=0)
+    with LiveServer(create_app(config)) as live:
+
+        async def three():
+            async with httpx.AsyncClient() as client:
+                return await asyncio.gather(
+                    *(
+                        client.post(live.url + "/invocations", content=text, headers={"Content-Type": "text/plain"})
+                        for text in (b"first", b"second", b"third")
+                    )
+                )
+
+        answers = asyncio.run(three())
+        assert [a.status_code for a in answers] == [504, 504, 504]
+        time.sleep(1.5)  # whatever was on the model ends
+    calls = (folder / "calls.txt").read_text().split()
+    assert len(calls) == 1, calls  # one batch started before the timeouts; the two queued were dropped

@@ -186,6 +186,9 @@ def test_metric_lines_are_read_by_the_regexes_sagemaker_tuning_uses():
     for name, value in (("eval_accuracy", 0.9125), ("eval_loss", 0.3), ("eval_f1", 0.91), ("loss", 0.41234)):
         assert float(re.search(rf"'{name}': ([0-9\.]+)", lines).group(1)) == value
     assert re.findall(r"'epoch': ([0-9\.]+)", lines) == ["2.0", "2.0"]
+    tiny = "\n".join(metric_lines({"epoch": 3, "train_loss": 4e-05, "val_loss": 1.5e-07}))
+    assert re.search(r"'loss': ([0-9\.]+)", tiny).group(1) == "0.00004"  # not 4e-05, which the regex reads as 4
+    assert re.search(r"'eval_loss': ([0-9\.]+)", tiny).group(1) == "0.0"
 
 
 # -- bad layouts ---------------------------------------------------------------------------------------
@@ -221,11 +224,14 @@ def test_an_empty_channel_says_what_it_holds(tmp_path):
     assert "holds only notes.md; expected data.csv or one data file" in failure_of(base)
 
 
-def test_the_first_failure_written_wins(tmp_path):
+def test_a_run_clears_an_earlier_runs_results_and_the_first_failure_of_a_run_wins(tmp_path):
     base = lay_out(tmp_path / "ml", {}, {})
-    (base / "output" / "failure").write_text("the platform's own reason\n")
+    (base / "output" / "failure").write_text("an earlier run's reason\n")
+    (base / "output" / "success").touch()
     assert train_job(Layout.resolve(base), [], log=lambda _: None) == 2
-    assert failure_of(base) == "the platform's own reason"
+    assert "no 'training' channel" in failure_of(base) and not (base / "output" / "success").exists()
+    Layout.resolve(base).write_failure("a later, less precise reason")  # the launcher's, after a worker's
+    assert "no 'training' channel" in failure_of(base)
 
 
 # -- a whole job -----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ is not restarted: the job stops, and the same command resumes it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -61,7 +63,10 @@ def score_on_ray(
     try:
         _check_cpus(ray, actors, where)
         log(f"{work.output}: scoring on Ray ({where}) with {actors} actor(s).")
-        with _quiet(ray):
+        # the actors may run elsewhere, in another working folder: absolute paths (the same on every node)
+        tasks = [dataclasses.replace(task, path=str(Path(task.path).resolve())) for task in tasks]
+        folder = dataclasses.replace(folder, path=folder.path.resolve())
+        with _quiet(ray), _one_line(ray):
             for row in _dataset(ray, tasks, folder, options, threads, actors).iter_rows():
                 if row["failure"]:
                     raise pickle.loads(row["failure"])
@@ -86,6 +91,8 @@ class _ChunkActor:
     def __init__(self, folder: ModelFolder, options: BatchOptions, threads: int, tasks: list[Task]):
         import ray
 
+        if folder.archive is not None and not folder.path.is_dir():  # another node: unpack the archive here
+            folder = ModelFolder.read(folder.archive)
         self.scorer, self.tasks = Scorer(folder, options, threads), tasks
         self.node = ray.get_runtime_context().get_node_id()
 
@@ -232,6 +239,17 @@ def _quiet(ray):
         for name, value in saved.items():
             setattr(context, name, value)
         logger.setLevel(level)
+
+
+@contextmanager
+def _one_line(ray) -> Iterator[None]:
+    """A Ray failure (an actor or node lost, an error in an actor that is not a TextclfError) as one line."""
+    try:
+        yield
+    except ray.exceptions.RayError as exc:
+        raise TextclfError(
+            f"Ray: {_first_line(exc)}; the chunks scored so far are kept: run the same command again to resume."
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -47,6 +47,8 @@ def train_job(layout: Layout, argv: list[str], log: Callable[[str], None] = log_
     training process runs again when the job has several processes."""
     from ..training.distributed import launched
 
+    if os.environ.get("RANK", "0") == "0" and not launched():
+        layout.clear_results()  # a previous run's in this folder (local mode, a rerun to resume)
     try:
         settings = JobSettings.from_mapping(layout.hyperparameters(), str(layout.config_dir / "hyperparameters.json"))
         cluster = layout.cluster()
@@ -59,6 +61,9 @@ def train_job(layout: Layout, argv: list[str], log: Callable[[str], None] = log_
         return _train(layout, settings, data, validation, model, log)
     except TrainingInterrupted as exc:
         _fail(layout, str(exc), log)
+        return SIGTERM_EXIT
+    except KeyboardInterrupt:  # a signal before training could checkpoint (loading), or a third one
+        _fail(layout, "stopped by a signal before a checkpoint could be written; run the job again.", log)
         return SIGTERM_EXIT
     except TextclfError as exc:
         _fail(layout, str(exc), log)
@@ -109,20 +114,27 @@ def _train(
 
 def metric_lines(record: dict) -> list[str]:
     """An epoch's figures the way HF Trainer logs them, which SageMaker's metric regexes (JumpStart's, and
-    ``'eval_accuracy': ([0-9.]+)`` for hyperparameter tuning on ``val_accuracy``) read from the log."""
-    epoch = float(record["epoch"])
-    train_figures = {"loss": round(record["train_loss"], 6), "epoch": epoch}
+    ``'eval_accuracy': ([0-9.]+)`` for hyperparameter tuning on ``val_accuracy``) read from the log; numbers in
+    fixed point, since those regexes would read 4e-05 as 4."""
+    train_figures = {"loss": record["train_loss"]}
     evaluated = {
-        f"eval_{name[4:]}": round(value, 6)
+        f"eval_{name[4:]}": value
         for name, value in record.items()
         if name.startswith("val_") and isinstance(value, (int, float)) and not isinstance(value, bool)
     }
-    lines = [repr(train_figures)]
-    if evaluated:
-        if "eval_f1" not in evaluated and "eval_micro_f1" in evaluated:
-            evaluated["eval_f1"] = evaluated["eval_micro_f1"]  # multi-label: JumpStart's f1 is the micro one
-        lines.append(repr({**evaluated, "epoch": epoch}))
-    return lines
+    if "eval_f1" not in evaluated and "eval_micro_f1" in evaluated:
+        evaluated["eval_f1"] = evaluated["eval_micro_f1"]  # multi-label: JumpStart's f1 is the micro one
+    groups = [train_figures, evaluated] if evaluated else [train_figures]
+    return [_trainer_dict({**figures, "epoch": record["epoch"]}) for figures in groups]
+
+
+def _trainer_dict(figures: dict) -> str:
+    return "{" + ", ".join(f"'{name}': {_fixed(value)}" for name, value in figures.items()) + "}"
+
+
+def _fixed(value: float) -> str:
+    text = f"{float(value):.6f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def publish(folder: Path, model_dir: Path) -> None:

@@ -174,6 +174,11 @@ class Layout:
 
     # -- results -------------------------------------------------------------------------
 
+    def clear_results(self) -> None:
+        """Remove ``output/failure`` and ``output/success`` of an earlier run in this folder."""
+        for path in (self.failure_file, self.success_file):
+            path.unlink(missing_ok=True)
+
     def write_failure(self, reason: str) -> None:
         """``output/failure``, unless something wrote it first (the toolkit's rule: the first cause wins)."""
         path = self.failure_file

@@ -234,16 +234,15 @@ class Endpoint:
         return await handler.render(prediction, accept, context)
 
     async def within_timeout(self, prediction: Awaitable) -> Any:
-        """``prediction``'s result, or :class:`ModelTimeout` after ``request_timeout_s`` (the prediction itself runs
-        on: its batch may hold other requests' texts)."""
+        """``prediction``'s result, or :class:`ModelTimeout` after ``request_timeout_s``. The late request is
+        cancelled: its texts still queued are dropped (the batcher skips cancelled requests; other requests in
+        the same batch are answered as usual); a batch already on the model finishes."""
         limit = self.config.request_timeout_s
         if limit is None:
             return await prediction
-        task = asyncio.ensure_future(prediction)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), limit)
+            return await asyncio.wait_for(prediction, limit)
         except asyncio.TimeoutError:
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # its outcome is nobody's now
             raise ModelTimeout(
                 f"the prediction took longer than the request timeout of {limit:g} s (request_timeout_s, "
                 "$SAGEMAKER_MODEL_SERVER_TIMEOUT)."
