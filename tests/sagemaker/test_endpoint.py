@@ -58,7 +58,7 @@ def test_a_prediction_over_the_timeout_is_504_and_424_on_the_runtime_path(bert_a
             live.url + "/endpoints/x/invocations", content=b"slow", headers={"Content-Type": "text/plain"}
         )
         assert runtime.status_code == 424 and runtime.headers["x-amzn-ErrorType"] == "ModelError"
-        time.sleep(3)  # the two late predictions still hold the model's one thread until they end
+        time.sleep(4)  # the two late predictions (1.5 s each) hold the model's one thread until they end
         quick = httpx.post(live.url + "/invocations", content=b"nice", headers={"Content-Type": "text/plain"})
         assert quick.status_code == 200  # the server goes on serving
 
@@ -103,5 +103,6 @@ def test_texts_of_a_timed_out_request_still_queued_never_reach_the_model(bert_ar
         answers = asyncio.run(three())
         assert [a.status_code for a in answers] == [504, 504, 504]
         time.sleep(1.5)  # whatever was on the model ends
-    calls = (folder / "calls.txt").read_text().split()
-    assert len(calls) == 1, calls  # one batch started before the timeouts; the two queued were dropped
+    record = folder / "calls.txt"
+    calls = record.read_text().split() if record.exists() else []
+    assert len(calls) <= 1, calls  # at most the batch on the model when they timed out; the queued were dropped
