@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -212,7 +213,11 @@ class World:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates broadcast_buffers for forward_sync_buffers, which older torch (pyproject allows
+            # >= 2.4) does not have; the meaning wanted here is the same in both
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers.* is deprecated", category=FutureWarning)
+            return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
     def no_sync(self, model: torch.nn.Module, skip: bool) -> AbstractContextManager:
         """With ``skip``, a backward pass that only accumulates gradients locally (DDP's ``no_sync``)."""
