@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, REPO, make_sentences, write_csv
+from serving.serving_helpers import free_port, wait_for_ping
 from textclf.errors import ConfigError
 from textclf.sagemaker import Cluster, JobSettings, Layout, train_job
 from textclf.sagemaker.job import metric_lines
@@ -65,15 +66,14 @@ def lay_out(
     return base
 
 
-def run_job(base: Path, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
+def run_job(base: Path) -> subprocess.CompletedProcess:
     """The image's `train`: `textclf sagemaker train` with SAGEMAKER_BASE_DIR set, as its own process."""
     return subprocess.run(
         [sys.executable, "-m", "textclf", "sagemaker", "train"],
         env=job_env(base),
         capture_output=True,
         text=True,
-        timeout=timeout,
-        **popen,
+        timeout=240,
     )
 
 
@@ -282,7 +282,6 @@ def test_serve_answers_boto3_like_an_endpoint(finished_job, aws_credentials):
     import boto3
 
     import textclf
-    from serving.serving_helpers import free_port, wait_for_ping
 
     base, _ = finished_job
     port = free_port()
@@ -371,7 +370,6 @@ def test_sigterm_checkpoints_and_running_the_job_again_resumes(tiny_bert, tmp_pa
 def test_two_hosts_train_one_ddp_job(tiny_bert, tmp_path):
     """Two hosts of one job on this machine (each with its own /opt/ml, as SageMaker gives them): the rank comes
     from current_host, hosts[0] is the rendezvous, and only that host writes model/."""
-    from serving.serving_helpers import free_port
 
     hosts = ("localhost", "127.0.0.1")  # names that resolve here; sorted, 127.0.0.1 is hosts[0]
     bases = [

@@ -47,7 +47,7 @@ def train_job(layout: Layout, argv: list[str], log: Callable[[str], None] = log_
     training process runs again when the job has several processes."""
     from ..training.distributed import launched
 
-    if os.environ.get("RANK", "0") == "0" and not launched():
+    if not launched():  # the job's own process (not one of the training processes it starts)
         layout.clear_results()  # a previous run's in this folder (local mode, a rerun to resume)
     try:
         settings = JobSettings.from_mapping(layout.hyperparameters(), str(layout.config_dir / "hyperparameters.json"))
@@ -83,7 +83,7 @@ def _train(
 ) -> int:
     from ..training import train
 
-    main = os.environ.get("RANK", "0") == "0"
+    main = _rank0()
     work = _work_folder(layout)
     if main:
         shutil.rmtree(work.parent, ignore_errors=True)  # a previous run's, in this container
@@ -221,6 +221,11 @@ def _gpus() -> int:
     return torch.cuda.device_count()
 
 
+def _rank0() -> bool:
+    """This process writes: rank 0 of the training processes, or the job's only process."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -230,7 +235,7 @@ def _remove(path: Path) -> None:
 
 def _fail(layout: Layout, reason: str, log: Callable[[str], None]) -> None:
     log(f"error: {reason}")
-    if os.environ.get("RANK", "0") == "0":
+    if _rank0():
         try:
             layout.write_failure(reason)
         except OSError as exc:
